@@ -1,0 +1,172 @@
+"""Rain renderer configuration: parameter ranges as data, loaded from YAML and validated.
+
+The tables below mirror ``vimpnet_ros/data/configs/rain_default.yaml`` (the shipped
+defaults, which document each field). A user config may set any subset of the
+fields; the rest keep the defaults of the dataclasses, which equal the shipped file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from vimpnet_ros.errors import ConfigError
+
+#: A closed range [lo, hi]; one value is drawn per video (or per drop).
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class StreakConfig:
+    """Ranges for rain streaks (falling particles, motion-blurred by the shutter)."""
+
+    probability: float = 1.0
+    density: Range = (3.0, 12.0)
+    angle_deg: Range = (-20.0, 20.0)
+    speed: Range = (0.12, 0.30)
+    exposure: Range = (0.35, 0.8)
+    intensity: Range = (0.30, 0.75)
+    depth_falloff: Range = (0.15, 0.35)
+    thickness: Range = (1.2, 2.4)
+    layers: int = 4
+
+
+@dataclass(frozen=True)
+class DropConfig:
+    """Ranges for raindrops on the lens or windshield."""
+
+    probability: float = 1.0
+    density: Range = (3.0, 12.0)
+    radius: Range = (0.012, 0.055)
+    irregularity: Range = (0.03, 0.12)
+    aspect: Range = (0.8, 1.25)
+    zoom: Range = (0.35, 0.8)
+    look_up: Range = (0.5, 2.0)
+    blur_sigma: Range = (1.0, 3.0)
+    edge_width: float = 1.5
+    rim_darkening: Range = (0.15, 0.4)
+    brightness: Range = (0.95, 1.15)
+    highlight: Range = (0.0, 0.3)
+    growth: Range = (0.0, 0.008)
+    spawn_rate: Range = (0.0, 0.3)
+    merge_overlap: float = 0.7
+    slide_radius: float = 0.035
+    slide_probability: float = 0.05
+    slide_speed: Range = (0.004, 0.02)
+
+
+@dataclass(frozen=True)
+class RainConfig:
+    """The whole renderer configuration: streaks and drops."""
+
+    streaks: StreakConfig = field(default_factory=StreakConfig)
+    drops: DropConfig = field(default_factory=DropConfig)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> RainConfig:
+        """Build and validate a config from a (possibly partial) nested mapping."""
+        data = dict(data or {})
+        unknown = sorted(set(data) - {"streaks", "drops"})
+        if unknown:
+            raise ConfigError(f"unknown rain config section(s) {unknown}; expected 'streaks' and/or 'drops'")
+        return cls(
+            streaks=_section(StreakConfig, data.get("streaks"), "streaks"),
+            drops=_section(DropConfig, data.get("drops"), "drops"),
+        )
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (lists for ranges), e.g. to store next to a rendered dataset."""
+        return {
+            "streaks": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.streaks).items()},
+            "drops": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.drops).items()},
+        }
+
+
+#: Fields that must lie in [0, 1] (probabilities and fractions).
+_UNIT_FIELDS = frozenset({"probability", "slide_probability", "exposure", "intensity", "depth_falloff", "highlight"})
+#: Fields that may be negative (directions).
+_SIGNED_FIELDS = frozenset({"angle_deg"})
+
+
+def _section(cls: type[Any], data: Any, name: str) -> Any:
+    """Parse one section (``streaks`` or ``drops``) into its dataclass, checking names, types and ranges."""
+    if data is None:
+        return cls()
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"rain config section {name!r} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in rain config section {name!r}; known keys: {sorted(known)}")
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        where = f"{name}.{key}"
+        if hints[key] == Range:
+            values[key] = _parse_range(raw, where, key)
+        elif hints[key] is int:
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+                raise ConfigError(f"rain config {where} must be a positive integer, got {raw!r}")
+            values[key] = raw
+        else:
+            values[key] = _parse_number(raw, where, key)
+    return cls(**values)
+
+
+def _parse_number(raw: Any, where: str, key: str) -> float:
+    """A finite float, checked against the field's allowed interval."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not np.isfinite(raw):
+        raise ConfigError(f"rain config {where} must be a number, got {raw!r}")
+    value = float(raw)
+    if key not in _SIGNED_FIELDS and value < 0:
+        raise ConfigError(f"rain config {where} must be >= 0, got {value}")
+    if key in _UNIT_FIELDS and value > 1:
+        raise ConfigError(f"rain config {where} must be in [0, 1], got {value}")
+    return value
+
+
+def _parse_range(raw: Any, where: str, key: str) -> Range:
+    """A [lo, hi] pair (or a single number meaning [x, x]) with lo <= hi."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        raw = [raw, raw]
+    if not isinstance(raw, list | tuple) or len(raw) != 2:
+        raise ConfigError(f"rain config {where} must be a range [lo, hi] or a number, got {raw!r}")
+    lo, hi = (_parse_number(item, where, key) for item in raw)
+    if lo > hi:
+        raise ConfigError(f"rain config {where}: lo {lo} is larger than hi {hi}")
+    return (lo, hi)
+
+
+def default_rain_config_path() -> Path:
+    """Path of the shipped default config (package data)."""
+    return Path(str(resources.files("vimpnet_ros.data") / "configs" / "rain_default.yaml"))
+
+
+def load_rain_config(path: str | Path | None = None) -> RainConfig:
+    """Load a rain config YAML (None = the shipped default); missing keys keep the defaults."""
+    path = default_rain_config_path() if path is None else Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read rain config {path}: {error.strerror}") from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"rain config {path} is not valid YAML: {error}") from error
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"rain config {path} must hold a mapping with 'streaks' and 'drops' sections")
+    return RainConfig.from_dict(data)
+
+
+def draw(rng: np.random.Generator, value: Range) -> float:
+    """One uniform draw from a range (exactly lo when lo == hi, without consuming randomness differently)."""
+    lo, hi = value
+    return float(rng.uniform(lo, hi))

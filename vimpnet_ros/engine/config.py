@@ -1,0 +1,155 @@
+"""Engine configuration: one validated, immutable record shared by all streams.
+
+Validation happens in the constructor so a bad ROS parameter or CLI flag fails
+at startup with a message naming the field, not minutes later inside a backend.
+Nothing here touches files or devices; choices that depend on the machine
+(``auto`` backend/precision/device) are resolved by :mod:`vimpnet_ros.engine.backends`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vimpnet_ros.errors import ConfigError
+
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+OUTPUT_FRAMES: tuple[str, ...] = ("latest", "center")
+MIN_WINDOW, MAX_WINDOW = 3, 9
+#: Tiles smaller than this leave too little context for the 7x7 soft split at quarter resolution.
+MIN_TILE_SIZE = 32
+#: Layers need height and width to be multiples of this (two stride-2 stages).
+SIZE_MULTIPLE = 4
+
+
+def default_engine_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/vimpnet_ros/engines`` (``~/.cache/...`` when unset): where TensorRT programs are kept."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "vimpnet_ros" / "engines"
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"engine {name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_device(device: object) -> None:
+    if not isinstance(device, str):
+        raise ConfigError(f"engine device must be a string (auto, cpu, cuda or cuda:N); got {device!r}")
+    if device in ("auto", "cpu", "cuda"):
+        return
+    prefix, _, index = device.partition(":")
+    if prefix != "cuda" or not index.isdigit():
+        raise ConfigError(f"engine device must be auto, cpu, cuda or cuda:N (N a GPU index); got {device!r}")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything that decides how frames are restored; see DEVELOPERS.md "Contract: streaming engine".
+
+    ``inference_size`` is ``(width, height)`` like OpenCV and ROS image sizes;
+    ``tile_size`` 0 runs the whole (padded) frame at once.
+    """
+
+    model: str = "vimpnet_lite"
+    checkpoint: str | Path | None = None
+    backend: str = "auto"
+    precision: str = "auto"
+    device: str = "auto"
+    window_size: int = 5
+    output_frame: str = "latest"
+    inference_size: tuple[int, int] | None = None
+    tile_size: int = 0
+    tile_overlap: int = 32
+    max_gap_s: float = 1.0
+    engine_cache_dir: str | Path | None = None
+    #: How many tiles go through the network together (memory vs. throughput).
+    tile_batch: int = 4
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"engine model must be a config name such as 'vimpnet_lite'; got {self.model!r}")
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("output_frame", self.output_frame, OUTPUT_FRAMES)
+        _check_device(self.device)
+        self._check_window()
+        self._check_inference_size()
+        self._check_tiling()
+        if isinstance(self.max_gap_s, bool) or not isinstance(self.max_gap_s, int | float) or not self.max_gap_s > 0:
+            raise ConfigError(f"engine max_gap_s must be a positive number of seconds; got {self.max_gap_s!r}")
+        self._check_combination()
+
+    def _check_window(self) -> None:
+        size = self.window_size
+        if isinstance(size, bool) or not isinstance(size, int) or not MIN_WINDOW <= size <= MAX_WINDOW or size % 2 == 0:
+            raise ConfigError(f"engine window_size must be an odd integer in {MIN_WINDOW}..{MAX_WINDOW}; got {size!r}")
+
+    def _check_inference_size(self) -> None:
+        size = self.inference_size
+        if size is None:
+            return
+        if isinstance(size, list):
+            object.__setattr__(self, "inference_size", size := tuple(size))
+        valid = (
+            isinstance(size, tuple)
+            and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= SIZE_MULTIPLE for v in size)
+        )
+        if not valid:
+            raise ConfigError(
+                f"engine inference_size must be None or (width, height) with both >= {SIZE_MULTIPLE}; got {size!r}"
+            )
+
+    def _check_tiling(self) -> None:
+        for name in ("tile_size", "tile_overlap", "tile_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"engine {name} must be a non-negative integer; got {value!r}")
+        if self.tile_batch < 1:
+            raise ConfigError(f"engine tile_batch must be at least 1; got {self.tile_batch}")
+        if self.tile_size == 0:
+            return
+        if self.tile_size < MIN_TILE_SIZE or self.tile_size % SIZE_MULTIPLE:
+            raise ConfigError(
+                f"engine tile_size must be 0 (whole frame) or a multiple of {SIZE_MULTIPLE} that is at least "
+                f"{MIN_TILE_SIZE}; got {self.tile_size}"
+            )
+        if 2 * self.tile_overlap >= self.tile_size:
+            raise ConfigError(
+                f"engine tile_overlap ({self.tile_overlap}) must be less than half of tile_size ({self.tile_size})"
+            )
+
+    def _check_combination(self) -> None:
+        """Reject pairs that can never work, whatever the machine (auto values are resolved later)."""
+        on_cpu = self.device == "cpu"
+        if self.backend == "tensorrt" and on_cpu:
+            raise ConfigError("engine backend 'tensorrt' needs a CUDA device; set device to auto or cuda")
+        if self.backend == "onnxruntime" and self.precision not in ("auto", "fp32"):
+            raise ConfigError(
+                f"engine backend 'onnxruntime' runs fp32 only; got precision {self.precision!r} (use fp32 or auto)"
+            )
+        if on_cpu and self.precision == "fp16":
+            raise ConfigError("engine precision 'fp16' needs a CUDA device; on CPU use bf16 or fp32")
+
+    def replace(self, **changes: object) -> EngineConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def cache_dir(self) -> Path:
+        """The TensorRT engine cache directory this config points at."""
+        return Path(self.engine_cache_dir).expanduser() if self.engine_cache_dir else default_engine_cache_dir()
+
+    @property
+    def delay_frames(self) -> int:
+        """How many pushes a result lags behind the newest frame (0 for latest, T//2 for center)."""
+        return 0 if self.output_frame == "latest" else self.window_size // 2
+
+    @property
+    def output_index(self) -> int:
+        """Index of the described frame inside the T-frame window."""
+        return self.window_size - 1 if self.output_frame == "latest" else self.window_size // 2

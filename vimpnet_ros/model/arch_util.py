@@ -1,0 +1,108 @@
+"""Blocks shared by the ViMP-Net modules: flow warping, residual blocks, per-frame pixel shuffle.
+
+Kept in one module (BasicSR's arch_util) so each architecture file only says how
+the blocks are wired. Everything here is export-friendly: static shapes, no
+data-dependent branches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def make_layer(block: Callable[[], nn.Module], num_blocks: int) -> nn.Sequential:
+    """``num_blocks`` fresh instances of ``block`` in a Sequential (names ``0``, ``1``, ...)."""
+    return nn.Sequential(*(block() for _ in range(num_blocks)))
+
+
+def base_grid(h: int, w: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Pixel coordinates ``(h, w, 2)`` with channel 0 = x (column) and 1 = y (row)."""
+    ys = torch.arange(h, dtype=dtype, device=device)
+    xs = torch.arange(w, dtype=dtype, device=device)
+    return torch.stack((xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)), dim=-1)
+
+
+def flow_warp(x: Tensor, flow: Tensor, padding_mode: str = "zeros") -> Tensor:
+    """Warp ``x`` (n, c, h, w) by ``flow`` (n, 2, h, w), channel 0 = dx, 1 = dy, in pixels.
+
+    Samples ``x`` at pixel + flow with bilinear interpolation (align_corners=True,
+    i.e. normalised by w-1 and h-1), as the reference's ``flow_warp``.
+    """
+    _, _, h, w = x.shape
+    grid = base_grid(h, w, flow.dtype, flow.device).unsqueeze(0) + flow.permute(0, 2, 3, 1)
+    grid_x = grid[..., 0] * (2.0 / max(w - 1, 1)) - 1.0
+    grid_y = grid[..., 1] * (2.0 / max(h - 1, 1)) - 1.0
+    grid = torch.stack((grid_x, grid_y), dim=-1)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True)
+
+
+class ResidualBlockNoBN(nn.Module):
+    """conv3x3 - ReLU - conv3x3 plus identity (EDSR block without batch norm)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(n, c, h, w) -> (n, c, h, w)."""
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class ResidualBlocksWithInputConv(nn.Module):
+    """conv3x3 to ``out_channels``, LeakyReLU(0.1), then ``num_blocks`` residual blocks.
+
+    Parameters live under ``main.0`` (input conv) and ``main.2.K`` (blocks) as in the reference.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_blocks: int) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, 1, 1),
+            nn.LeakyReLU(negative_slope=0.1),
+            make_layer(lambda: ResidualBlockNoBN(out_channels), num_blocks),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(n, c_in, h, w) -> (n, c_out, h, w)."""
+        return self.main(x)
+
+
+class ResidualBlock3D(nn.Module):
+    """Conv3d 3x3x3 - ReLU - Conv3d 3x3x3 plus identity, on (n, c, t, h, w) volumes."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(channels, channels, 3, 1, 1)
+        self.conv2 = nn.Conv3d(channels, channels, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(n, c, t, h, w) -> (n, c, t, h, w)."""
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+def conv3d_frames(in_channels: int, out_channels: int) -> nn.Conv3d:
+    """A per-frame 3x3 conv written as Conv3d (1x3x3, pad (0,1,1)), the reference's layout."""
+    return nn.Conv3d(in_channels, out_channels, (1, 3, 3), 1, (0, 1, 1))
+
+
+def pixel_shuffle_frames(x: Tensor, scale: int) -> Tensor:
+    """Pixel shuffle each frame of a volume: (n, c*s*s, t, h, w) -> (n, c, t, h*s, w*s)."""
+    n, c, t, h, w = x.shape
+    frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+    frames = F.pixel_shuffle(frames, scale)
+    return frames.reshape(n, t, c // (scale * scale), h * scale, w * scale).transpose(1, 2)
+
+
+def to_volume(frames: Tensor) -> Tensor:
+    """(n, t, c, h, w) -> (n, c, t, h, w) for Conv3d."""
+    return frames.transpose(1, 2)
+
+
+def from_volume(volume: Tensor) -> Tensor:
+    """(n, c, t, h, w) -> (n, t, c, h, w)."""
+    return volume.transpose(1, 2)

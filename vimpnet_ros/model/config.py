@@ -1,0 +1,121 @@
+"""Model configurations: the published ViMP-Net and a lighter variant, as data (timm style).
+
+A config fixes every width and depth of the generator, so a checkpoint plus its
+config name (or the config stored in our own checkpoint format) rebuilds the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from vimpnet_ros.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class VimpNetConfig:
+    """Widths and depths of the ViMP-Net generator.
+
+    Stage 1 (streaks): ``mid_channels`` wide quarter-resolution features,
+    ``extract_blocks`` residual blocks in the feature extractor, ``num_blocks`` in
+    each propagation backbone, ``recon_blocks`` 3-D residual blocks in the
+    reconstruction. Stage 2 (raindrops): encoders of ``encoder_channels``, soft
+    split into ``patch_size`` patches, ``transformer_weight_sets`` dual transformer
+    blocks each applied ``transformer_repeats`` times in a row.
+    """
+
+    name: str
+    mid_channels: int = 64
+    num_blocks: int = 9
+    extract_blocks: int = 5
+    recon_blocks: int = 5
+    recon_upsample_channels: tuple[int, int] = (32, 16)
+    streak_channels: int = 16
+    drop_channels: int = 8
+    deform_groups: int = 16
+    max_residue_magnitude: float = 10.0
+    encoder_channels: tuple[int, int, int] = (64, 128, 256)
+    decoder_channels: tuple[int, int] = (32, 16)
+    patch_size: int = 7
+    patch_stride: int = 3
+    patch_padding: int = 3
+    transformer_dim: int = 512
+    transformer_heads: int = 4
+    transformer_ffn: int = 2048
+    transformer_weight_sets: int = 2
+    transformer_repeats: int = 2
+
+    def __post_init__(self) -> None:
+        """Reject sizes that cannot build (checked here so a bad config file fails before any tensor)."""
+        positive = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.type in ("int", int)
+        }
+        for field_name, value in positive.items():
+            if field_name in ("extract_blocks", "num_blocks", "recon_blocks", "patch_padding"):
+                if value < 0:
+                    raise ConfigError(f"model config {self.name!r}: {field_name} must be >= 0, got {value}")
+            elif value < 1:
+                raise ConfigError(f"model config {self.name!r}: {field_name} must be >= 1, got {value}")
+        if (2 * self.mid_channels) % self.deform_groups:
+            raise ConfigError(
+                f"model config {self.name!r}: deform_groups ({self.deform_groups}) must divide "
+                f"2 * mid_channels ({2 * self.mid_channels})"
+            )
+        if self.transformer_dim % self.transformer_heads:
+            raise ConfigError(
+                f"model config {self.name!r}: transformer_heads ({self.transformer_heads}) must divide "
+                f"transformer_dim ({self.transformer_dim})"
+            )
+        if self.max_residue_magnitude <= 0:
+            raise ConfigError(f"model config {self.name!r}: max_residue_magnitude must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists), stored inside our checkpoints."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VimpNetConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error so typos do not pass silently."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown model config fields {unknown}; known: {sorted(known)}")
+        if "name" not in data:
+            raise ConfigError("model config lacks a 'name'")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+
+#: Registered configurations. ``vimpnet`` is the published network (loads its checkpoint).
+CONFIGS: dict[str, VimpNetConfig] = {
+    "vimpnet": VimpNetConfig(name="vimpnet"),
+    # Same structure, ~10x cheaper: narrow stage-1 features, shallow residual stacks,
+    # a 128-wide transformer applied once per weight set. SPyNet stays as published.
+    "vimpnet_lite": VimpNetConfig(
+        name="vimpnet_lite",
+        mid_channels=32,
+        num_blocks=3,
+        extract_blocks=2,
+        recon_blocks=1,
+        recon_upsample_channels=(16, 16),
+        streak_channels=8,
+        drop_channels=8,
+        deform_groups=8,
+        encoder_channels=(16, 32, 64),
+        decoder_channels=(16, 16),
+        transformer_dim=128,
+        transformer_heads=4,
+        transformer_ffn=256,
+        transformer_weight_sets=2,
+        transformer_repeats=1,
+    ),
+}
+
+
+def get_config(name: str) -> VimpNetConfig:
+    """The registered config called ``name``; a ConfigError lists the valid names."""
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model config {name!r}; choose one of {sorted(CONFIGS)}") from None

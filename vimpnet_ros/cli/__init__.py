@@ -21,6 +21,12 @@ from vimpnet_ros.errors import VimpnetError
 SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("info", "info", "show versions, configs and where the package's files are"),
     ("benchmark", "benchmark", "measure the model or the streaming engine; print a table, write JSON"),
+    ("render", "render", "render synthetic rain over clean footage into a VRDS-layout training set"),
+    ("make-sample-bag", "make_sample_bag", "render a short rainy drive with ground truth into a rosbag2"),
+    ("bag-play", "bag_play", "publish a rosbag2 onto ROS topics at the recorded rate (optional /clock)"),
+    ("bag-record", "bag_record", "record ROS topics into a rosbag2; report end-to-end latency"),
+    ("bag-eval", "bag_eval", "derain every frame of a rosbag offline: output bag + report (PSNR/SSIM, latency)"),
+    ("demo", "demo", "end-to-end demo: sample bag -> live node -> recorder -> report"),
 )
 
 

@@ -113,7 +113,9 @@ def scan_vrds(root: str | Path, streams: Sequence[str] = STREAMS, check_sizes: b
     reference_stream = streams[0]
     names = names_per_stream[reference_stream]
     if not names:
-        raise DatasetError(f"{root / reference_stream} holds no video folders (expected {root / reference_stream}/<video>/)")
+        raise DatasetError(
+            f"{root / reference_stream} holds no video folders (expected {root / reference_stream}/<video>/)"
+        )
     for stream in streams[1:]:
         only_ref = sorted(set(names) - set(names_per_stream[stream]))
         only_other = sorted(set(names_per_stream[stream]) - set(names))
@@ -141,7 +143,7 @@ def _scan_video(root: Path, name: str, streams: Sequence[str], check_sizes: bool
     first = frames[streams[0]][0]
     height, width = png_size(first)
     if check_sizes:
-        for stream, files in frames.items():
+        for files in frames.values():
             for path in files:
                 size = png_size(path)
                 if size != (height, width):

@@ -29,7 +29,7 @@ class StreakConfig:
     """Ranges for rain streaks (falling particles, motion-blurred by the shutter)."""
 
     probability: float = 1.0
-    density: Range = (3.0, 12.0)
+    density: Range = (4.0, 16.0)
     angle_deg: Range = (-20.0, 20.0)
     speed: Range = (0.12, 0.30)
     exposure: Range = (0.35, 0.8)
@@ -167,6 +167,6 @@ def load_rain_config(path: str | Path | None = None) -> RainConfig:
 
 
 def draw(rng: np.random.Generator, value: Range) -> float:
-    """One uniform draw from a range (exactly lo when lo == hi, without consuming randomness differently)."""
+    """One uniform draw from a range; always consumes one number so the random stream does not depend on values."""
     lo, hi = value
     return float(rng.uniform(lo, hi))

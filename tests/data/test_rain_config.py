@@ -1,0 +1,67 @@
+"""Rain config: the shipped YAML, partial user configs and validation errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vimpnet_ros.data.rain.config import (
+    DropConfig,
+    RainConfig,
+    StreakConfig,
+    default_rain_config_path,
+    load_rain_config,
+)
+from vimpnet_ros.errors import ConfigError
+
+
+def test_shipped_yaml_is_package_data_and_equals_the_defaults() -> None:
+    path = default_rain_config_path()
+    assert path.is_file()
+    assert path.parent.name == "configs"
+    assert load_rain_config() == RainConfig()
+    # Every field is documented in the shipped file, so users see all knobs.
+    data = yaml.safe_load(path.read_text())
+    assert set(data["streaks"]) == set(StreakConfig.__dataclass_fields__)
+    assert set(data["drops"]) == set(DropConfig.__dataclass_fields__)
+
+
+def test_partial_config_keeps_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "rain.yaml"
+    path.write_text("streaks:\n  angle_deg: [-5, 5]\n  layers: 2\ndrops:\n  zoom: 0.5\n")
+    config = load_rain_config(path)
+    assert config.streaks.angle_deg == (-5.0, 5.0)
+    assert config.streaks.layers == 2
+    assert config.drops.zoom == (0.5, 0.5)
+    assert config.drops.radius == DropConfig().radius
+    assert RainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("streak:\n  density: 1\n", "unknown rain config section"),
+        ("drops:\n  radius: [0.1]\n", "range"),
+        ("drops:\n  radius: [0.2, 0.1]\n", "larger than hi"),
+        ("drops:\n  probability: 1.5\n", r"\[0, 1\]"),
+        ("streaks:\n  density: -1\n", ">= 0"),
+        ("streaks:\n  layers: 0\n", "positive integer"),
+        ("streaks:\n  speed: fast\n", "must be a range"),
+        ("drops:\n  edge_width: wide\n", "must be a number"),
+        ("streaks: [1, 2]\n", "must be a mapping"),
+        ("- a\n- b\n", "must hold a mapping"),
+        ("streaks: {density: [1, 2\n", "not valid YAML"),
+    ],
+)
+def test_invalid_configs_raise_config_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "rain.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_rain_config(path)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read rain config"):
+        load_rain_config(tmp_path / "missing.yaml")

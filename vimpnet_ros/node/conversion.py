@@ -90,7 +90,9 @@ def image_to_rgb(msg: Image | Any) -> DecodedFrame:
     if step != row_bytes:  # padded rows: drop the padding so rosbags-image sees a packed buffer
         packed = np.frombuffer(data, np.uint8).reshape(height, step)[:, :row_bytes]
         data = np.ascontiguousarray(packed).data
-    view = SimpleNamespace(encoding=encoding, height=height, width=width, is_bigendian=bool(msg.is_bigendian), data=data)
+    view = SimpleNamespace(
+        encoding=encoding, height=height, width=width, is_bigendian=bool(msg.is_bigendian), data=data
+    )
     try:
         rgb = image_to_cvimage(view, "rgb8")  # type: ignore[arg-type]
     except (ImageError, cv2.error, ValueError, TypeError) as error:
@@ -127,7 +129,7 @@ def _fill_image(msg: Image, pixels: np.ndarray, encoding: str) -> Image:
     msg.is_bigendian = 0
     msg.step = int(pixels.strides[0])
     data = array.array("B")
-    data.frombytes(pixels.data)
+    data.frombytes(pixels.reshape(-1).view(np.uint8).data)
     msg.data = data
     return msg
 

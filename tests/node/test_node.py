@@ -1,0 +1,461 @@
+"""The node for real: a subprocess running ``python -m vimpnet_ros.node.main``, DDS over loopback.
+
+Each test starts one node (a few seconds: torch import and model load), sends
+small frames from a probe node in the test process, and checks what comes back.
+Frames are sent one at a time and the test waits for the matching output (event
+driven) unless the test is about overload.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rosprobe import SIZE, START_TIMEOUT, Probe, image_msg, make_rgb, stamp_of
+
+pytestmark = pytest.mark.ros
+
+BASE_STAMP = 1_700_000_000_000_000_000
+PERIOD_NS = 50_000_000  # 20 Hz synthetic camera clock
+FRAME_TIMEOUT = 60.0  # generous: the first inference on a loaded 2-core machine can take seconds
+
+
+def _params(**values: Any) -> list[str]:
+    """``-p name:=value`` arguments (lists and bools in ROS YAML syntax)."""
+    out: list[str] = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list):
+            text = "[" + ", ".join(value) + "]"
+        else:
+            text = str(value)
+        out += ["-p", f"{name}:={text}"]
+    return out
+
+
+def _start(
+    start_node: Any, checkpoint: Path, args: list[str] | None = None, ros_args: list[str] | None = None, **params: Any
+) -> Any:
+    values = {"checkpoint": str(checkpoint), "device": "cpu", "backend": "torch", "precision": "fp32", **params}
+    return start_node(ros_args=[*(ros_args or []), *_params(**values)], args=args)
+
+
+def _send_and_wait(probe: Probe, msg: Any, topic: str = "/rain_status", prefix: str = "", info: bool = False) -> Any:
+    """Publish one frame; return the rain_status for it (fails the test on timeout)."""
+    stamp = stamp_of(msg)
+    topic = f"/{prefix}rain_status" if topic == "/rain_status" else topic
+    probe.send(msg, prefix, info=info)
+    assert probe.spin_until(lambda: probe.has_stamp(topic, stamp), FRAME_TIMEOUT), f"no output for stamp {stamp}"
+    return next(m for m in probe.messages(topic) if stamp_of(m) == stamp)
+
+
+def _by_stamp(probe: Probe, topic: str, stamp: int) -> Any:
+    assert probe.spin_until(lambda: probe.has_stamp(topic, stamp), FRAME_TIMEOUT), f"nothing on {topic} for {stamp}"
+    return next(m for m in probe.messages(topic) if stamp_of(m) == stamp)
+
+
+def _assert_ok_shutdown(node: Any, sig: int = signal.SIGINT) -> None:
+    code, seconds = node.stop(sig, timeout=5.0)
+    assert code == 0, f"exit code {code} after {signal.Signals(sig).name}\n{node.log()[-3000:]}"
+    assert seconds < 5.0
+
+
+def _set_parameters(probe: Probe, **values: Any) -> list[Any]:
+    """Call /vimpnet/set_parameters; return the SetParametersResult list."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client = probe.node.create_client(SetParameters, "/vimpnet/set_parameters")
+    assert probe.spin_until(client.service_is_ready, FRAME_TIMEOUT)
+    request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    future = client.call_async(request)
+    assert probe.spin_until(future.done, FRAME_TIMEOUT)
+    probe.node.destroy_client(client)
+    return list(future.result().results)
+
+
+def test_restores_frames_with_matching_headers_and_runtime_parameters(
+    start_node: Any, probe_factory: Any, checkpoint: Path
+) -> None:
+    node = _start(
+        start_node,
+        checkpoint,
+        use_camera_info=True,
+        publish_streak_map=True,
+        publish_compressed=True,
+        streak_map_encoding="32FC1",
+        log_throttle_s=0.0,
+    )
+    probe = probe_factory(reliable=True)
+    assert probe.wait_connected(), node.log()
+    width, height = SIZE
+    for i in range(4):
+        stamp = BASE_STAMP + i * PERIOD_NS
+        frame = make_rgb(i)
+        status = _send_and_wait(probe, image_msg(frame, "rgb8", stamp, "cam_front_optical"), info=True)
+        assert status.processing == status.PROCESSING_RESTORED
+        assert status.header.frame_id == "cam_front_optical"
+        assert status.window_size == 5 and 1 <= status.window_frames <= 5
+        assert (status.backend, status.precision, status.model) == ("torch", "fp32", "vimpnet_lite")
+        assert status.processed_frames == i + 1 and status.inference_time > 0
+        assert 0.0 <= status.raindrop_coverage <= 1.0
+        image = _by_stamp(probe, "/derained/image", stamp)
+        assert (image.width, image.height, image.encoding, image.header.frame_id) == (
+            width,
+            height,
+            "rgb8",
+            "cam_front_optical",
+        )
+        assert len(image.data) == image.step * image.height == width * height * 3
+        mask = _by_stamp(probe, "/raindrop_mask", stamp)
+        assert (mask.width, mask.height, mask.encoding) == (width, height, "mono8")
+        streak = _by_stamp(probe, "/streak_map", stamp)
+        assert (streak.encoding, streak.step) == ("32FC1", width * 4)
+        info = _by_stamp(probe, "/derained/camera_info", stamp)
+        assert info.header.frame_id == "cam_front_optical" and info.k[0] == 50.0
+        jpeg = _by_stamp(probe, "/derained/image/compressed", stamp)
+        assert "jpeg" in jpeg.format and len(jpeg.data) > 0
+    assert status.window_frames == 4  # 4 distinct frames in the window so far
+
+    # runtime parameters: valid ones apply at the next frame, invalid and read-only ones are refused with a reason
+    results = _set_parameters(probe, mask_threshold=0.5)
+    assert results[0].successful, results[0].reason
+    stamp = BASE_STAMP + 10 * PERIOD_NS
+    _send_and_wait(probe, image_msg(make_rgb(10), "rgb8", stamp))
+    mask_values = set(np.unique(np.frombuffer(_by_stamp(probe, "/raindrop_mask", stamp).data, np.uint8)))
+    assert mask_values <= {0, 255}
+    bad = _set_parameters(probe, mask_threshold=2.0)
+    assert not bad[0].successful and "mask_threshold" in bad[0].reason
+    read_only = _set_parameters(probe, window_size=7)
+    assert not read_only[0].successful and "read-only" in read_only[0].reason.lower()
+    assert node.alive()
+    _assert_ok_shutdown(node, signal.SIGINT)
+
+
+def test_encodings_best_effort_publisher_and_bad_input(start_node: Any, probe_factory: Any, checkpoint: Path) -> None:
+    node = _start(start_node, checkpoint, log_throttle_s=0.0, window_size=3)
+    probe = probe_factory(reliable=False)
+    assert probe.wait_connected(), node.log()
+    rgb = make_rgb(0)
+    bayer = np.zeros(rgb.shape[:2], np.uint8)  # RGGB mosaic of the frame
+    bayer[0::2, 0::2], bayer[0::2, 1::2] = rgb[0::2, 0::2, 0], rgb[0::2, 1::2, 1]
+    bayer[1::2, 0::2], bayer[1::2, 1::2] = rgb[1::2, 0::2, 1], rgb[1::2, 1::2, 2]
+    cases = [
+        ("bgr8", np.ascontiguousarray(rgb[..., ::-1]), "bgr8"),
+        ("mono8", np.ascontiguousarray(rgb[..., 1]), "mono8"),
+        ("bayer_rggb8", bayer, "bgr8"),
+        ("rgba8", np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), "rgb8"),
+        ("mono16", rgb[..., 0].astype(np.uint16) * 257, "mono16"),
+    ]
+    stamp = BASE_STAMP
+    for encoding, pixels, expected in cases:
+        stamp += PERIOD_NS
+        _send_and_wait(probe, image_msg(pixels, encoding, stamp))
+        out = _by_stamp(probe, "/derained/image", stamp)
+        assert (out.encoding, out.width, out.height) == (expected, SIZE[0], SIZE[1]), encoding
+
+    # bad frames: each is logged, dropped, and the node goes on
+    bad: list[tuple[Any, str]] = []
+    for encoding in ("16UC1", "yuv422", "32FC1"):
+        stamp += PERIOD_NS
+        bad.append(
+            (image_msg(np.zeros((48, 64, 4), np.uint8), encoding, stamp), f"unsupported image encoding '{encoding}'")
+        )
+    stamp += PERIOD_NS
+    short = image_msg(rgb, "rgb8", stamp)
+    short.data = short.data[:-10]
+    bad.append((short, "data length"))
+    stamp += PERIOD_NS
+    bad.append((image_msg(np.zeros((0, 64, 3), np.uint8), "rgb8", stamp), "empty image"))
+    for msg, text in bad:
+        probe.send(msg)
+        assert node.wait_for_log(text, FRAME_TIMEOUT), f"no log line '{text}'\n{node.log()[-2000:]}"
+    assert node.alive()
+    stamp += PERIOD_NS
+    status = _send_and_wait(probe, image_msg(rgb, "rgb8", stamp))
+    assert status.dropped_frames >= len(bad)
+
+    # resolution change mid-stream: the buffer is reset and the new size is restored
+    stamp += PERIOD_NS
+    big = make_rgb(1, (96, 64))
+    status = _send_and_wait(probe, image_msg(big, "rgb8", stamp))
+    assert status.window_frames == 1
+    assert (_by_stamp(probe, "/derained/image", stamp).width, _by_stamp(probe, "/derained/image", stamp).height) == (
+        96,
+        64,
+    )
+    assert node.wait_for_log("resolution changed", FRAME_TIMEOUT)
+    # timestamps going backwards (bag loop): reset
+    stamp += PERIOD_NS
+    _send_and_wait(probe, image_msg(big, "rgb8", stamp))
+    back = BASE_STAMP - 10 * PERIOD_NS
+    status = _send_and_wait(probe, image_msg(big, "rgb8", back))
+    assert status.window_frames == 1 and status.processing == status.PROCESSING_RESTORED
+    assert node.wait_for_log("backwards", FRAME_TIMEOUT)
+    _assert_ok_shutdown(node, signal.SIGTERM)
+
+
+def test_compressed_input_and_corrupt_jpeg(start_node: Any, probe_factory: Any, checkpoint: Path) -> None:
+    import array
+
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    node = _start(start_node, checkpoint, input_transport="compressed", log_throttle_s=0.0)
+    probe = probe_factory()
+    assert probe.wait_connected(compressed=True), node.log()
+
+    def jpeg(index: int, stamp: int) -> CompressedImage:
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(make_rgb(index), cv2.COLOR_RGB2BGR))
+        assert ok
+        msg = CompressedImage(format="jpeg", data=array.array("B", data.tobytes()))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        msg.header.frame_id = "cam"
+        return msg
+
+    _send_and_wait(probe, jpeg(0, BASE_STAMP))
+    out = _by_stamp(probe, "/derained/image", BASE_STAMP)
+    assert (out.encoding, out.width, out.height) == ("bgr8", *SIZE)
+    corrupt = jpeg(1, BASE_STAMP + PERIOD_NS)
+    corrupt.data = corrupt.data[:40] + array.array("B", b"\x00\x13" * 100)
+    probe.send(corrupt)
+    assert node.wait_for_log("cannot decode compressed image", FRAME_TIMEOUT), node.log()[-2000:]
+    status = _send_and_wait(probe, jpeg(2, BASE_STAMP + 2 * PERIOD_NS))
+    assert status.dropped_frames == 1 and node.alive()
+    _assert_ok_shutdown(node)
+
+
+def test_nan_output_publishes_the_input_and_flags_it(start_node: Any, probe_factory: Any, nan_checkpoint: Path) -> None:
+    node = _start(start_node, nan_checkpoint, log_throttle_s=0.0)
+    probe = probe_factory()
+    assert probe.wait_connected(), node.log()
+    frame = make_rgb(3)
+    status = _send_and_wait(probe, image_msg(frame, "rgb8", BASE_STAMP))
+    assert status.processing == status.PROCESSING_FALLBACK
+    out = _by_stamp(probe, "/derained/image", BASE_STAMP)
+    np.testing.assert_array_equal(np.frombuffer(out.data, np.uint8).reshape(frame.shape), frame)
+    assert node.wait_for_log("NaN", FRAME_TIMEOUT)
+    assert node.alive()
+    _assert_ok_shutdown(node)
+
+
+def test_bad_configuration_exits_non_zero(start_node: Any, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"this is not a checkpoint" * 10)
+    cases = [
+        (_params(window_size=4), "parameter 'window_size' must be an integer in [3, 9] in steps of 2"),
+        (_params(jpeg_quality=50.0), "parameter 'jpeg_quality' must be an integer"),
+        (_params(device="cpu"), "no weights"),  # checkpoint empty = shipped weights, which are not trained yet
+        (_params(backend="cuda"), "backend"),
+        (_params(checkpoint=str(tmp_path / "missing.pth"), device="cpu"), "missing.pth"),
+        (_params(checkpoint=str(corrupt), device="cpu"), "corrupt.pth"),
+    ]
+    nodes = [(start_node(ros_args=args), text) for args, text in cases]
+    for node, text in nodes:
+        code = node.wait(START_TIMEOUT)
+        assert code == 2, f"exit code {code}\n{node.log()[-2000:]}"
+        assert text in node.log() and "Traceback" not in node.log(), node.log()[-2000:]
+
+
+def test_two_cameras_share_one_model(start_node: Any, probe_factory: Any, checkpoint: Path) -> None:
+    node = _start(start_node, checkpoint, cameras=["front", "rear"], diagnostics_period_s=0.5)
+    probe = probe_factory(prefixes=("front/", "rear/"))
+    assert probe.wait_connected("front/") and probe.wait_connected("rear/"), node.log()
+    for i in range(2):
+        for prefix, size in (("front/", SIZE), ("rear/", (96, 64))):
+            stamp = BASE_STAMP + i * PERIOD_NS
+            status = _send_and_wait(
+                probe, image_msg(make_rgb(i, size), "bgr8", stamp, prefix + "optical"), prefix=prefix
+            )
+            assert status.header.frame_id == prefix + "optical" and status.processed_frames == i + 1
+            image = _by_stamp(probe, f"/{prefix}derained/image", stamp)
+            assert (image.width, image.height) == size
+    assert probe.spin_until(lambda: probe.count("/diagnostics") > 0, FRAME_TIMEOUT)
+    statuses = {s.name: s for s in probe.messages("/diagnostics")[-1].status}
+    engine = next(s for name, s in statuses.items() if name.endswith("engine"))
+    values = {kv.key: kv.value for kv in engine.values}
+    assert values["engines_loaded"] == "1" and values["cameras"] == "front, rear"
+    assert any(name.endswith("front") for name in statuses) and any(name.endswith("rear") for name in statuses)
+    _assert_ok_shutdown(node)
+
+
+def test_managed_node_loads_in_configure_and_processes_after_activate(
+    start_node: Any, probe_factory: Any, checkpoint: Path
+) -> None:
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    node = _start(start_node, checkpoint, args=["--managed"])
+    probe = probe_factory()
+    client = probe.node.create_client(ChangeState, "/vimpnet/change_state")
+    assert probe.spin_until(client.service_is_ready, START_TIMEOUT), node.log()
+
+    def transition(transition_id: int) -> bool:
+        future = client.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
+        assert probe.spin_until(future.done, START_TIMEOUT)
+        return bool(future.result().success)
+
+    assert probe.image_pubs[""].get_subscription_count() == 0  # unconfigured: nothing subscribed
+    assert transition(Transition.TRANSITION_CONFIGURE), node.log()
+    assert "loaded vimpnet_lite" in node.log()
+    assert probe.image_pubs[""].get_subscription_count() == 0  # inactive: still not processing
+    assert transition(Transition.TRANSITION_ACTIVATE), node.log()
+    assert probe.wait_connected(), node.log()
+    status = _send_and_wait(probe, image_msg(make_rgb(0), "rgb8", BASE_STAMP))
+    assert status.processing == status.PROCESSING_RESTORED
+    assert transition(Transition.TRANSITION_DEACTIVATE)
+    assert probe.spin_until(lambda: probe.image_pubs[""].get_subscription_count() == 0, FRAME_TIMEOUT)
+    _assert_ok_shutdown(node)
+
+
+def test_rain_gating_passes_dry_frames_through(start_node: Any, probe_factory: Any, checkpoint: Path) -> None:
+    # started the way a vehicle without `ros2 launch` runs it: params file plus a namespace remap;
+    # thresholds no random model can exceed, so every frame counts as dry
+    config = Path(__file__).resolve().parents[2] / "config" / "vimpnet.yaml"
+    node = _start(
+        start_node,
+        checkpoint,
+        ros_args=["--params-file", str(config), "-r", "__ns:=/cam_left"],
+        gating_enabled=True,
+        gating_frames=2,
+        gating_probe_interval=3,
+        rain_streak_threshold=100.0,
+        rain_coverage_threshold=1.0,
+    )
+    probe = probe_factory(prefixes=("cam_left/",))
+    assert probe.wait_connected("cam_left/"), node.log()
+    kinds = []
+    for i in range(8):
+        frame = make_rgb(i)
+        stamp = BASE_STAMP + i * PERIOD_NS
+        status = _send_and_wait(probe, image_msg(frame, "rgb8", stamp), prefix="cam_left/")
+        kinds.append(status.processing)
+        if status.processing == status.PROCESSING_GATED:
+            out = _by_stamp(probe, "/cam_left/derained/image", stamp)
+            np.testing.assert_array_equal(np.frombuffer(out.data, np.uint8).reshape(frame.shape), frame)
+            assert status.inference_time == 0.0 and not status.rain_detected
+    restored, gated = 0, 1
+    assert kinds == [restored, restored, gated, gated, restored, gated, gated, restored]
+    _assert_ok_shutdown(node)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise AssertionError("no VmRSS")
+
+
+def test_overload_latest_wins_bounded_latency_and_flat_memory(
+    start_node: Any, probe_factory: Any, checkpoint: Path
+) -> None:
+    """30 Hz into a model that needs much longer per frame: newest frames win, nothing piles up.
+
+    Runs for at least 8 s and until 4 frames were restored (a loaded machine may need longer).
+    """
+    size = (320, 240)  # 230 kB per frame: an unbounded queue at 30 Hz would add ~7 MB/s
+    node = _start(start_node, checkpoint, diagnostics_period_s=0.5, window_size=3)
+    probe = probe_factory()
+    assert probe.wait_connected(), node.log()
+    clock = probe.node.get_clock()
+    frames = [make_rgb(i, size) for i in range(8)]
+    rss: list[float] = []
+    sent = 0
+    started = time.monotonic()
+    next_send = started
+    while time.monotonic() - started < 60.0:
+        now = time.monotonic()
+        restored = probe.count("/rain_status")
+        if now - started > 8.0 and restored >= 4:
+            break
+        if now >= next_send:
+            probe.send(image_msg(frames[sent % len(frames)], "rgb8", clock.now().nanoseconds))
+            sent += 1
+            next_send += 1 / 30
+        if restored >= 1 and not rss:  # model warmed up
+            rss.append(_rss_mb(node.pid))
+        probe.executor.spin_once(timeout_sec=max(0.0, min(0.005, next_send - time.monotonic())))
+    seconds = time.monotonic() - started
+    rss.append(_rss_mb(node.pid))
+    probe.spin_for(2.0)
+    statuses = probe.messages("/rain_status")
+    assert len(statuses) >= 2, node.log()[-2000:]
+    last = statuses[-1]
+    assert len(statuses) < sent * 0.8, f"the model should be slower than 30 Hz here ({len(statuses)}/{sent})"
+    assert last.dropped_frames > 0 and last.dropped_frames + last.processed_frames <= sent
+    inference = float(np.median([s.inference_time for s in statuses]))
+    steady = [s.latency for s in statuses[1:]]
+    print(
+        f"overload: sent {sent} frames of {size[0]}x{size[1]} in {seconds:.1f} s, {len(statuses)} restored, "
+        f"dropped {last.dropped_frames}, inference median {inference * 1000:.0f} ms, "
+        f"latency max {max(steady) * 1000:.0f} ms, RSS {[round(r) for r in rss]} MB"
+    )
+    # latest wins: a frame waits for at most the inference in progress, then its own
+    slowest = max(s.inference_time for s in statuses)
+    assert max(steady) < 2 * slowest + 1.0, f"latency {max(steady):.2f} s, slowest inference {slowest:.2f} s"
+    assert rss[-1] - rss[0] < 50.0, f"memory grows under overload: RSS {rss} MB"
+    arrays = probe.messages("/diagnostics")
+    diag = [s for a in arrays for s in a.status if s.name.endswith("camera")]
+    engine = [s for a in arrays for s in a.status if s.name.endswith("engine")]
+    values = {kv.key: kv.value for kv in diag[-1].values}
+    assert int(values["frames_skipped"]) > 0
+    assert all(int({kv.key: kv.value for kv in s.values}["pending_frames"]) <= 3 for s in engine)  # <= window
+    assert any(s.level == b"\x01" and "output" in s.message for s in diag), [(s.level, s.message) for s in diag]
+    _assert_ok_shutdown(node, signal.SIGTERM)
+
+
+def test_out_of_memory_reloads_with_tiling_and_keeps_publishing(ros_context: Any, checkpoint: Path) -> None:
+    """Fault injection: the backend raises torch.OutOfMemoryError once; the node reloads with tiling and goes on."""
+    import torch
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from vimpnet_ros.node.node import DerainCore, FrameMeta
+    from vimpnet_ros.node.scheduler import Batch, PendingFrame
+
+    overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu"),
+                 Parameter("backend", value="torch"), Parameter("precision", value="fp32")]  # fmt: skip
+    node = Node("vimpnet_oom", context=ros_context, parameter_overrides=overrides)
+    core = DerainCore(node)
+    try:
+        core.configure()
+        core.activate()
+        assert core.worker is not None and core.worker.stop(5)  # drive the worker's step by hand
+        camera = core.cameras[""]
+        first_engine = core.engine
+        original = first_engine.backend.window
+
+        def out_of_memory(*args: Any) -> Any:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        first_engine.backend.window = out_of_memory
+
+        def frame(i: int) -> PendingFrame:
+            msg = image_msg(make_rgb(i), "rgb8", BASE_STAMP + i * PERIOD_NS)
+            return PendingFrame("", stamp_of(msg), make_rgb(i), time.monotonic_ns(), FrameMeta(msg.header, "rgb8"))
+
+        core._process(Batch("", [frame(0)]))
+        assert camera.stats.failures == 1 and camera.stats.processed == 1  # the input went out instead
+        assert core.engines_loaded == 2 and core.engine is not first_engine
+        assert core.settings is not None and core.settings.tile_size == 256
+        assert camera.stream.engine is core.engine
+        first_engine.backend.window = original
+        core._process(Batch("", [frame(1)]))
+        assert camera.stats.restored == 1 and camera.stats.consecutive_failures == 0
+    finally:
+        core.cleanup()
+        node.destroy_node()
+
+
+def test_processing_codes_match_the_message() -> None:
+    from vimpnet_ros.msg import RainStatus
+    from vimpnet_ros.node import node as node_module
+
+    assert node_module.RESTORED == RainStatus.PROCESSING_RESTORED
+    assert node_module.GATED == RainStatus.PROCESSING_GATED
+    assert node_module.FALLBACK == RainStatus.PROCESSING_FALLBACK

@@ -1,0 +1,78 @@
+"""Executable ``vimpnet_node``: run the deraining node until Ctrl-C or SIGTERM.
+
+    vimpnet_node [--managed] --ros-args --params-file config/vimpnet.yaml -r image:=/cam/image_raw
+
+``--managed`` starts a lifecycle node (configure loads the model, activate starts
+processing); without it the node loads and starts at once. Bad parameters or a
+missing/corrupt checkpoint end the process with exit code 2 and one error line.
+rclpy's signal handlers turn SIGINT and SIGTERM into a context shutdown, after
+which the worker is stopped and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+#: Exit code for a configuration error at start (same as the vimpnet-ros CLI).
+EXIT_CONFIG_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments before ``--ros-args``."""
+    parser = argparse.ArgumentParser(
+        prog="vimpnet_node",
+        description="ViMP-Net rain removal node. ROS arguments go after --ros-args "
+        "(-p name:=value, --params-file FILE, -r from:=to, -r __ns:=/ns).",
+    )
+    parser.add_argument(
+        "--managed", action="store_true", help="run as a lifecycle node (load in configure, process in activate)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the node; return the process exit code."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.utilities import remove_ros_args
+
+    from vimpnet_ros.errors import VimpnetError
+
+    args_in = list(sys.argv if argv is None else ["vimpnet_node", *argv])
+    options = build_parser().parse_args(remove_ros_args(args_in)[1:])
+    rclpy.init(args=args_in)
+    logger = rclpy.logging.get_logger("vimpnet_node")
+    node = None
+    code = 0
+    try:
+        from vimpnet_ros.node.node import VimpnetLifecycleNode, VimpnetNode
+
+        if options.managed:
+            node = VimpnetLifecycleNode()
+            logger.info("managed mode: waiting for configure/activate transitions")
+        else:
+            node = VimpnetNode()
+            node.start()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except VimpnetError as error:
+        logger.error(f"error: {error}")
+        code = EXIT_CONFIG_ERROR
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            try:
+                node.stop()
+                node.destroy_node()
+            except Exception as error:  # shutting down: report, still exit
+                logger.warning(f"while shutting down: {error}")
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

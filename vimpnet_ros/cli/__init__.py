@@ -22,6 +22,8 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("info", "info", "show versions, configs and where the package's files are"),
     ("benchmark", "benchmark", "measure the model or the streaming engine; print a table, write JSON"),
     ("render", "render", "render synthetic rain over clean footage into a VRDS-layout training set"),
+    ("train", "train", "train or fine-tune ViMP-Net from a YAML config (single process or torchrun DDP)"),
+    ("evaluate", "evaluate", "score a checkpoint on a VRDS-layout test set: PSNR/SSIM as the reference, JSON"),
     ("make-sample-bag", "make_sample_bag", "render a short rainy drive with ground truth into a rosbag2"),
     ("bag-play", "bag_play", "publish a rosbag2 onto ROS topics at the recorded rate (optional /clock)"),
     ("bag-record", "bag_record", "record ROS topics into a rosbag2; report end-to-end latency"),

@@ -1,0 +1,62 @@
+"""The sample bag: deterministic, ground truth consistent with the rainy frames, both transports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tests.bags.conftest import TINY
+from vimpnet_ros.bags.images import message_to_rgb
+from vimpnet_ros.bags.io import BagReader
+from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
+
+
+def _frames(bag: Path, topic: str) -> list[np.ndarray]:
+    with BagReader(bag) as reader:
+        out = []
+        for message in reader.messages([topic]):
+            msg = reader.deserialize(message)
+            if getattr(msg, "encoding", "") == "mono8":
+                out.append(np.asarray(msg.data).reshape(msg.height, msg.width))
+            else:
+                out.append(message_to_rgb(msg, message.msgtype))
+        return out
+
+
+def test_rain_only_where_the_ground_truth_says(tiny_bag_mcap: Path) -> None:
+    rainy = _frames(tiny_bag_mcap, "/camera/image")
+    clean = _frames(tiny_bag_mcap, "/camera/gt/image")
+    masks = _frames(tiny_bag_mcap, "/camera/gt/drop_mask")
+    streaks = _frames(tiny_bag_mcap, "/camera/gt/streak_map")
+    assert len(rainy) == len(clean) == len(masks) == len(streaks) == TINY.num_frames
+    assert rainy[0].shape == (48, 64, 3)
+    rained_pixels = 0
+    for lq, gt, mask, streak in zip(rainy, clean, masks, streaks, strict=True):
+        assert set(np.unique(mask)) <= {0, 255}
+        # Drop edges blend softly a pixel or two beyond the binary mask: leave a margin around drops.
+        near_drop = cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0
+        dry = ~near_drop & (streak == 0)
+        np.testing.assert_array_equal(lq[dry], gt[dry])
+        rained_pixels += int((~dry).sum())
+        # Streaks only brighten (screen blend) where there is no drop.
+        only_streak = ~near_drop & (streak > 0)
+        assert np.all(lq[only_streak].astype(int) >= gt[only_streak].astype(int))
+    assert rained_pixels > 0, "the sample must actually rain"
+
+
+def test_same_seed_same_bag_and_compressed_variant(tmp_path: Path, tiny_bag_mcap: Path) -> None:
+    again = tmp_path / "again"
+    write_sample_bag(again, TINY)
+    for a, b in zip(_frames(again, "/camera/image"), _frames(tiny_bag_mcap, "/camera/image"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    compressed = tmp_path / "jpeg"
+    topics = write_sample_bag(compressed, SampleBagConfig(**{**TINY.__dict__, "compressed": True, "jpeg_quality": 100}))
+    assert topics.image == "/camera/image/compressed"
+    decoded = _frames(compressed, topics.image)
+    raw = _frames(tiny_bag_mcap, "/camera/image")
+    assert len(decoded) == len(raw)
+    assert (
+        np.mean(np.abs(decoded[0].astype(float) - raw[0])) < 6.0
+    )  # JPEG chroma subsampling; swapped channels would give ~40

@@ -1,0 +1,253 @@
+"""bag-eval on generated bags: output bag readable by two readers, report consistent with independent metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from tests.bags.conftest import TINY, make_humble_like
+from vimpnet_ros.bags.images import make_header, message_to_rgb, stamp_ns
+from vimpnet_ros.bags.io import BagReader, BagWriter
+from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
+from vimpnet_ros.bags.typestore import make_typestore
+from vimpnet_ros.errors import BagError
+from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag, load_node_settings
+
+pytest.importorskip("vimpnet_ros.model.checkpoint")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised vimpnet_lite saved with the package's checkpoint writer."""
+    import torch
+
+    from vimpnet_ros.model import VimpNet, get_config
+    from vimpnet_ros.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    config = get_config("vimpnet_lite")
+    path = tmp_path_factory.mktemp("ckpt") / "vimpnet_lite_random.pth"
+    save_checkpoint(path, VimpNet(config), config)
+    return path
+
+
+def _settings(checkpoint: Path, **extra: Any) -> Any:
+    return load_node_settings(None, {"checkpoint": str(checkpoint), "backend": "torch", "device": "cpu", **extra})
+
+
+@pytest.fixture(scope="module")
+def evaluated(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``evaluated(storage)``: folder with input_<storage>, out_<storage>, report_<storage> of one bag-eval run.
+
+    Each storage is evaluated once per module, on first use.
+    """
+    root = tmp_path_factory.mktemp("evaluated")
+    done: set[str] = set()
+
+    def run(storage: str) -> Path:
+        if storage not in done:
+            bag = root / f"input_{storage}"
+            write_sample_bag(bag, SampleBagConfig(**{**TINY.__dict__, "storage": storage}))
+            options = BagEvalOptions(output_bag=root / f"out_{storage}", storage=storage, progress=False)
+            evaluate_bag(bag, root / f"report_{storage}", _settings(checkpoint), options)
+            done.add(storage)
+        return root
+
+    return run
+
+
+def _images(bag: Path, topic: str) -> dict[int, np.ndarray]:
+    with BagReader(bag) as reader:
+        out = {}
+        for message in reader.messages([topic]):
+            msg = reader.deserialize(message)
+            if getattr(msg, "encoding", "") == "mono8":
+                out[stamp_ns(msg.header)] = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width)
+            else:
+                out[stamp_ns(msg.header)] = message_to_rgb(msg, message.msgtype)
+        return out
+
+
+@pytest.mark.parametrize("storage", ["mcap", pytest.param("sqlite3", marks=pytest.mark.slow)])
+def test_report_matches_independent_metrics(storage: str, evaluated: Callable[[str], Path]) -> None:
+    root = evaluated(storage)
+    report = json.loads((root / f"report_{storage}" / "report.json").read_text())
+    (topic,) = report["topics"]
+    assert (topic["topic"], topic["frames_in"], topic["frames_out"], topic["frames_with_gt"]) == (
+        "/camera/image",
+        TINY.num_frames,
+        TINY.num_frames,
+        TINY.num_frames,
+    )
+    source, output = root / f"input_{storage}", root / f"out_{storage}"
+    gt = _images(source, "/camera/gt/image")
+    rainy = _images(source, "/camera/image")
+    derained = _images(output, "/camera/derained/image")
+    masks = _images(output, "/camera/raindrop_mask")
+    gt_masks = _images(source, "/camera/gt/drop_mask")
+    assert sorted(derained) == sorted(gt)
+    frames = {f["stamp_ns"]: f for f in report["frames"]}
+    for stamp, clean in gt.items():
+        frame = frames[stamp]
+        assert frame["psnr_in"] == pytest.approx(peak_signal_noise_ratio(clean, rainy[stamp], data_range=255), rel=1e-9)
+        assert frame["psnr_out"] == pytest.approx(
+            peak_signal_noise_ratio(clean, derained[stamp], data_range=255), rel=1e-9
+        )
+        expected_ssim = structural_similarity(
+            clean, derained[stamp], channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            data_range=255,
+        )  # fmt: skip
+        assert frame["ssim_out"] == pytest.approx(expected_ssim, abs=1e-4)
+        predicted, target = masks[stamp] >= 128, gt_masks[stamp] >= 128
+        union = np.logical_or(predicted, target).sum()
+        iou = 1.0 if union == 0 else np.logical_and(predicted, target).sum() / union
+        assert frame["mask_iou"] == pytest.approx(iou)
+        assert frame["latency_ms"] > 0 and frame["inference_ms"] > 0
+    means = topic["quality"]
+    assert means["psnr_out"] == pytest.approx(np.mean([f["psnr_out"] for f in report["frames"]]))
+    assert means["psnr_gain"] == pytest.approx(means["psnr_out"] - means["psnr_in"])
+    latency = topic["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["max"]
+    assert topic["throughput_fps"] > 0
+    folder = root / f"report_{storage}"
+    for name in ("report.md", "psnr.png", "ssim.png", "mask.png", "latency.png", "contact_sheet.png"):
+        assert (folder / name).is_file(), name
+    sheet = cv2.imread(str(folder / "contact_sheet.png"))
+    assert sheet is not None and sheet.shape[1] >= 4 * 256
+    markdown = (folder / "report.md").read_text()
+    assert "| `/camera/image` | 6 | 6 | 6 |" in markdown
+    assert f"{means['psnr_out']:.2f}" in markdown
+
+
+def test_output_bag_has_inputs_and_outputs_at_source_stamps(evaluated: Callable[[str], Path]) -> None:
+    root = evaluated("mcap")
+    source, output = root / "input_mcap", root / "out_mcap"
+    with BagReader(source) as reader:
+        source_times = {stamp_ns(reader.deserialize(m).header): m.timestamp for m in reader.messages(["/camera/image"])}
+        source_topics = {t.name: t.count for t in reader.topics()}
+    with BagReader(output) as reader:
+        topics = {t.name: t.count for t in reader.topics()}
+        statuses = [reader.deserialize(m) for m in reader.messages(["/camera/rain_status"])]
+    assert {name: topics[name] for name in source_topics} == source_topics
+    for name in ("/camera/derained/image", "/camera/raindrop_mask", "/camera/streak_map", "/camera/rain_status"):
+        assert topics[name] == TINY.num_frames
+    assert [s.processed_frames for s in statuses] == list(range(1, TINY.num_frames + 1))
+    assert {s.model for s in statuses} == {"vimpnet_lite"} and {s.backend for s in statuses} == {"torch"}
+    assert [s.window_frames for s in statuses][:3] == [1, 2, 3]
+    # An independent reader (mcap + mcap-ros2-support) sees the same stamps and log times.
+    seen: dict[str, list[tuple[int, int]]] = {}
+    with next(output.glob("*.mcap")).open("rb") as stream:
+        for _, channel, message, decoded in make_reader(
+            stream, decoder_factories=[DecoderFactory()]
+        ).iter_decoded_messages():
+            stamp = decoded.header.stamp.sec * 1_000_000_000 + decoded.header.stamp.nanosec
+            seen.setdefault(channel.topic, []).append((stamp, message.log_time))
+    expected = sorted(source_times.items())
+    for name in ("/camera/derained/image", "/camera/rain_status", "/camera/image"):
+        assert sorted(seen[name]) == expected, name
+
+
+@pytest.mark.slow
+def test_bag_outputs_equal_the_engine_run_directly(evaluated: Callable[[str], Path], checkpoint: Path) -> None:
+    from vimpnet_ros.engine import EngineConfig, InferenceEngine
+
+    root = evaluated("mcap")
+    engine = InferenceEngine(EngineConfig(checkpoint=checkpoint, backend="torch", device="cpu")).load()
+    stream = engine.open_stream("check")
+    derained = _images(root / "out_mcap", "/camera/derained/image")
+    for stamp, frame in sorted(_images(root / "input_mcap", "/camera/image").items()):
+        result = stream.push(frame, stamp)
+        np.testing.assert_array_equal(result.image, derained[stamp])
+
+
+@pytest.mark.slow
+def test_humble_bag_and_compressed_topic(checkpoint: Path, tmp_path: Path) -> None:
+    bag = tmp_path / "humble"
+    write_sample_bag(bag, SampleBagConfig(**{**TINY.__dict__, "num_frames": 3, "storage": "sqlite3"}))
+    make_humble_like(bag)
+    report = evaluate_bag(bag, None, _settings(checkpoint), BagEvalOptions(progress=False))
+    assert report.topics[0].frames_out == 3 and report.topics[0].quality["psnr_in"] is not None
+    jpeg = tmp_path / "jpeg"
+    write_sample_bag(jpeg, SampleBagConfig(**{**TINY.__dict__, "num_frames": 3, "compressed": True}))
+    report = evaluate_bag(
+        jpeg, tmp_path / "report", _settings(checkpoint), BagEvalOptions(output_bag=tmp_path / "out", progress=False)
+    )
+    assert report.topics[0].topic == "/camera/image/compressed" and report.topics[0].frames_out == 3
+    assert _images(tmp_path / "out", "/camera/derained/image")  # compressed input -> raw derained (bgr8)
+
+
+def _assert_nothing_written(tmp_path: Path) -> None:
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("bag", "broken")]
+    assert leftovers == [], leftovers
+
+
+@pytest.fixture(scope="module")
+def tiny_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sample bag for the error cases (never evaluated successfully, so no engine is needed)."""
+    path = tmp_path_factory.mktemp("bag") / "tiny"
+    write_sample_bag(path, SampleBagConfig(**{**TINY.__dict__, "num_frames": 2}))
+    return path
+
+
+def test_errors_are_clear_and_leave_nothing(checkpoint: Path, tmp_path: Path, tiny_bag: Path) -> None:
+    settings = _settings(checkpoint)
+    options = BagEvalOptions(output_bag=tmp_path / "out", progress=False)
+    with pytest.raises(BagError, match=r"topic /camera/missing is not in the bag; the bag has: .*/camera/gt/image"):
+        evaluate_bag(tiny_bag, tmp_path / "report", settings, options.__class__(image_topics=("/camera/missing",)))
+    with pytest.raises(BagError, match="CameraInfo; bag-eval restores sensor_msgs/msg/Image"):
+        evaluate_bag(tiny_bag, tmp_path / "report", settings, BagEvalOptions(image_topics=("/camera/camera_info",)))
+    with pytest.raises(BagError, match="does not exist"):
+        evaluate_bag(tmp_path / "nope", tmp_path / "report", settings, options)
+    _assert_nothing_written(tmp_path)
+    # A bag whose frames cannot be decoded fails after writing started: no output bag, no report.
+    store = make_typestore()
+    with BagWriter(tmp_path / "broken", "mcap", store) as writer:
+        for index in range(3):
+            header = make_header(store, 1_000_000_000 + index * 100_000_000, "cam")
+            image = store.types["sensor_msgs/msg/Image"](
+                header=header, height=4, width=4, encoding="yuv422", is_bigendian=0, step=8,
+                data=np.zeros(32, np.uint8),
+            )  # fmt: skip
+            writer.write("/camera/image", image, 1_000_000_000 + index * 100_000_000)
+    broken = tmp_path / "broken"
+    with pytest.raises(BagError, match="no frame of /camera/image could be restored"):
+        evaluate_bag(broken, tmp_path / "report", settings, options)
+    _assert_nothing_written(tmp_path)
+
+
+def test_cli_exit_code_and_message(tmp_path: Path, tiny_bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vimpnet_ros.cli import main
+
+    code = main(["bag-eval", str(tiny_bag), "--topics", "/nope", "--report", str(tmp_path / "r")])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "vimpnet-ros bag-eval: error: topic /nope is not in the bag" in error and "/camera/image" in error
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_writes_report_and_output_bag_together(
+    checkpoint: Path, tmp_path: Path, tiny_bag: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vimpnet_ros.cli import main
+
+    report = tmp_path / "report"
+    args = ["bag-eval", str(tiny_bag), "--report", str(report), "--checkpoint", str(checkpoint), "--no-progress"]
+    assert main([*args, "-p", "backend:=torch", "-p", "device:=cpu"]) == 0
+    assert "/camera/image: 2/2 frames restored, PSNR" in capsys.readouterr().out
+    assert (report / "report.json").is_file() and (report / "output_bag" / "metadata.yaml").is_file()
+    # Running again needs --overwrite for the bag; the report is replaced, the new bag kept.
+    assert main([*args, "-p", "backend:=torch"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "-p", "backend:=torch", "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+    with BagReader(report / "output_bag") as reader:
+        assert {t.name: t.count for t in reader.topics()}["/camera/derained/image"] == 2

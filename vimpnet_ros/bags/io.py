@@ -1,0 +1,324 @@
+"""Reading and writing rosbag2 recordings (sqlite3 and MCAP) with ``rosbags``.
+
+:class:`BagReader` opens any rosbag2 that ``rosbags`` reads (Humble, Jazzy,
+Kilted; sqlite3 or MCAP), fills in message definitions a Humble bag lacks, and
+turns the library's exceptions into :class:`~vimpnet_ros.errors.BagError` with
+the bag's topics in the message. :class:`BagWriter` writes a bag into a hidden
+temporary folder and moves it into place only when closed without error, so a
+failed run never leaves a half-written bag that looks valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.interfaces import Connection
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.errors import WriterError
+from rosbags.serde import SerdeError
+from rosbags.typesys.store import Typestore
+
+from vimpnet_ros.bags.typestore import DISTROS, distro_for_bag, make_typestore
+from vimpnet_ros.errors import BagError
+
+#: Output storage name -> rosbags plugin.
+STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+
+@dataclass(frozen=True)
+class TopicSummary:
+    """One topic of a bag: name, message type and message count."""
+
+    name: str
+    msgtype: str
+    count: int
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    """One message in bag order: ``timestamp`` is the bag's receive time [ns], ``raw`` the CDR bytes."""
+
+    topic: str
+    msgtype: str
+    timestamp: int
+    raw: bytes
+    connection: Connection
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    """The ``rosbag2_bagfile_information`` section of ``metadata.yaml`` ({} when absent or unreadable)."""
+    try:
+        data = yaml.safe_load((path / "metadata.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    info = data.get("rosbag2_bagfile_information")
+    return info if isinstance(info, dict) else {}
+
+
+class BagReader:
+    """A rosbag2 opened for reading; use as a context manager.
+
+    ``distro`` ("auto", "humble", "jazzy", "kilted") decides the typestore used for
+    messages whose definitions the bag does not carry (Humble sqlite3 bags).
+    """
+
+    def __init__(self, path: str | Path, distro: str = "auto") -> None:
+        self.path = Path(path)
+        if distro != "auto" and distro not in DISTROS:
+            raise BagError(f"unknown ROS distro {distro!r}; choose auto or one of {', '.join(DISTROS)}")
+        self.distro = distro
+        self._reader: AnyReader | None = None
+
+    def __enter__(self) -> BagReader:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Open the bag; raise BagError saying what is wrong with it."""
+        if not self.path.exists():
+            raise BagError(f"bag {self.path} does not exist")
+        if not self.path.is_dir() or not (self.path / "metadata.yaml").is_file():
+            raise BagError(f"{self.path} is not a rosbag2 folder (a folder with metadata.yaml and .db3 or .mcap files)")
+        info = _read_metadata(self.path)
+        version = int(info.get("version", 9)) if str(info.get("version", "9")).isdigit() else 9
+        distro = self.distro if self.distro != "auto" else distro_for_bag(version, info.get("ros_distro"))
+        try:
+            reader = AnyReader([self.path], default_typestore=make_typestore(distro))
+            reader.open()
+        except (AnyReaderError, OSError, ValueError, KeyError, SerdeError) as error:
+            raise BagError(f"cannot read bag {self.path}: {error}") from error
+        except Exception as error:  # storage back-ends raise their own types on corrupt files
+            raise BagError(f"cannot read bag {self.path} (corrupt or unsupported file): {error}") from error
+        self._reader = reader
+
+    def close(self) -> None:
+        """Close the bag (idempotent)."""
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.close()
+
+    @property
+    def reader(self) -> AnyReader:
+        """The open ``rosbags`` reader."""
+        if self._reader is None:
+            raise BagError(f"bag {self.path} is not open")
+        return self._reader
+
+    @property
+    def typestore(self) -> Typestore:
+        """Types of this bag's messages (its own definitions, or the distro's)."""
+        return self.reader.typestore
+
+    def topics(self) -> list[TopicSummary]:
+        """Every topic with type and count, sorted by name."""
+        summaries: dict[str, TopicSummary] = {}
+        for connection in self.reader.connections:
+            previous = summaries.get(connection.topic)
+            count = connection.msgcount + (previous.count if previous else 0)
+            summaries[connection.topic] = TopicSummary(connection.topic, connection.msgtype, count)
+        return sorted(summaries.values(), key=lambda topic: topic.name)
+
+    def describe_topics(self) -> str:
+        """``/a (sensor_msgs/msg/Image, 40 msgs), ...`` for error messages."""
+        topics = self.topics()
+        if not topics:
+            return "the bag has no topics"
+        return "the bag has: " + ", ".join(f"{t.name} ({t.msgtype}, {t.count} msgs)" for t in topics)
+
+    def topic_type(self, topic: str) -> str:
+        """Message type of ``topic``; BagError listing the bag's topics when it is missing."""
+        for summary in self.topics():
+            if summary.name == topic:
+                return summary.msgtype
+        raise BagError(f"topic {topic} is not in bag {self.path}; {self.describe_topics()}")
+
+    @property
+    def start_time(self) -> int:
+        """Receive time of the first message [ns]."""
+        return int(self.reader.start_time)
+
+    @property
+    def duration_ns(self) -> int:
+        """Time between first and last message [ns]."""
+        return max(0, int(self.reader.end_time) - int(self.reader.start_time) - 1)
+
+    def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+        """Messages of ``topics`` (all when None) in bag (receive time) order."""
+        wanted = None if topics is None else set(topics)
+        if wanted is not None:
+            for topic in wanted:
+                self.topic_type(topic)
+        connections = [c for c in self.reader.connections if wanted is None or c.topic in wanted]
+        try:
+            for connection, timestamp, raw in self.reader.messages(connections=connections):
+                yield BagMessage(connection.topic, connection.msgtype, int(timestamp), bytes(raw), connection)
+        except (AnyReaderError, SerdeError) as error:
+            raise BagError(f"cannot read messages from bag {self.path}: {error}") from error
+
+    def deserialize(self, message: BagMessage) -> Any:
+        """Message object (rosbags dataclass) of a raw bag message."""
+        try:
+            return self.reader.deserialize(message.raw, message.msgtype)
+        except (AnyReaderError, SerdeError, KeyError) as error:
+            raise BagError(f"cannot decode a {message.msgtype} message on {message.topic}: {error}") from error
+
+
+class BagWriter:
+    """Write a rosbag2 atomically: into a temporary folder, moved to ``path`` on a clean :meth:`close`.
+
+    ``storage`` is "mcap" (default) or "sqlite3". ``typestore`` gives the definitions
+    embedded in the bag (default: Kilted plus RainStatus). ``overwrite`` replaces an
+    existing bag at ``path`` only once the new one is complete.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        storage: str = "mcap",
+        typestore: Typestore | None = None,
+        overwrite: bool = False,
+        custom_data: Mapping[str, str] | None = None,
+    ) -> None:
+        if storage not in STORAGES:
+            raise BagError(f"unknown bag storage {storage!r}; choose one of {', '.join(STORAGES)}")
+        self.path = Path(path)
+        self.storage = storage
+        self.overwrite = overwrite
+        self._typestore = typestore
+        self.custom_data = dict(custom_data or {})
+        self._tmpdir: Path | None = None
+        self._writer: Writer | None = None
+        self._connections: dict[tuple[str, str], Connection] = {}
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self) -> BagWriter:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    @property
+    def typestore(self) -> Typestore:
+        """The typestore messages are serialized with (created on first use)."""
+        if self._typestore is None:
+            self._typestore = make_typestore()
+        return self._typestore
+
+    def open(self) -> None:
+        """Create the temporary bag; fails early when ``path`` exists and ``overwrite`` is off."""
+        if self.path.exists() and not self.overwrite:
+            raise BagError(f"output bag {self.path} already exists; remove it or choose another path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
+        writer = Writer(
+            self._tmpdir / self.path.name, version=Writer.VERSION_LATEST, storage_plugin=STORAGES[self.storage]
+        )
+        for key, value in self.custom_data.items():
+            writer.set_custom_data(key, value)
+        try:
+            writer.open()
+        except (WriterError, OSError) as error:
+            self.abort()
+            raise BagError(f"cannot create bag {self.path}: {error}") from error
+        self._writer = writer
+
+    def connection(self, topic: str, msgtype: str, qos: Sequence[Any] = ()) -> Connection:
+        """The connection for (topic, type), added on first use."""
+        key = (topic, msgtype)
+        if key not in self._connections:
+            if self._writer is None:
+                raise BagError(f"bag {self.path} is not open for writing")
+            if msgtype not in self.typestore.fielddefs:
+                raise BagError(f"cannot write {topic}: message type {msgtype} is unknown to the typestore")
+            self._connections[key] = self._writer.add_connection(
+                topic, msgtype, typestore=self.typestore, offered_qos_profiles=list(qos)
+            )
+        return self._connections[key]
+
+    def add_connection_like(self, connection: Connection) -> Connection:
+        """Copy a reader's connection (its own definition and hash), e.g. to pass a topic through unchanged."""
+        key = (connection.topic, connection.msgtype)
+        if key not in self._connections:
+            if self._writer is None:
+                raise BagError(f"bag {self.path} is not open for writing")
+            if connection.msgdef.data and connection.digest:
+                self._connections[key] = self._writer.add_connection(
+                    connection.topic,
+                    connection.msgtype,
+                    msgdef=connection.msgdef.data,
+                    rihs01=connection.digest,
+                    offered_qos_profiles=list(getattr(connection.ext, "offered_qos_profiles", [])),
+                )
+            else:
+                return self.connection(connection.topic, connection.msgtype)
+        return self._connections[key]
+
+    def write_raw(self, topic: str, msgtype: str, timestamp: int, raw: bytes | memoryview) -> None:
+        """Write already serialized CDR bytes."""
+        self._write(self.connection(topic, msgtype), timestamp, raw)
+
+    def write(self, topic: str, message: Any, timestamp: int) -> None:
+        """Serialize a rosbags message object of this typestore and write it."""
+        msgtype = message.__msgtype__
+        raw = self.typestore.serialize_cdr(message, msgtype)
+        self._write(self.connection(topic, msgtype), timestamp, raw)
+
+    def write_passthrough(self, connection: Connection, timestamp: int, raw: bytes | memoryview) -> None:
+        """Write a message read from another bag under that bag's definition of its type."""
+        self._write(self.add_connection_like(connection), timestamp, raw)
+
+    def _write(self, connection: Connection, timestamp: int, raw: bytes | memoryview) -> None:
+        if self._writer is None:
+            raise BagError(f"bag {self.path} is not open for writing")
+        self._writer.write(connection, int(timestamp), raw)
+        self.counts[connection.topic] = self.counts.get(connection.topic, 0) + 1
+
+    def close(self) -> None:
+        """Finish the bag and move it to ``path``."""
+        if self._writer is None or self._tmpdir is None:
+            return
+        writer, self._writer = self._writer, None
+        try:
+            writer.close()
+            if self.path.exists():
+                if not self.overwrite:
+                    raise BagError(f"output bag {self.path} appeared while writing; not replacing it")
+                shutil.rmtree(self.path)
+            (self._tmpdir / self.path.name).rename(self.path)
+        except (WriterError, OSError) as error:
+            raise BagError(f"cannot finish bag {self.path}: {error}") from error
+        finally:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def abort(self) -> None:
+        """Drop everything written so far; ``path`` is left as it was."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):  # best effort: the folder is removed below anyway
+                writer.abort()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None

@@ -1,0 +1,149 @@
+"""``vimpnet-ros bag-eval``: derain every frame of a rosbag offline; write an output bag and a report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Input bag, topics, node parameters, outputs."""
+    parser.add_argument("bag", help="input rosbag2 folder (sqlite3 or MCAP; Humble, Jazzy or Kilted)")
+    parser.add_argument(
+        "--topics",
+        nargs="+",
+        default=None,
+        help="camera topics (Image or CompressedImage) to restore (default: every camera topic)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=Path("bag_eval_report"),
+        help="report folder: report.json, report.md, plots, contact sheet (default bag_eval_report)",
+    )
+    parser.add_argument(
+        "--output-bag",
+        type=Path,
+        default=None,
+        help="output bag with inputs + derained images, masks, streak maps, RainStatus (default: <report>/output_bag)",
+    )
+    parser.add_argument("--no-output-bag", action="store_true", help="write only the report")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output bag storage")
+    parser.add_argument("--no-copy-input", action="store_true", help="leave the input topics out of the output bag")
+    parser.add_argument(
+        "--params-file",
+        type=Path,
+        default=None,
+        help="the node's params YAML (default: the package's config/vimpnet.yaml)",
+    )
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="override a node parameter, e.g. -p backend:=onnxruntime (repeatable)",
+    )
+    parser.add_argument("--checkpoint", default=None, help="shortcut for -p checkpoint:=PATH")
+    parser.add_argument("--max-frames", type=int, default=None, help="restore at most this many frames per topic")
+    parser.add_argument("--samples", type=int, default=4, help="contact-sheet rows (default 4)")
+    parser.add_argument(
+        "--distro",
+        choices=("auto", "humble", "jazzy", "kilted"),
+        default="auto",
+        help="message definitions for bags without them (default: from the bag)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    live = parser.add_argument_group(
+        "live replay", "score a recording of the node's outputs (bag-record) made while bag-play --restamp played BAG"
+    )
+    live.add_argument("--recording", type=Path, default=None, help="bag recorded from the node's outputs")
+    live.add_argument("--play-stats", type=Path, default=None, help="the JSON bag-play --stats wrote (stamp map)")
+    live.add_argument(
+        "--output-namespace", default=None, help="where the node published (default: the camera topic's namespace)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate; print a short summary; exit 2 with one line on bad input."""
+    from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag, load_node_settings, parse_param_overrides
+    from vimpnet_ros.evaluation.report import REPORT_MD
+
+    overrides = parse_param_overrides(args.param)
+    if args.checkpoint is not None:
+        overrides["checkpoint"] = args.checkpoint
+    settings = load_node_settings(args.params_file, overrides)
+    if args.recording is not None:
+        return _run_live(args, settings)
+    output_bag = None if args.no_output_bag else (args.output_bag or args.report / "output_bag")
+    options = BagEvalOptions(
+        image_topics=tuple(args.topics) if args.topics else None,
+        output_bag=output_bag,
+        storage=args.storage,
+        copy_input=not args.no_copy_input,
+        distro=args.distro,
+        max_frames=args.max_frames,
+        samples=args.samples,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
+    report = evaluate_bag(args.bag, args.report, settings, options)
+    print(summary_lines(report.to_dict()))
+    print(f"report: {args.report / REPORT_MD}" + (f"  output bag: {output_bag}" if output_bag else ""))
+    return 0
+
+
+def summary_lines(report: dict) -> str:
+    """A few lines per topic: frames, quality gain, latency, throughput."""
+    lines = []
+    for topic in report["topics"]:
+        q, lat = topic.get("quality") or {}, topic.get("latency_ms") or {}
+        text = f"{topic['topic']}: {topic['frames_out']}/{topic['frames_in']} frames restored"
+        if q.get("psnr_in") is not None:
+            text += (
+                f", PSNR {q['psnr_in']:.2f} -> {q['psnr_out']:.2f} dB ({q['psnr_gain']:+.2f}), "
+                f"SSIM {q['ssim_in']:.4f} -> {q['ssim_out']:.4f}"
+            )
+        if q.get("mask_iou") is not None:
+            text += f", mask IoU {q['mask_iou']:.3f}"
+        if lat.get("p50") is not None:
+            text += f", latency p50 {lat['p50']:.1f} ms p95 {lat['p95']:.1f} ms"
+        if topic.get("throughput_fps"):
+            text += f", {topic['throughput_fps']:.2f} fps"
+        if topic.get("rate_fraction") is not None:
+            text += f", {100 * topic['rate_fraction']:.0f}% of frames at {topic.get('input_rate_hz') or 0:.1f} Hz"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def _run_live(args: argparse.Namespace, settings: object) -> int:
+    """Score a live recording against BAG's ground truth (no engine runs here)."""
+    import json
+
+    from vimpnet_ros.bags.io import BagReader
+    from vimpnet_ros.errors import ConfigError
+    from vimpnet_ros.evaluation.bag_eval import LiveRun, camera_namespace, evaluate_recording, select_image_topics
+    from vimpnet_ros.evaluation.report import REPORT_MD
+
+    if args.play_stats is None:
+        raise ConfigError("--recording needs --play-stats: the JSON bag-play --restamp --stats wrote")
+    try:
+        play = json.loads(args.play_stats.read_text())
+        stamp_map = {int(published): int(original) for published, original in play["stamp_map"]}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"cannot read bag-play stats {args.play_stats}: {error}") from error
+    if not stamp_map:
+        raise ConfigError(f"{args.play_stats} has no stamp map; play the bag with bag-play --restamp --stats FILE")
+    with BagReader(args.bag, args.distro) as reader:
+        topic = select_image_topics(reader.topics(), args.topics)[0]
+        count = next(t.count for t in reader.topics() if t.name == topic)
+        span_s = reader.duration_ns / 1e9
+    rate = float(play.get("rate") or 1.0)
+    camera_hz = (count - 1) / span_s * (rate if rate > 0 else 1.0) if span_s > 0 and count > 1 else 0.0
+    played = len({original for original in stamp_map.values()})
+    run = LiveRun(topic, args.output_namespace or camera_namespace(topic), stamp_map, played, camera_hz)
+    report = evaluate_recording(args.bag, args.recording, run, args.report, settings, samples=args.samples)
+    print(summary_lines(report.to_dict()))
+    print(f"report: {args.report / REPORT_MD}")
+    return 0

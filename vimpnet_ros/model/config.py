@@ -48,9 +48,7 @@ class VimpNetConfig:
 
     def __post_init__(self) -> None:
         """Reject sizes that cannot build (checked here so a bad config file fails before any tensor)."""
-        positive = {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.type in ("int", int)
-        }
+        positive = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.type in ("int", int)}
         for field_name, value in positive.items():
             if field_name in ("extract_blocks", "num_blocks", "recon_blocks", "patch_padding"):
                 if value < 0:
@@ -90,20 +88,22 @@ class VimpNetConfig:
 #: Registered configurations. ``vimpnet`` is the published network (loads its checkpoint).
 CONFIGS: dict[str, VimpNetConfig] = {
     "vimpnet": VimpNetConfig(name="vimpnet"),
-    # Same structure, ~10x cheaper: narrow stage-1 features, shallow residual stacks,
-    # a 128-wide transformer applied once per weight set. SPyNet stays as published.
+    # Same structure, >= 8x faster on CPU: narrow stage-1 features, shallow residual stacks,
+    # narrow stage-2 encoders, patches at stride 4 (fewer tokens), a 128-wide transformer
+    # applied once per weight set. SPyNet stays as published (fixed architecture).
     "vimpnet_lite": VimpNetConfig(
         name="vimpnet_lite",
         mid_channels=32,
-        num_blocks=3,
+        num_blocks=2,
         extract_blocks=2,
         recon_blocks=1,
-        recon_upsample_channels=(16, 16),
+        recon_upsample_channels=(16, 8),
         streak_channels=8,
-        drop_channels=8,
+        drop_channels=4,
         deform_groups=8,
-        encoder_channels=(16, 32, 64),
-        decoder_channels=(16, 16),
+        encoder_channels=(8, 16, 32),
+        decoder_channels=(16, 8),
+        patch_stride=4,
         transformer_dim=128,
         transformer_heads=4,
         transformer_ffn=256,

@@ -52,7 +52,11 @@ def modulated_deform_conv2d(
     dtype = x.dtype
 
     # Sampling positions in input pixels, (n, G, K, ho, wo) each.
-    offset = offset.reshape(n, g, taps, 2, ho, wo).to(dtype)
+    offset = offset.reshape(n, g, taps, 2, ho, wo)
+    if offset.dtype != dtype:
+        offset = offset.to(dtype)
+    if mask.dtype != dtype:
+        mask = mask.to(dtype)
     base_y = (torch.arange(ho, dtype=dtype, device=x.device) * sh - ph).view(1, 1, 1, ho, 1)
     base_x = (torch.arange(wo, dtype=dtype, device=x.device) * sw - pw).view(1, 1, 1, 1, wo)
     tap_y = (torch.arange(kh, dtype=dtype, device=x.device) * dh).repeat_interleave(kw).view(1, 1, taps, 1, 1)
@@ -67,62 +71,6 @@ def modulated_deform_conv2d(
     sampled = F.grid_sample(groups_in, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     # (n*G, c/G, K*ho, wo) -> modulate -> (n, c*K, ho, wo) in weight order (channel, tap).
-    sampled = sampled.reshape(n, g, c // g, taps, ho, wo) * mask.reshape(n, g, 1, taps, ho, wo).to(dtype)
+    sampled = sampled.reshape(n, g, c // g, taps, ho, wo) * mask.reshape(n, g, 1, taps, ho, wo)
     columns = sampled.reshape(n, c * taps, ho, wo)
     return F.conv2d(columns, weight.reshape(out_channels, c * taps, 1, 1), bias)
-
-
-def modulated_deform_conv2d_loop(
-    x: Tensor,
-    offset: Tensor,
-    mask: Tensor,
-    weight: Tensor,
-    bias: Tensor | None,
-    stride: int = 1,
-    padding: int = 1,
-    dilation: int = 1,
-    deform_groups: int = 1,
-) -> Tensor:
-    """Direct, slow loop over the DCNv2 definition; the test oracle for :func:`modulated_deform_conv2d`.
-
-    Computes in float64 with explicit bilinear interpolation per sample (the mmcv
-    ``dmcn_im2col_bilinear`` rule: zero if the point is at or beyond one pixel outside,
-    otherwise the in-image corners weighted bilinearly).
-    """
-    n, c, h, w = x.shape
-    out_channels, _, kh, kw = weight.shape
-    ho = (h + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
-    wo = (w + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
-    xd, od, md, wd = x.double(), offset.double(), mask.double(), weight.double()
-    cg = c // deform_groups
-    cols = torch.zeros(n, c, kh * kw, ho, wo, dtype=torch.float64)
-
-    def sample(img: Tensor, py: float, px: float) -> Tensor:
-        if py <= -1 or px <= -1 or py >= h or px >= w:
-            return torch.zeros(img.shape[0], dtype=torch.float64)
-        y0, x0 = int(torch.floor(torch.tensor(py))), int(torch.floor(torch.tensor(px)))
-        ly, lx = py - y0, px - x0
-        value = torch.zeros(img.shape[0], dtype=torch.float64)
-        for yy, xx, wgt in ((y0, x0, (1 - ly) * (1 - lx)), (y0, x0 + 1, (1 - ly) * lx),
-                            (y0 + 1, x0, ly * (1 - lx)), (y0 + 1, x0 + 1, ly * lx)):  # fmt: skip
-            if 0 <= yy < h and 0 <= xx < w:
-                value = value + wgt * img[:, yy, xx]
-        return value
-
-    for b in range(n):
-        for g in range(deform_groups):
-            img = xd[b, g * cg : (g + 1) * cg]
-            for k in range(kh * kw):
-                ki, kj = divmod(k, kw)
-                for y in range(ho):
-                    for xo in range(wo):
-                        dy = float(od[b, 2 * (g * kh * kw + k), y, xo])
-                        dx = float(od[b, 2 * (g * kh * kw + k) + 1, y, xo])
-                        py = y * stride - padding + ki * dilation + dy
-                        px = xo * stride - padding + kj * dilation + dx
-                        m = md[b, g * kh * kw + k, y, xo]
-                        cols[b, g * cg : (g + 1) * cg, k, y, xo] = sample(img, py, px) * m
-    out = torch.einsum("ock,nckyx->noyx", wd.reshape(out_channels, c, kh * kw), cols)
-    if bias is not None:
-        out = out + bias.double().view(1, -1, 1, 1)
-    return out

@@ -1,0 +1,162 @@
+"""Checkpoint formats (MMEditing, bare, ours) and the clear failures on bad files."""
+
+from __future__ import annotations
+
+import pathlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from vimpnet_ros.errors import CheckpointError
+from vimpnet_ros.model import VimpNet, get_config
+from vimpnet_ros.model.checkpoint import (
+    FORMAT_VERSION,
+    convert_state_dict,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+    state_dict_sha256,
+)
+
+
+@pytest.fixture(scope="module")
+def lite_model() -> VimpNet:
+    torch.manual_seed(0)
+    return VimpNet(get_config("vimpnet_lite")).eval()
+
+
+def test_official_names_load_strictly_from_mmedit_file(
+    tmp_path: Path, official_shapes: list[tuple[str, tuple[int, ...]]]
+) -> None:
+    """A file with exactly the published names/shapes under generator.* loads with no renaming."""
+    state = {f"generator.{name}": torch.full(shape, 0.01) for name, shape in official_shapes}
+    state["generator.spynet.mean"] = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    state["discriminator.conv.weight"] = torch.zeros(3)  # other networks in the file are ignored
+    raw = {
+        "meta": {"mmedit_version": "0.16.0", "iter": 300000},
+        "state_dict": state,
+        "optimizer": {"generator": {"state": {}, "param_groups": [{"lr": 1e-4}]}},
+        "step_counter": torch.tensor(300000),
+    }
+    path = tmp_path / "vimpnet_official.pth"
+    torch.save(raw, path)
+    config, loaded = load_checkpoint(path)
+    assert config is not None and config.name == "vimpnet"
+    assert list(loaded) == [name for name, _ in official_shapes]
+    model = load_model(path, "vimpnet")
+    params = dict(model.state_dict())
+    assert torch.equal(params["spynet.mean"], state["generator.spynet.mean"])
+    assert torch.all(params["Dual_Raindrop_gnostic_Transformer.ss.embedding.weight"] == 0.01)
+    assert len(params) == len(official_shapes)
+
+
+def test_bare_state_dict_and_own_format_round_trip(tmp_path: Path, lite_model: VimpNet) -> None:
+    bare = tmp_path / "bare.pth"
+    torch.save(lite_model.state_dict(), bare)
+    ours = tmp_path / "ours.pth"
+    digest = save_checkpoint(ours, lite_model, lite_model.config)
+    raw = torch.load(ours, weights_only=True)
+    assert raw["format_version"] == FORMAT_VERSION
+    assert raw["sha256"] == digest == state_dict_sha256(lite_model.state_dict())
+    assert raw["config"]["name"] == "vimpnet_lite"
+    for path in (bare, ours):
+        model = load_model(path, "vimpnet_lite")
+        for name, tensor in lite_model.state_dict().items():
+            assert torch.equal(model.state_dict()[name], tensor), name
+    assert load_model(ours).config == lite_model.config  # config from the file
+
+
+def test_own_format_detects_corruption(tmp_path: Path, lite_model: VimpNet) -> None:
+    path = tmp_path / "ours.pth"
+    save_checkpoint(path, lite_model, lite_model.config)
+    raw = torch.load(path, weights_only=True)
+    raw["state_dict"]["conv_last.bias"] = raw["state_dict"]["conv_last.bias"] + 1
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match="hash"):
+        load_model(path)
+
+
+def test_wrong_config_is_named(tmp_path: Path, lite_model: VimpNet) -> None:
+    path = tmp_path / "ours.pth"
+    save_checkpoint(path, lite_model, lite_model.config)
+    with pytest.raises(CheckpointError, match="holds a 'vimpnet_lite' model, not 'vimpnet'"):
+        load_model(path, "vimpnet")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "nope.pth", "vimpnet_lite")
+
+
+def test_no_shipped_weights_is_a_clear_error() -> None:
+    with pytest.raises(CheckpointError, match="pass a checkpoint"):
+        load_model(None, "vimpnet")
+
+
+def test_truncated_file(tmp_path: Path, lite_model: VimpNet) -> None:
+    path = tmp_path / "truncated.pth"
+    torch.save(lite_model.state_dict(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_model(path, "vimpnet_lite")
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "text.pth"
+    path.write_text("hello")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(path)
+
+
+def test_wrong_shapes_missing_and_unexpected_are_named(tmp_path: Path, lite_model: VimpNet) -> None:
+    state = dict(lite_model.state_dict())
+    state["conv_last.weight"] = torch.zeros(3, 8, 1, 5, 5)
+    del state["spynet.mean"]
+    del state["conv_last.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "bad.pth"
+    torch.save({"state_dict": {f"generator.{k}": v for k, v in state.items()}, "meta": {}}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_model(path, "vimpnet_lite")
+    message = str(info.value)
+    assert "2 missing (spynet.mean, conv_last.bias)" in message
+    assert "1 unexpected (extra.weight)" in message
+    assert "1 wrongly shaped (conv_last.weight: checkpoint (3, 8, 1, 5, 5) vs model (3, 8, 1, 3, 3))" in message
+
+
+def test_many_mismatches_are_summarised(official_shapes: list[tuple[str, tuple[int, ...]]]) -> None:
+    """The full-size names against the lite model: counts plus the first few names, not thousands of lines."""
+    state = {name: torch.zeros(1) for name, _ in official_shapes}
+    with pytest.raises(CheckpointError, match=r"\d+ unexpected \([^)]*\.\.\. \(\d+ more\)"):
+        from vimpnet_ros.model.checkpoint import check_compatible, expected_shapes
+
+        check_compatible(expected_shapes(get_config("vimpnet_lite")), state, "test")
+
+
+class _Exploit:
+    """Unpickling this would create a marker file: the safe loader must refuse before that."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_code_executing_pickle_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"generator.conv_last.bias": torch.zeros(3)}, "meta": _Exploit(marker)}, path)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="refused by the safe loader"):
+        load_model(path, "vimpnet_lite")
+    assert not marker.exists()
+
+
+def test_convert_rejects_non_tensor_payload() -> None:
+    with pytest.raises(CheckpointError, match="not a ViMP-Net state dict"):
+        convert_state_dict({"meta": {"a": 1}})
+    with pytest.raises(CheckpointError, match="expected a dict"):
+        convert_state_dict([1, 2])

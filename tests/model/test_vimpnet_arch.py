@@ -1,0 +1,131 @@
+"""Generator shapes, stage contract, configs, conv3d rewrite and precisions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.model import CONFIGS, VimpNet, VimpNetConfig, VimpNetOutput, get_config
+from vimpnet_ros.model.arch_util import conv3d_as_conv2d
+
+
+@pytest.fixture(scope="module")
+def lite() -> VimpNet:
+    torch.manual_seed(0)
+    model = VimpNet(get_config("vimpnet_lite")).eval()
+    # Non-zero offsets so the deformable convolution is exercised, not only the flows.
+    for align in model.deform_align.values():
+        torch.nn.init.normal_(align.conv_offset[-1].weight, std=0.01)
+    return model
+
+
+@pytest.mark.parametrize(("t", "h", "w"), [(2, 4, 4), (3, 12, 20), (5, 36, 28), (4, 64, 48)])
+def test_any_multiple_of_four(lite: VimpNet, t: int, h: int, w: int) -> None:
+    lqs = torch.rand(1, t, 3, h, w)
+    with torch.no_grad():
+        out = lite(lqs)
+    assert isinstance(out, VimpNetOutput)
+    assert out.stage1.shape == out.output.shape == (1, t, 3, h, w)
+    assert out.drop_mask.shape == out.streak_map.shape == (1, t, 1, h, w)
+    assert all(torch.isfinite(x).all() for x in out)
+    assert out.drop_mask.min() >= 0 and out.drop_mask.max() <= 1
+
+
+def test_rejects_bad_sizes(lite: VimpNet) -> None:
+    with pytest.raises(ValueError, match="multiples of 4"):
+        lite(torch.rand(1, 3, 3, 30, 32))
+
+
+def test_stage_contract_and_forward_agree(lite: VimpNet) -> None:
+    """The stage methods of DEVELOPERS.md, with their shapes, compose to forward()."""
+    n, t, h, w = 2, 4, 16, 12
+    lqs = torch.rand(n, t, 3, h, w)
+    c = lite.config.mid_channels
+    with torch.no_grad():
+        flow = lite.compute_flow(lqs[:, 0], lqs[:, 1])
+        assert flow.shape == (n, 2, h // 4, w // 4)
+        flows_backward, flows_forward = lite.compute_flows(lqs)
+        assert flows_backward.shape == flows_forward.shape == (n, t - 1, 2, h // 4, w // 4)
+        torch.testing.assert_close(flows_backward[:, 0], flow, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(flows_forward[:, 2], lite.compute_flow(lqs[:, 3], lqs[:, 2]), atol=1e-5, rtol=1e-5)
+        feats = lite.extract_features(lqs)
+        assert feats.shape == (n, t, c, h // 4, w // 4)
+        streaks = lite.estimate_streaks(feats)
+        assert streaks.shape == (n, t, 1, h // 4, w // 4)
+        backward, forward = lite.propagate(feats, flows_backward, flows_forward, streaks)
+        assert backward.shape == forward.shape == (n, t, c, h // 4, w // 4)
+        stage1, drop_mask = lite.reconstruct(lqs, feats, backward, forward)
+        assert stage1.shape == (n, t, 3, h, w) and drop_mask.shape == (n, t, 1, h, w)
+        streak_map = lite.upsample_streaks(streaks)
+        output = lite.remove_drops(stage1, drop_mask)
+        whole = lite(lqs)
+    for got, expected in zip(whole, (stage1, drop_mask, streak_map, output), strict=True):
+        torch.testing.assert_close(got, expected)
+    # Batch items are independent.
+    with torch.no_grad():
+        single = lite(lqs[1:])
+    torch.testing.assert_close(single.output, whole.output[1:], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [((3, 3, 3), (1, 1, 1), (1, 1, 1)),
+                                                          ((3, 3, 3), (1, 2, 2), (1, 1, 1)),
+                                                          ((1, 3, 3), (1, 1, 1), (0, 1, 1)),
+                                                          ((1, 1, 1), (1, 1, 1), (0, 0, 0))])  # fmt: skip
+def test_conv3d_as_conv2d_equals_conv3d(kernel: tuple, stride: tuple, padding: tuple) -> None:
+    torch.manual_seed(3)
+    x = torch.randn(2, 6, 5, 9, 11)
+    weight = torch.randn(4, 6, *kernel)
+    bias = torch.randn(4)
+    expected = F.conv3d(x, weight, bias, stride, padding)
+    torch.testing.assert_close(conv3d_as_conv2d(x, weight, bias, stride, padding), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_configs() -> None:
+    full, lite = get_config("vimpnet"), get_config("vimpnet_lite")
+    assert (full.mid_channels, full.num_blocks, full.transformer_dim, full.transformer_heads) == (64, 9, 512, 4)
+    assert lite.mid_channels < full.mid_channels and lite.transformer_dim < full.transformer_dim
+    assert VimpNetConfig.from_dict(lite.to_dict()) == lite
+    with pytest.raises(ConfigError, match="unknown model config"):
+        get_config("vimpnet_huge")
+    with pytest.raises(ConfigError, match="deform_groups"):
+        VimpNetConfig(name="bad", mid_channels=10, deform_groups=16)
+    with pytest.raises(ConfigError, match="unknown model config fields"):
+        VimpNetConfig.from_dict({"name": "x", "mid_chanels": 3})
+
+
+def test_lite_keeps_the_reference_structure() -> None:
+    """Same module names (so the same code and conventions serve both); only counts/widths differ."""
+
+    def prefixes(config_name: str) -> set[str]:
+        with torch.device("meta"):
+            model = VimpNet(CONFIGS[config_name])
+        return {".".join(k.split(".")[:2]) for k in model.state_dict()}
+
+    assert prefixes("vimpnet_lite") == prefixes("vimpnet")
+
+
+def test_bf16_autocast_runs_and_stays_close(lite: VimpNet) -> None:
+    lqs = torch.rand(1, 2, 3, 8, 8)
+    with torch.no_grad():
+        reference = lite(lqs)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = lite(lqs)
+    for name, a, b in zip(VimpNetOutput._fields, reference, low, strict=True):
+        assert torch.isfinite(b).all(), name
+        assert (a - b.float()).abs().max() < 0.25, name
+
+
+def test_half_weights_run_on_cpu(lite: VimpNet) -> None:
+    """fp16 is the CUDA path; on CPU every op we use must at least accept half tensors."""
+    import copy
+
+    half = copy.deepcopy(lite).half()
+    lqs = torch.rand(1, 2, 3, 8, 8)
+    with torch.no_grad():
+        out = half(lqs.half())
+        reference = lite(lqs)
+    assert out.output.dtype == torch.float16
+    assert torch.isfinite(out.output).all()
+    assert (out.output.float() - reference.output).abs().max() < 0.25

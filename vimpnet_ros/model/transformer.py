@@ -1,0 +1,248 @@
+"""Stage 2: the mask-guided dual transformer that removes raindrops from the stage-1 frames.
+
+Three 3-D encoders (rainy, mask-guided, masked background), a patch soft split
+into tokens, a token learner, dual transformer blocks that update two token
+streams with shared attention, a cross-attention fusion, soft composition back
+to a feature map and a pixel-shuffle decoder to an RGB residual.
+
+The soft split (unfold + linear) and soft composition (linear + fold) are computed
+as a strided convolution and a transposed convolution with the same weights: the
+same function, but made of aten ops Torch-TensorRT converts (``im2col``/``col2im``
+are not) and much cheaper than materialising the patches.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vimpnet_ros.model.arch_util import FrameConv3d, conv3d_frames, pixel_shuffle_frames
+from vimpnet_ros.model.config import VimpNetConfig
+
+
+class DropEncoder(nn.Module):
+    """Conv3d 1x3x3 to c0, then two Conv3d 3x3x3 stride (1,2,2): (n, c_in, t, h, w) -> (n, c2, t, h/4, w/4).
+
+    ``last_slope`` is the LeakyReLU slope after the last conv: 0.01 in the reference's
+    ``downdrop`` encoders (PyTorch's default), 0.2 in ``downdropbg``.
+    """
+
+    def __init__(self, in_channels: int, channels: tuple[int, int, int], last_slope: float) -> None:
+        super().__init__()
+        c0, c1, c2 = channels
+        self.conv_first = conv3d_frames(in_channels, c0)
+        self.conv1 = FrameConv3d(c0, c1, 3, (1, 2, 2), 1)
+        self.conv2 = FrameConv3d(c1, c2, 3, (1, 2, 2), 1)
+        self.last_slope = last_slope
+
+    def forward(self, volume: Tensor) -> Tensor:
+        """(n, c_in, t, h, w) -> (n, c2, t, h/4, w/4)."""
+        x = F.leaky_relu(self.conv_first(volume), 0.2)
+        x = F.leaky_relu(self.conv1(x), 0.2)
+        return F.leaky_relu(self.conv2(x), self.last_slope)
+
+
+class SoftSplit(nn.Module):
+    """Overlapping k x k patches (stride s, padding p) of each frame, each projected to a token.
+
+    ``embedding`` is stored as the reference's Linear (dim, c*k*k) over F.unfold's (c, ki, kj) order.
+    """
+
+    def __init__(self, channels: int, dim: int, kernel: int, stride: int, padding: int) -> None:
+        super().__init__()
+        self.channels, self.kernel, self.stride, self.padding = channels, kernel, stride, padding
+        self.embedding = nn.Linear(channels * kernel * kernel, dim)
+
+    def grid_size(self, h: int, w: int) -> tuple[int, int]:
+        """Number of patch rows and columns for an (h, w) feature map."""
+        k, s, p = self.kernel, self.stride, self.padding
+        return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+
+    def forward(self, frames: Tensor, t: int) -> Tensor:
+        """(n*t, c, h, w) -> tokens (n, t*L, dim), L = patch rows * columns, frame-major."""
+        weight = self.embedding.weight.reshape(-1, self.channels, self.kernel, self.kernel)
+        tokens = F.conv2d(frames, weight, self.embedding.bias, stride=self.stride, padding=self.padding)
+        nt, dim, gh, gw = tokens.shape
+        return tokens.reshape(nt // t, t, dim, gh * gw).transpose(2, 3).reshape(nt // t, t * gh * gw, dim)
+
+
+class SoftComp(nn.Module):
+    """Inverse of :class:`SoftSplit`: tokens -> patches -> overlap-added map, then a 3x3 ``bias_conv``."""
+
+    def __init__(self, channels: int, dim: int, kernel: int, stride: int, padding: int) -> None:
+        super().__init__()
+        self.channels, self.kernel, self.stride, self.padding = channels, kernel, stride, padding
+        self.embedding = nn.Linear(dim, channels * kernel * kernel)
+        self.bias_conv = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, tokens: Tensor, t: int, grid: tuple[int, int], size: tuple[int, int]) -> Tensor:
+        """Tokens (n, t*L, dim) on a ``grid`` of patches -> (n*t, c, h, w) with (h, w) = ``size``."""
+        n, _, dim = tokens.shape
+        gh, gw = grid
+        h, w = size
+        k, c = self.kernel, self.channels
+        maps = tokens.reshape(n * t, gh, gw, dim).permute(0, 3, 1, 2)
+        # Linear + fold == transposed conv of the token map with the Linear's weight; the bias, folded,
+        # is a transposed conv of a ones map, so it rides along as one extra input channel.
+        maps = torch.cat([maps, maps.new_ones(n * t, 1, gh, gw)], dim=1)
+        weight = torch.cat([self.embedding.weight.t(), self.embedding.bias.unsqueeze(0)], dim=0)
+        folded = F.conv_transpose2d(maps, weight.reshape(dim + 1, c, k, k), stride=self.stride)
+        p = self.padding
+        return self.bias_conv(folded[:, :, p : p + h, p : p + w])
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate q/k/v/output linears, through ``scaled_dot_product_attention``."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.query_embedding = nn.Linear(dim, dim)
+        self.value_embedding = nn.Linear(dim, dim)
+        self.key_embedding = nn.Linear(dim, dim)
+        self.output_linear = nn.Linear(dim, dim)
+
+    def _split(self, x: Tensor) -> Tensor:
+        n, length, dim = x.shape
+        return x.reshape(n, length, self.heads, dim // self.heads).transpose(1, 2)
+
+    def forward(self, query: Tensor, context: Tensor) -> Tensor:
+        """Queries from ``query`` (n, l, d), keys/values from ``context`` (n, m, d) -> (n, l, d)."""
+        q = self._split(self.query_embedding(query))
+        k = self._split(self.key_embedding(context))
+        v = self._split(self.value_embedding(context))
+        out = F.scaled_dot_product_attention(q, k, v)
+        n, _, length, _ = out.shape
+        return self.output_linear(out.transpose(1, 2).reshape(n, length, -1))
+
+
+class FeedForward(nn.Module):
+    """Linear - ReLU - Linear; index 2 is a placeholder for the reference's dropout so names stay ``conv.0/conv.3``."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Identity(), nn.Linear(hidden, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(n, l, d) -> (n, l, d)."""
+        return self.conv(x)
+
+
+class DualTransformerBlock(nn.Module):
+    """Updates two token streams with the same attention and norms but separate feed-forward nets."""
+
+    def __init__(self, dim: int, heads: int, hidden: int) -> None:
+        super().__init__()
+        self.attention = MultiHeadAttention(dim, heads)
+        self.ffn1 = FeedForward(dim, hidden)
+        self.ffn2 = FeedForward(dim, hidden)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        """(n, l, d) x2 -> (n, l, d) x2."""
+        na, nb = self.norm1(a), self.norm1(b)
+        a = a + self.attention(na, na)
+        b = b + self.attention(nb, nb)
+        a = a + self.ffn1(self.norm2(a))
+        b = b + self.ffn2(self.norm2(b))
+        return a, b
+
+
+class FusionBlock(nn.Module):
+    """Cross-attention from the guided stream to the background stream; the residual starts at norm1(a)."""
+
+    def __init__(self, dim: int, heads: int, hidden: int) -> None:
+        super().__init__()
+        self.attention = MultiHeadAttention(dim, heads)
+        self.ffn = FeedForward(dim, hidden)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        """(n, l, d) x2 -> (n, l, d)."""
+        m, d = self.norm1(a), self.norm1(b)
+        x = m + self.attention(m, d)
+        return x + self.ffn(self.norm2(x))
+
+
+class TokenLearner(nn.Module):
+    """Mixes [rainy, background] tokens (2d channels) to d with a 1x1 Conv1d (stored as the reference's)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv_layer = nn.Conv1d(2 * dim, dim, 1)
+
+    def forward(self, rainy: Tensor, background: Tensor) -> Tensor:
+        """(n, l, d) x2 -> (n, l, d); a 1x1 Conv1d over tokens is a Linear, applied without transposes."""
+        return F.linear(torch.cat([rainy, background], dim=-1), self.conv_layer.weight[:, :, 0], self.conv_layer.bias)
+
+
+def transformer_name(index: int) -> str:
+    """Module name of the ``index``-th weight set: ``transformer``, ``transformer1``, ... as in the reference."""
+    return "transformer" if index == 0 else f"transformer{index}"
+
+
+class MaskGuidedDualTransformer(nn.Module):
+    """Stage 2 (``Dual_Raindrop_gnostic_Transformer``): stage-1 frames + drop mask -> restored frames."""
+
+    def __init__(self, config: VimpNetConfig) -> None:
+        super().__init__()
+        dim, heads, hidden = config.transformer_dim, config.transformer_heads, config.transformer_ffn
+        enc = config.encoder_channels
+        k, s, p = config.patch_size, config.patch_stride, config.patch_padding
+        self.repeats = config.transformer_repeats
+        self.set_names = [transformer_name(i) for i in range(config.transformer_weight_sets)]
+        for name in self.set_names:
+            self.add_module(name, DualTransformerBlock(dim, heads, hidden))
+        self.Fusion_Transformer = FusionBlock(dim, heads, hidden)
+        self.ss = SoftSplit(enc[2], dim, k, s, p)
+        self.sc = SoftComp(enc[2], dim, k, s, p)
+        self.TokenLearner = TokenLearner(dim)
+        self.downdropbg = DropEncoder(4, enc, last_slope=0.2)
+        self.downdrop1 = DropEncoder(3, enc, last_slope=0.01)
+        self.downdrop2 = DropEncoder(3, enc, last_slope=0.01)
+        d1, d2 = config.decoder_channels
+        self.conv_before_upsample1 = conv3d_frames(enc[2], 4 * d1)
+        self.conv_before_upsample2 = conv3d_frames(d1, 4 * d2)
+        self.conv_last = conv3d_frames(d2, 3)
+
+    def encode(self, stage1: Tensor, drop_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Volumes (n, 3, t, h, w), (n, 1, t, h, w) -> rainy, guided, background (n, c2, t, h/4, w/4)."""
+        rainy = self.downdrop1(stage1)
+        guided = self.downdropbg(torch.cat([stage1, drop_mask], dim=1))
+        background = self.downdrop2(stage1 * (1.0 - drop_mask))
+        return rainy, guided, background
+
+    def tokenize(self, volume: Tensor) -> Tensor:
+        """(n, c, t, h, w) -> tokens (n, t*L, dim)."""
+        n, c, t, h, w = volume.shape
+        return self.ss(volume.transpose(1, 2).reshape(n * t, c, h, w), t)
+
+    def mix(self, guided: Tensor, stream_b: Tensor) -> Tensor:
+        """Dual transformer blocks then fusion: tokens (n, l, d) x2 -> (n, l, d)."""
+        a, b = guided, stream_b
+        for name in self.set_names:
+            block = getattr(self, name)
+            for _ in range(self.repeats):
+                a, b = block(a, b)
+        return self.Fusion_Transformer(a, b)
+
+    def decode(self, tokens: Tensor, n: int, t: int, size: tuple[int, int]) -> Tensor:
+        """Tokens (n, t*L, d) for (h/4, w/4) = ``size`` -> RGB residual volume (n, 3, t, h, w)."""
+        feat = self.sc(tokens, t, self.ss.grid_size(*size), size)
+        feat = feat.reshape(n, t, feat.shape[1], size[0], size[1]).transpose(1, 2)
+        x = pixel_shuffle_frames(self.conv_before_upsample1(feat), 2)
+        x = pixel_shuffle_frames(self.conv_before_upsample2(x), 2)
+        return self.conv_last(x)
+
+    def forward(self, stage1: Tensor, drop_mask: Tensor) -> Tensor:
+        """stage1 (n, t, 3, h, w) and drop_mask (n, t, 1, h, w) -> output (n, t, 3, h, w)."""
+        n, t = stage1.shape[:2]
+        vol = stage1.transpose(1, 2)
+        rainy, guided, background = self.encode(vol, drop_mask.transpose(1, 2))
+        size = (rainy.shape[-2], rainy.shape[-1])
+        stream_b = self.TokenLearner(self.tokenize(rainy), self.tokenize(background))
+        fused = self.mix(self.tokenize(guided), stream_b)
+        return stage1 + self.decode(fused, n, t, size).transpose(1, 2)

@@ -1,0 +1,200 @@
+"""The ViMP-Net generator (Wu et al., ACM MM 2023) in plain PyTorch.
+
+Stage 1 removes rain streaks: SPyNet flows, quarter-resolution features, a streak
+intensity head, second-order deformable propagation (backward then forward pass),
+3-D reconstruction to full resolution with a raindrop-mask head. Stage 2 removes
+raindrops with the mask-guided dual transformer. ``forward`` is a chain of named
+stages (see DEVELOPERS.md) so the streaming engine can cache per-frame work.
+
+Differences from the reference code, none changing the function: no mirror-extension
+shortcut (a data-dependent branch), no input-size assertion beyond multiples of 4,
+soft split/composition as (transposed) convolutions, attention via
+``scaled_dot_product_attention``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vimpnet_ros.model.alignment import SecondOrderDeformableAlignment
+from vimpnet_ros.model.arch_util import ResidualBlocksWithInputConv, conv3d_frames, flow_warp
+from vimpnet_ros.model.config import VimpNetConfig, get_config
+from vimpnet_ros.model.heads import Reconstruction3D, make_mask_head
+from vimpnet_ros.model.spynet import SPyNet
+from vimpnet_ros.model.transformer import MaskGuidedDualTransformer
+
+#: Propagation passes in the order they run; the forward pass also sees the backward pass output.
+PASSES = ("backward_1", "forward_1")
+
+
+class VimpNetOutput(NamedTuple):
+    """What the generator returns; every tensor is (n, t, c, h, w) at the input size."""
+
+    stage1: Tensor  # (n, t, 3, h, w) streaks removed, raindrops remain
+    drop_mask: Tensor  # (n, t, 1, h, w) raindrop probability in [0, 1]
+    streak_map: Tensor  # (n, t, 1, h, w) rain-streak intensity
+    output: Tensor  # (n, t, 3, h, w) restored frames
+
+
+class VimpNet(nn.Module):
+    """ViMP-Net generator; parameter names match the published checkpoint (without ``generator.``)."""
+
+    def __init__(self, config: VimpNetConfig | str) -> None:
+        super().__init__()
+        config = get_config(config) if isinstance(config, str) else config
+        self.config = config
+        c = config.mid_channels
+        self.spynet = SPyNet()
+        self.feat_extract = nn.Sequential(
+            nn.Conv2d(3, c, 3, 2, 1),
+            nn.LeakyReLU(negative_slope=0.1),
+            nn.Conv2d(c, c, 3, 2, 1),
+            nn.LeakyReLU(negative_slope=0.1),
+            ResidualBlocksWithInputConv(c, c, config.extract_blocks),
+        )
+        self.deform_align = nn.ModuleDict(
+            {
+                name: SecondOrderDeformableAlignment(c, config.deform_groups, config.max_residue_magnitude)
+                for name in PASSES
+            }
+        )
+        self.backbone = nn.ModuleDict(
+            {name: ResidualBlocksWithInputConv((2 + i) * c, c, config.num_blocks) for i, name in enumerate(PASSES)}
+        )
+        self.reconstruction = Reconstruction3D(3 * c, c, config.recon_blocks, config.recon_upsample_channels)
+        up = config.recon_upsample_channels[1]
+        self.conv_last = conv3d_frames(up, 3)
+        self.S_mask_streak = make_mask_head(c, config.streak_channels)
+        self.S_mask_drop = make_mask_head(up, config.drop_channels)
+        self.Dual_Raindrop_gnostic_Transformer = MaskGuidedDualTransformer(config)
+
+    # -- stage 1 -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def downsample(frames: Tensor) -> Tensor:
+        """Bicubic 0.25x as the reference feeds SPyNet: (m, 3, h, w) -> (m, 3, h/4, w/4)."""
+        h, w = frames.shape[-2:]
+        return F.interpolate(frames, size=(h // 4, w // 4), mode="bicubic", align_corners=False)
+
+    def compute_flow(self, ref: Tensor, supp: Tensor) -> Tensor:
+        """Flow ref -> supp on 0.25x frames: (n, 3, h, w) x2 -> (n, 2, h/4, w/4), channel 0 = dx."""
+        return self.spynet(self.downsample(ref), self.downsample(supp))
+
+    def compute_flows(self, lqs: Tensor) -> tuple[Tensor, Tensor]:
+        """(n, t, 3, h, w) -> (flows_backward, flows_forward), each (n, t-1, 2, h/4, w/4).
+
+        backward[i] = flow(i -> i+1), forward[i] = flow(i+1 -> i).
+        """
+        n, t, c, h, w = lqs.shape
+        small = self.downsample(lqs.reshape(n * t, c, h, w)).reshape(n, t, c, h // 4, w // 4)
+        first = small[:, :-1].reshape(n * (t - 1), c, h // 4, w // 4)
+        second = small[:, 1:].reshape(n * (t - 1), c, h // 4, w // 4)
+        flows = self.spynet(torch.cat([first, second], dim=0), torch.cat([second, first], dim=0))
+        flows = flows.reshape(2, n, t - 1, 2, h // 4, w // 4)
+        return flows[0], flows[1]
+
+    def extract_features(self, lqs: Tensor) -> Tensor:
+        """(n, t, 3, h, w) -> (n, t, c, h/4, w/4)."""
+        n, t, _, h, w = lqs.shape
+        feats = self.feat_extract(lqs.reshape(n * t, 3, h, w))
+        return feats.reshape(n, t, *feats.shape[1:])
+
+    def estimate_streaks(self, feats: Tensor) -> Tensor:
+        """Quarter-res streak intensity over a window: (n, t, c, h/4, w/4) -> (n, t, 1, h/4, w/4)."""
+        return self.S_mask_streak(feats.transpose(1, 2)).transpose(1, 2)
+
+    def _propagate_pass(
+        self,
+        name: str,
+        feats: Tensor,
+        flows: Tensor,
+        streaks: Tensor,
+        finished: list[Tensor],
+    ) -> Tensor:
+        """One propagation pass over the window -> (n, t, c, h/4, w/4) in frame order."""
+        n, t, c, h, w = feats.shape
+        backward = name.startswith("backward")
+        frame_order = list(range(t - 1, -1, -1)) if backward else list(range(t))
+        align, backbone = self.deform_align[name], self.backbone[name]
+        outputs: list[Tensor] = []
+        prop = feats.new_zeros(n, c, h, w)
+        flow_prev = feats.new_zeros(n, 2, h, w)
+        for i, idx in enumerate(frame_order):
+            current = feats[:, idx]
+            if i > 0:
+                # The flow that carries the previous frame of the pass onto this one, and the streak
+                # map taken at that flow's index (current frame going backward, previous going forward).
+                flow_index = idx if backward else idx - 1
+                flow_1 = flows[:, flow_index]
+                streak = streaks[:, flow_index]
+                cond_1 = flow_warp(prop, flow_1)
+                if i > 1:
+                    feat_2 = outputs[-2]
+                    flow_2 = flow_1 + flow_warp(flow_prev, flow_1)
+                    cond_2 = flow_warp(feat_2, flow_2)
+                else:
+                    feat_2 = torch.zeros_like(prop)
+                    flow_2 = torch.zeros_like(flow_1)
+                    cond_2 = torch.zeros_like(cond_1)
+                cond = torch.cat([cond_1, current, cond_2], dim=1)
+                prop = align(torch.cat([prop, feat_2], dim=1), cond, flow_1, flow_2, streak)
+                flow_prev = flow_1
+            inputs = [current] + [done[:, idx] for done in finished] + [prop]
+            prop = prop + backbone(torch.cat(inputs, dim=1))
+            outputs.append(prop)
+        if backward:
+            outputs.reverse()
+        return torch.stack(outputs, dim=1)
+
+    def propagate(
+        self, feats: Tensor, flows_backward: Tensor, flows_forward: Tensor, streaks: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Backward then forward pass: feats (n, t, c, h/4, w/4), flows (n, t-1, 2, h/4, w/4), streaks (n, t, 1, ..).
+
+        Returns (backward, forward), each (n, t, c, h/4, w/4).
+        """
+        backward = self._propagate_pass(PASSES[0], feats, flows_backward, streaks, [])
+        forward = self._propagate_pass(PASSES[1], feats, flows_forward, streaks, [backward])
+        return backward, forward
+
+    def reconstruct(self, lqs: Tensor, feats: Tensor, backward: Tensor, forward: Tensor) -> tuple[Tensor, Tensor]:
+        """Full-res stage-1 frames and drop mask: -> (stage1 (n, t, 3, h, w), drop_mask (n, t, 1, h, w))."""
+        volume = torch.cat([feats, backward, forward], dim=2).transpose(1, 2)
+        hidden = self.reconstruction(volume)
+        drop_mask = torch.sigmoid(self.S_mask_drop(hidden)).transpose(1, 2)
+        stage1 = self.conv_last(hidden).transpose(1, 2) + lqs
+        return stage1, drop_mask
+
+    @staticmethod
+    def upsample_streaks(streaks: Tensor) -> Tensor:
+        """x4 bilinear (align_corners=True) per frame: (n, t, 1, h/4, w/4) -> (n, t, 1, h, w)."""
+        n, t, c, h, w = streaks.shape
+        up = F.interpolate(streaks.reshape(n * t, c, h, w), size=(4 * h, 4 * w), mode="bilinear", align_corners=True)
+        return up.reshape(n, t, c, 4 * h, 4 * w)
+
+    # -- stage 2 -----------------------------------------------------------------------------------
+
+    def remove_drops(self, stage1: Tensor, drop_mask: Tensor) -> Tensor:
+        """Stage 2 over a window: stage1 (n, t, 3, h, w), drop_mask (n, t, 1, h, w) -> output (n, t, 3, h, w)."""
+        return self.Dual_Raindrop_gnostic_Transformer(stage1, drop_mask)
+
+    # -- whole clip --------------------------------------------------------------------------------
+
+    def forward(self, lqs: Tensor) -> VimpNetOutput:
+        """Restore a clip: (n, t, 3, h, w) RGB in [0, 1], h and w multiples of 4, t >= 2."""
+        _, t, c, h, w = lqs.shape
+        if c != 3 or h % 4 or w % 4 or h < 4 or w < 4 or t < 2:
+            raise ValueError(
+                f"ViMP-Net needs (n, t>=2, 3, h, w) with h and w positive multiples of 4, got {tuple(lqs.shape)}"
+            )
+        flows_backward, flows_forward = self.compute_flows(lqs)
+        feats = self.extract_features(lqs)
+        streaks = self.estimate_streaks(feats)
+        backward, forward = self.propagate(feats, flows_backward, flows_forward, streaks)
+        stage1, drop_mask = self.reconstruct(lqs, feats, backward, forward)
+        output = self.remove_drops(stage1, drop_mask)
+        return VimpNetOutput(stage1, drop_mask, self.upsample_streaks(streaks), output)

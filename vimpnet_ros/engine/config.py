@@ -68,6 +68,9 @@ class EngineConfig:
     engine_cache_dir: str | Path | None = None
     #: How many tiles go through the network together (memory vs. throughput).
     tile_batch: int = 4
+    #: CPU threads for torch and ONNX Runtime (0 = library default). On a CPU shared with other
+    #: processes 1 thread can beat 2: OpenMP barriers stall when a worker thread is descheduled.
+    cpu_threads: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -105,7 +108,7 @@ class EngineConfig:
             )
 
     def _check_tiling(self) -> None:
-        for name in ("tile_size", "tile_overlap", "tile_batch"):
+        for name in ("tile_size", "tile_overlap", "tile_batch", "cpu_threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"engine {name} must be a non-negative integer; got {value!r}")

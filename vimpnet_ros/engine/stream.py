@@ -62,16 +62,19 @@ def window_indices(target: int, available: int, window: int, output_index: int) 
 
 @dataclass
 class FrameSlot:
-    """One buffered frame: its id in this stream, stamp, network input and cached features.
+    """One buffered frame: its id in this stream, stamp, input, network input and cached per-frame work.
 
-    ``tiles`` is (n_tiles, 3, ph, pw) float32 in [0, 1]; ``features`` (n_tiles, c, ph/4, pw/4)
-    once computed.
+    ``frame`` is the (h, w, 3) uint8 input (shown where the network yields NaN);
+    ``tiles`` (n_tiles, 3, ph, pw) float32 in [0, 1]; once computed, ``features``
+    (n_tiles, c, ph/4, pw/4) and ``small`` (n_tiles, 3, ph/4, pw/4), the 0.25x frame SPyNet reads.
     """
 
     frame_id: int
     stamp_ns: int
+    frame: np.ndarray
     tiles: torch.Tensor
     features: torch.Tensor | None = None
+    small: torch.Tensor | None = None
 
 
 class Stream:
@@ -135,7 +138,7 @@ class Stream:
         if self.geometry is None:
             self.geometry = self.engine.geometry_for(frame.shape[0], frame.shape[1])
         tiles = self.geometry.to_tiles(frame, self.engine.device)
-        self._append(FrameSlot(self._next_id, stamp_ns, tiles))
+        self._append(FrameSlot(self._next_id, stamp_ns, frame, tiles))
         self._next_id += 1
         self.last_stamp_ns = stamp_ns
         self.frames_pushed += 1
@@ -167,12 +170,16 @@ class Stream:
             self.flows = {key: flow for key, flow in self.flows.items() if evicted not in key}
         self.slots.append(slot)
 
+    def window_for(self, target: int) -> list[FrameSlot]:
+        """The T slots (start-of-stream positions reflected) whose window describes buffered frame ``target``."""
+        if not 0 <= target < len(self.slots):
+            raise EngineError(f"stream {self.name}: no buffered frame {target} (holding {len(self.slots)})")
+        indices = window_indices(target, len(self.slots), self.config.window_size, self.config.output_index)
+        return [self.slots[i] for i in indices]
+
     def _restore(self, target: int) -> FrameResult:
         """Run the window that describes buffered frame ``target`` (index into the ring buffer)."""
-        if self.geometry is None:
-            raise EngineError(f"stream {self.name}: nothing buffered to restore")
-        indices = window_indices(target, len(self.slots), self.config.window_size, self.config.output_index)
-        window = [self.slots[i] for i in indices]
+        window = self.window_for(target)
         reason, self.pending_reset = self.pending_reset, None
         return self.engine.restore_window(self, window, self.slots[target], reason)
 

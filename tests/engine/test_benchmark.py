@@ -1,0 +1,62 @@
+"""The benchmark and quality commands run end to end on tiny inputs and report sane records."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.engine.conftest import CPU_ENV, moving_frames
+from vimpnet_ros.engine import EngineConfig
+from vimpnet_ros.engine.benchmark import add_arguments, build_cases, format_table, run_case
+from vimpnet_ros.engine.quality import measure_output_frames, psnr
+from vimpnet_ros.model import VimpNet
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_cases_cover_backends_precisions_and_baselines() -> None:
+    args = _args("--models", "vimpnet_lite", "--backends", "torch,onnxruntime", "--precisions", "fp32,bf16",
+                 "--sizes", "256x256,1280x720")  # fmt: skip
+    cases = build_cases(args)
+    kinds = {(c["kind"], c["backend"], c["precision"], c["size"]) for c in cases}
+    assert ("stream", "onnxruntime", "fp32", (256, 256)) in kinds
+    assert ("stream", "onnxruntime", "bf16", (256, 256)) not in kinds
+    assert ("naive", "torch", "bf16", (1280, 720)) in kinds and ("reference", "torch", "fp32", (256, 256)) in kinds
+    assert {c["tile_size"] for c in cases if c["size"] == (1280, 720)} == {256}
+    assert {c["tile_size"] for c in cases if c["size"] == (256, 256)} == {0}
+
+
+@pytest.mark.slow
+def test_stream_naive_and_reference_records(tmp_path: Path) -> None:
+    args = _args("--models", "vimpnet_lite", "--backends", "torch", "--precisions", "fp32", "--sizes", "48x32",
+                 "--frames", "2", "--baseline-frames", "1", "--window", "3")  # fmt: skip
+    records = [run_case(case) for case in build_cases(args)]
+    assert [r["kind"] for r in records] == ["stream", "naive", "reference"]
+    for record in records:
+        assert "error" not in record, record
+        assert record["p95_ms"] >= record["p50_ms"] > 0 and record["peak_rss_mib"] > 0
+        assert record["gflop_per_frame"] > 0 and record["gflops"] > 0
+    assert records[0]["gflop_per_frame"] < records[1]["gflop_per_frame"]  # caching saves work
+    assert records[2]["tiles"] == 1 and records[2]["reference_code_ms"] == 5360.0
+    table = format_table(records)
+    assert table.count("\n") == 4 and "| vimpnet_lite | stream | torch | fp32 | 48x32 |" in table
+    json.dumps(records, default=str)
+
+
+@pytest.mark.slow
+def test_quality_measures_both_modes_on_every_frame(lite_model: VimpNet) -> None:
+    clean = np.stack(moving_frames(5, 24, 32, seed=5))
+    rainy = np.clip(clean.astype(np.int16) + 40, 0, 255).astype(np.uint8)
+    config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3)
+    report = measure_output_frames(lite_model, [(rainy, clean)], config, environment=CPU_ENV)
+    assert report.frames == 5 and set(report.psnr) == {"latest", "center"}
+    assert report.input_psnr == np.mean([psnr(a, b) for a, b in zip(rainy, clean, strict=True)])
+    assert all(np.isfinite(v) for v in report.psnr.values())

@@ -1,0 +1,72 @@
+"""EngineConfig validation: every bad value fails at construction with a ConfigError naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vimpnet_ros.engine import EngineConfig
+from vimpnet_ros.errors import ConfigError
+
+
+def test_defaults_match_the_contract() -> None:
+    config = EngineConfig()
+    assert (config.model, config.backend, config.precision, config.device) == ("vimpnet_lite", "auto", "auto", "auto")
+    assert (config.window_size, config.output_frame, config.tile_size, config.tile_overlap) == (5, "latest", 0, 32)
+    assert config.output_index == 4 and config.delay_frames == 0
+    center = config.replace(output_frame="center", window_size=7)
+    assert center.output_index == 3 and center.delay_frames == 3
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("window_size", 4, "odd"),
+        ("window_size", 11, "3..9"),
+        ("window_size", 1, "3..9"),
+        ("output_frame", "middle", "latest, center"),
+        ("backend", "tflite", "auto, torch, onnxruntime, tensorrt"),
+        ("precision", "int8", "fp32"),
+        ("device", "gpu", "cuda:N"),
+        ("device", "cuda:x", "cuda:N"),
+        ("inference_size", (640,), "(width, height)"),
+        ("inference_size", (2, 480), "(width, height)"),
+        ("tile_size", 30, "multiple of 4"),
+        ("tile_size", 130, "multiple of 4"),
+        ("tile_overlap", -1, "non-negative"),
+        ("tile_overlap", 64, "less than half"),
+        ("tile_batch", 0, "at least 1"),
+        ("max_gap_s", 0, "positive"),
+        ("model", "", "config name"),
+    ],
+)
+def test_bad_values_raise_config_error(field: str, value: object, words: str) -> None:
+    changes = {field: value}
+    if field == "tile_overlap" and value == 64:
+        changes["tile_size"] = 128
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        EngineConfig(**changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"backend": "tensorrt", "device": "cpu"}, "needs a CUDA device"),
+        ({"backend": "onnxruntime", "precision": "bf16"}, "fp32 only"),
+        ({"precision": "fp16", "device": "cpu"}, "needs a CUDA device"),
+    ],
+)
+def test_impossible_combinations(changes: dict[str, object], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        EngineConfig(**changes)  # type: ignore[arg-type]
+
+
+def test_inference_size_list_becomes_tuple() -> None:
+    assert EngineConfig(inference_size=[320, 180]).inference_size == (320, 180)  # type: ignore[arg-type]
+
+
+def test_cache_dir_default_and_explicit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert EngineConfig().cache_dir == tmp_path / "vimpnet_ros" / "engines"
+    assert EngineConfig(engine_cache_dir=tmp_path / "x").cache_dir == tmp_path / "x"

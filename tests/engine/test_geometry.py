@@ -1,0 +1,89 @@
+"""Frame geometry: odd sizes round-trip, tiles cover the frame, blending is exact and seam-free."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from vimpnet_ros.engine import EngineConfig
+from vimpnet_ros.engine.geometry import FrameGeometry, tile_starts, to_uint8, validate_frame
+from vimpnet_ros.errors import InputError
+
+
+def _frame(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_tile_starts_cover_with_overlap() -> None:
+    assert tile_starts(640, 256, 32) == [0, 224, 384]
+    assert tile_starts(360, 256, 32) == [0, 104]
+    assert tile_starts(100, 256, 32) == [0]
+    for length in (257, 500, 1280, 720):
+        starts = tile_starts(length, 256, 32)
+        assert starts[0] == 0 and starts[-1] + 256 == length
+        assert all(b - a <= 256 - 32 for a, b in itertools.pairwise(starts))
+
+
+def test_reference_procedure_tile_count() -> None:
+    """640x360 with 256 tiles and 32 overlap is 6 tiles, as the issue states for the reference procedure."""
+    geometry = FrameGeometry.plan(360, 640, EngineConfig(tile_size=256, tile_overlap=32))
+    assert geometry.num_tiles == 6
+
+
+@pytest.mark.parametrize(("height", "width"), [(359, 641), (1, 1), (3, 5), (97, 33)])
+def test_odd_sizes_pad_to_multiple_of_4_and_round_trip(height: int, width: int) -> None:
+    frame = _frame(height, width)
+    geometry = FrameGeometry.plan(height, width, EngineConfig())
+    tiles = geometry.to_tiles(frame)
+    assert tiles.shape[-2] % 4 == 0 and tiles.shape[-1] % 4 == 0
+    assert tiles.shape[-2] - height < 4 and tiles.shape[-1] - width < 4
+    back = geometry.from_tiles(tiles)
+    assert back.shape == (height, width, 3)
+    np.testing.assert_array_equal(to_uint8(back), frame)
+
+
+@pytest.mark.parametrize(("height", "width", "tile", "overlap"), [(359, 641, 128, 32), (100, 300, 64, 8)])
+def test_tiling_blend_reproduces_the_frame_exactly(height: int, width: int, tile: int, overlap: int) -> None:
+    """An identity 'network' through tiles and blending gives back the input: weights are normalised, no seams."""
+    frame = _frame(height, width, seed=1)
+    geometry = FrameGeometry.plan(height, width, EngineConfig(tile_size=tile, tile_overlap=overlap))
+    tiles = geometry.to_tiles(frame)
+    assert geometry.num_tiles > 2 and tiles.shape[0] == geometry.num_tiles
+    back = geometry.from_tiles(tiles)
+    np.testing.assert_allclose(back, frame.astype(np.float32) / 255.0, atol=1e-6)
+
+
+def test_blend_weights_ramp_only_inside_the_frame() -> None:
+    geometry = FrameGeometry.plan(96, 160, EngineConfig(tile_size=64, tile_overlap=16))
+    first = geometry.weights[0]  # top-left tile: full weight on the frame border, ramps on its inner sides
+    assert first[0, 0] == 1.0 and first[-1, -1] < 0.1 and first[0, 20] == 1.0
+    assert (geometry.weights > 0).all()
+    np.testing.assert_allclose(geometry.weight_sum.min() > 0, True)
+
+
+def test_inference_size_resizes_and_maps_back() -> None:
+    frame = np.full((359, 641, 3), 100, dtype=np.uint8)
+    geometry = FrameGeometry.plan(359, 641, EngineConfig(inference_size=(320, 180)))
+    tiles = geometry.to_tiles(frame)
+    assert tuple(tiles.shape) == (1, 3, 180, 320)
+    back = geometry.from_tiles(torch.cat([tiles, tiles[:, :1]], dim=1))
+    assert back.shape == (359, 641, 4)
+    np.testing.assert_allclose(back[..., 0], 100 / 255, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("frame", "words"),
+    [
+        (np.zeros((4, 4), np.uint8), "shape"),
+        (np.zeros((4, 4, 4), np.uint8), "shape"),
+        (np.zeros((0, 4, 3), np.uint8), "shape"),
+        (np.zeros((4, 4, 3), np.float32), "uint8"),
+        ([[0, 0, 0]], "numpy array"),
+    ],
+)
+def test_bad_frames_raise_input_error(frame: object, words: str) -> None:
+    with pytest.raises(InputError, match=words):
+        validate_frame(frame)

@@ -1,0 +1,115 @@
+"""What every backend offers the engine: the three steps of :mod:`vimpnet_ros.engine.steps` on tensors.
+
+Backends take and return float32 torch tensors on the engine's device (cached
+features may be stored in the backend's compute dtype); shapes are as in
+:mod:`vimpnet_ros.engine.steps`. Programs that need static shapes (ONNX Runtime,
+TensorRT) are built per input-shape profile the first time a shape is seen, or
+ahead of time via :meth:`Backend.prepare`.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from vimpnet_ros.engine.steps import StepModules
+
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Backend(abc.ABC):
+    """Runs the frame, flow and window steps; subclasses decide how (eager, ONNX Runtime, TensorRT)."""
+
+    name: str = "base"
+
+    def __init__(self, steps: StepModules, device: torch.device, precision: str) -> None:
+        self.steps = steps
+        self.device = device
+        self.precision = precision
+
+    @abc.abstractmethod
+    def frame(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """(n, 3, h, w) -> (features (n, c, h/4, w/4), small (n, 3, h/4, w/4))."""
+
+    @abc.abstractmethod
+    def flow(self, small_a: Tensor, small_b: Tensor) -> tuple[Tensor, Tensor]:
+        """0.25x frames (n, 3, h/4, w/4) x2 -> (flow a->b, flow b->a), each (n, 2, h/4, w/4)."""
+
+    @abc.abstractmethod
+    def window(self, lqs: Tensor, feats: Tensor, flows_backward: Tensor, flows_forward: Tensor) -> Tensor:
+        """(n, t, 3, h, w), (n, t, c, h/4, w/4), (n, t-1, 2, h/4, w/4) x2 -> (n, 5, h, w) float32."""
+
+    def example_inputs(self, batch: int, window: int, height: int, width: int) -> dict[str, tuple[Tensor, ...]]:
+        """Inputs of each step for one shape profile (what static-shape backends build for)."""
+        c = self.steps.model.config.mid_channels
+        h4, w4 = height // 4, width // 4
+        gen = torch.Generator().manual_seed(0)
+
+        def rand(*shape: int) -> Tensor:
+            return torch.rand(*shape, generator=gen).to(self.device)
+
+        return {
+            "frame": (rand(batch, 3, height, width),),
+            "flow": (rand(batch, 3, h4, w4), rand(batch, 3, h4, w4)),
+            "window": (
+                rand(batch, window, 3, height, width),
+                rand(batch, window, c, h4, w4),
+                rand(batch, window - 1, 2, h4, w4) * 2 - 1,
+                rand(batch, window - 1, 2, h4, w4) * 2 - 1,
+            ),
+        }
+
+    def prepare(self, batch: int, window: int, height: int, width: int) -> None:  # noqa: B027 - optional hook
+        """Build whatever a shape profile needs before the first frame (no-op for eager backends)."""
+
+    def describe(self) -> str:
+        """One line for logs and diagnostics."""
+        return f"{self.name} {self.precision} on {self.device}"
+
+
+class TorchBackend(Backend):
+    """Eager PyTorch on CPU or CUDA: fp32, bf16 autocast (CPU/CUDA) or fp16 autocast (CUDA)."""
+
+    name = "torch"
+
+    def __init__(self, steps: StepModules, device: torch.device, precision: str, channels_last: bool = False) -> None:
+        super().__init__(steps, device, precision)
+        self.channels_last = channels_last
+        if channels_last:  # 4-D weights only: Module.to(memory_format) rejects the 5-D Conv3d weights
+            with torch.no_grad():
+                for parameter in self.steps.parameters():
+                    if parameter.dim() == 4:
+                        parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
+
+    @contextlib.contextmanager
+    def _context(self) -> Iterator[None]:
+        """inference_mode plus autocast for reduced precisions."""
+        with torch.inference_mode():
+            if self.precision == "fp32":
+                yield
+            else:
+                with torch.autocast(self.device.type, dtype=DTYPES[self.precision]):
+                    yield
+
+    def _layout(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    def frame(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """Features and 0.25x frame, in the compute dtype."""
+        with self._context():
+            return self.steps.frame(self._layout(frames))
+
+    def flow(self, small_a: Tensor, small_b: Tensor) -> tuple[Tensor, Tensor]:
+        """Flows in float32 (SPyNet's flows feed warps, where bf16 rounding of pixel offsets would hurt)."""
+        with self._context():
+            forward, backward = self.steps.flow(small_a, small_b)
+        return forward.float(), backward.float()
+
+    def window(self, lqs: Tensor, feats: Tensor, flows_backward: Tensor, flows_forward: Tensor) -> Tensor:
+        """Window step; output in float32."""
+        with self._context():
+            return self.steps.window(lqs, feats, flows_backward, flows_forward).float()

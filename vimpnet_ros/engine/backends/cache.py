@@ -1,0 +1,134 @@
+"""On-disk cache of compiled programs (TensorRT engines), keyed by everything that makes one invalid.
+
+Compiling a TensorRT program takes minutes, so it is done once per (model weights,
+step, input shapes, precision, Torch-TensorRT/TensorRT versions, GPU) and saved.
+Each entry is two files: ``<name>-<key16>.ep`` (the program; ``.onnx`` for ONNX models) and ``.json`` beside
+it (the full key material). An entry whose JSON is missing or disagrees with the
+expected material is *stale*; one that fails to load is *corrupt*; both are
+rebuilt and overwritten. Files are written to a temporary name and renamed, so a
+crash mid-write leaves no half entry that looks valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import torch
+
+LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def cache_key(material: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``material`` (order of keys does not matter)."""
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 over the model's parameter/buffer names, dtypes, shapes and values: changes when weights change."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{data.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """Where one program and its key material live."""
+
+    program: Path
+    meta: Path
+    key: str
+
+
+@dataclass
+class LoadReport(Generic[T]):
+    """A loaded or built program and how it was obtained: ``hit``, ``built``, ``rebuilt-stale``, ``rebuilt-corrupt``."""
+
+    program: T
+    status: str
+    entry: CacheEntry
+
+
+class EngineCache:
+    """A directory of compiled programs; see the module docstring for the entry format."""
+
+    def __init__(self, directory: str | Path, suffix: str = ".ep") -> None:
+        self.directory = Path(directory).expanduser()
+        self.suffix = suffix
+
+    def entry(self, name: str, material: Mapping[str, Any]) -> CacheEntry:
+        """The files for ``name`` (a readable prefix) under key ``material``."""
+        key = cache_key(material)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        base = self.directory / f"{safe}-{key[:16]}"
+        return CacheEntry(base.with_name(base.name + self.suffix), base.with_name(base.name + ".json"), key)
+
+    def _is_fresh(self, entry: CacheEntry, material: Mapping[str, Any]) -> bool:
+        if not entry.program.is_file() or not entry.meta.is_file():
+            return False
+        try:
+            meta = json.loads(entry.meta.read_text())
+        except (OSError, ValueError):
+            return False
+        return meta.get("key") == entry.key and meta.get("material") == json.loads(json.dumps(material, default=str))
+
+    def load_or_build(
+        self,
+        name: str,
+        material: Mapping[str, Any],
+        build: Callable[[], T],
+        save: Callable[[T, Path], None],
+        load: Callable[[Path], T],
+    ) -> LoadReport[T]:
+        """Load the cached program for ``material``, or build, save and return it (rebuilding bad entries)."""
+        entry = self.entry(name, material)
+        status = "built"
+        if self._is_fresh(entry, material):
+            try:
+                return LoadReport(load(entry.program), "hit", entry)
+            except Exception as error:
+                LOGGER.warning("engine cache entry %s is corrupt (%s); rebuilding it", entry.program, error)
+                status = "rebuilt-corrupt"
+        elif entry.program.exists() or entry.meta.exists():
+            LOGGER.warning("engine cache entry %s is stale or incomplete; rebuilding it", entry.program)
+            status = "rebuilt-stale"
+        program = build()
+        self._store(entry, material, program, save)
+        return LoadReport(program, status, entry)
+
+    def _store(self, entry: CacheEntry, material: Mapping[str, Any], program: T,
+               save: Callable[[T, Path], None]) -> None:  # fmt: skip
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            entry.meta.unlink(missing_ok=True)  # an entry without meta is never trusted while we write
+            handle, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=entry.program.suffix)
+            os.close(handle)
+            tmp = Path(tmp_name)
+            try:
+                save(program, tmp)
+                tmp.replace(entry.program)
+            finally:
+                tmp.unlink(missing_ok=True)
+            meta = {"key": entry.key, "material": material}
+            tmp_meta = entry.meta.with_name(f".tmp-{entry.meta.name}")
+            tmp_meta.write_text(json.dumps(meta, sort_keys=True, indent=1, default=str))
+            tmp_meta.replace(entry.meta)
+        except OSError as error:
+            # The program in memory still works; only the next start pays the compilation again.
+            LOGGER.warning(
+                "cannot write the engine cache in %s (%s); set engine_cache_dir to a writable folder to avoid "
+                "recompiling on every start",
+                self.directory,
+                error,
+            )

@@ -1,0 +1,108 @@
+"""Whole-video restoration (clip averaging, padding) and VRDS evaluation with transparent stand-in models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio
+from torch import Tensor, nn
+
+from vimpnet_ros.data.layout import write_vrds
+from vimpnet_ros.data.rain.compose import render_video
+from vimpnet_ros.evaluation.vrds_eval import clip_starts, evaluate_vrds, restore_video
+from vimpnet_ros.model import VimpNetOutput
+
+
+class ClipStartModel(nn.Module):
+    """Outputs a constant per clip that encodes the clip's first frame (read from the input), so averaging shows.
+
+    Input frames carry their index as value index / 100; the output of every frame of a clip
+    is the clip's first value. Refuses sizes that are not multiples of 4, like ViMP-Net.
+    """
+
+    def forward(self, lqs: Tensor) -> VimpNetOutput:
+        n, t, _, h, w = lqs.shape
+        assert h % 4 == 0 and w % 4 == 0, "model got an unpadded frame"
+        first = lqs[:, :1, :1, :1, :1]
+        out = first.expand(n, t, 3, h, w).clone()
+        mask = first.expand(n, t, 1, h, w).clone()
+        return VimpNetOutput(stage1=out, drop_mask=mask, streak_map=mask, output=out)
+
+
+class IdentityModel(nn.Module):
+    """Returns the rainy input as the restoration (its scores must equal the input's)."""
+
+    def forward(self, lqs: Tensor) -> VimpNetOutput:
+        zeros = torch.zeros_like(lqs[:, :, :1])
+        return VimpNetOutput(stage1=lqs, drop_mask=zeros, streak_map=zeros, output=lqs)
+
+
+def test_clip_starts_cover_every_frame() -> None:
+    assert clip_starts(7, 5, 1) == [0, 1, 2]
+    assert clip_starts(12, 5, 5) == [0, 5, 7]
+    assert clip_starts(3, 5, 1) == [0]
+
+
+def test_stride_one_averages_every_clip_that_holds_a_frame() -> None:
+    t, h, w = 7, 10, 14  # not multiples of 4: padding is exercised
+    frames = torch.arange(t, dtype=torch.float32).view(t, 1, 1, 1).expand(t, 3, h, w) / 100
+    result = restore_video(ClipStartModel(), frames, clip_length=5, stride=1)
+    assert result.output.shape == (t, h, w, 3)
+    assert result.drop_mask.shape == (t, h, w)
+    # Clips start at 0, 1, 2; frame i is in the clips starting at max(0, i-4) .. min(i, 2).
+    expected = [np.mean([s for s in range(3) if s <= i <= s + 4]) / 100 for i in range(t)]
+    np.testing.assert_allclose(result.output[:, 0, 0, 0], expected, atol=1e-6)
+    np.testing.assert_allclose(result.drop_mask[:, 3, 5], expected, atol=1e-6)
+
+
+def test_short_video_runs_as_one_clip() -> None:
+    frames = torch.rand(3, 3, 8, 8)
+    result = restore_video(IdentityModel(), frames, clip_length=5, stride=1)
+    np.testing.assert_allclose(result.output, frames.permute(0, 2, 3, 1).numpy(), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_test_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two rendered videos (6 and 4 frames, 40x36) with lq, gt and 01drop."""
+    root = tmp_path_factory.mktemp("vrds_test")
+    rng = np.random.default_rng(0)
+    for index, count in enumerate((6, 4)):
+        base = rng.integers(0, 256, (1, 36, 40, 3), dtype=np.uint8)
+        clean = np.repeat(base, count, axis=0)
+        video = render_video(clean, rng=index)
+        write_vrds(root, f"video_{index}", video, streams=("lq", "gt", "01drop"))
+    return root
+
+
+def test_identity_model_scores_equal_the_input_and_skimage(tiny_test_set: Path, tmp_path: Path) -> None:
+    result = evaluate_vrds(IdentityModel(), tiny_test_set, save_frames=tmp_path / "frames")
+    assert result.restored["psnr"] == pytest.approx(result.rainy_input["psnr"])
+    assert result.restored["ssim"] == pytest.approx(result.rainy_input["ssim"])
+    # Independent computation with scikit-image: per frame -> per video -> over videos.
+    import cv2
+
+    per_video = []
+    for name in ("video_0", "video_1"):
+        values = []
+        for lq_path in sorted((tiny_test_set / "lq" / name).glob("*.png")):
+            lq = cv2.imread(str(lq_path))
+            gt = cv2.imread(str(tiny_test_set / "gt" / name / lq_path.name))
+            values.append(peak_signal_noise_ratio(gt, lq, data_range=255))
+        per_video.append(np.mean(values))
+    assert result.restored["psnr"] == pytest.approx(np.mean(per_video), abs=1e-9)
+    assert result.restored["num_frames"] == 10
+    assert result.drop_mask_iou is not None  # 01drop present -> IoU reported
+    saved = sorted((tmp_path / "frames" / "video_1").glob("*.png"))
+    assert [p.name for p in saved] == [f"{i:08d}.png" for i in range(4)]
+    written = json.loads(result.write(tmp_path / "r.json").read_text())
+    assert written["gain"]["psnr"] == pytest.approx(0.0)
+    assert len(written["videos"]) == 2
+
+
+def test_max_videos_and_frames_limit_the_work(tiny_test_set: Path) -> None:
+    result = evaluate_vrds(IdentityModel(), tiny_test_set, max_videos=1, max_frames=3)
+    assert result.restored["num_videos"] == 1 and result.restored["num_frames"] == 3

@@ -1,0 +1,62 @@
+"""``vimpnet-ros train`` and ``vimpnet-ros evaluate`` end to end on a tiny config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vimpnet_ros.cli import main
+
+
+def test_train_then_evaluate(
+    tiny_train_root: Path, tiny_val_root: Path, tmp_path: Path, make_config: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tiny_train_root, tmp_path / "ignored", **{"schedule.total_iters": 3, "log.tensorboard": True})
+    config["data"]["val"] = {"type": "vrds", "root": str(tiny_val_root)}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    code = main(["train", "--config", str(path), "--out-dir", str(out), "--set", "log.val_every=3"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 3 and summary["out_dir"] == str(out)
+    assert summary["validation"]["psnr"] > 0
+    assert (out / "final.pth").is_file() and (out / "config.yaml").is_file()
+    assert any((out / "tb").iterdir())
+
+    # A second call with --resume auto continues (here: nothing left to do) instead of restarting.
+    assert main(["train", "--config", str(path), "--out-dir", str(out), "--resume", "auto"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 3
+
+    results = tmp_path / "results.json"
+    frames = tmp_path / "frames"
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(out / "final.pth"),
+            "--data",
+            str(tiny_val_root),
+            "--output",
+            str(results),
+            "--save-frames",
+            str(frames),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    written = json.loads(results.read_text())
+    assert written["restored"]["num_frames"] == 6 and written["settings"]["temporal_stride"] == 1
+    assert len(list(frames.rglob("*.png"))) == 6
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--config", "no_such_config"]) == 2
+    assert "no_such_config" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.pth"), "--data", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err

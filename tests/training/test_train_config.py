@@ -1,0 +1,86 @@
+"""Training configs: packaged files load, overrides parse as YAML, mistakes fail early with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.training.config import (
+    apply_overrides,
+    config_from_dict,
+    load_train_config,
+    packaged_configs,
+)
+
+
+def test_packaged_configs_load_and_validate() -> None:
+    names = packaged_configs()
+    assert {"vimpnet_reference", "vimpnet_lite_synthetic"} <= set(names)
+    for name in names:
+        config = load_train_config(name)
+        assert config.name
+    reference = load_train_config("vimpnet_reference")
+    # The reference schedule (VIMPNET_REFERENCE.md "Training objective").
+    assert reference.optim.lr == pytest.approx(1e-4)
+    assert reference.optim.betas == (0.9, 0.99)
+    assert reference.optim.spynet_lr_mult == pytest.approx(0.25)
+    assert reference.optim.spynet_freeze_iters == 5000
+    assert reference.schedule.total_iters == 500_000
+    assert reference.schedule.eta_min == pytest.approx(1e-9)
+    assert reference.data.crop_size == 256 and reference.data.clip_length == 5 and reference.data.batch_size == 1
+    assert (reference.loss.stage1, reference.loss.mask, reference.loss.output) == (1.0, 0.8, 1.2)
+    assert (reference.loss.masked, reference.loss.streak) == (0.5, 0.5)
+
+
+def test_overrides_are_parsed_as_yaml_values() -> None:
+    config = load_train_config(
+        "vimpnet_lite_synthetic",
+        ["optim.lr=2e-4", "data.batch_size=3", "optim.grad_clip=null", "data.train.size=[96, 64]", "seed=5"],
+    )
+    assert config.optim.lr == pytest.approx(2e-4)
+    assert config.data.batch_size == 3
+    assert config.optim.grad_clip is None
+    assert config.data.train.size == (96, 64)
+    assert config.seed == 5
+
+
+def test_yaml_file_path_works(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nmodel: vimpnet_lite\ndata:\n  train: {type: vrds, root: /x}\n")
+    config = load_train_config(path)
+    assert config.name == "mine" and config.data.train.root == "/x"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optim.lrr=1"], "unknown config key"),
+        (["data.crop_size=30"], "multiple of 4"),
+        (["precision=fp8"], "precision must be"),
+        (["optim.type=sgd"], "optimizer must be"),
+        (["data.batch_size=two"], "data.batch_size"),
+        (["nonsense"], "key.sub=value"),
+        (["data.train.type=folder"], "data type must be"),
+    ],
+)
+def test_mistakes_raise_config_error(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_train_config("vimpnet_lite_synthetic", overrides)
+
+
+def test_unknown_config_name_lists_the_packaged_ones() -> None:
+    with pytest.raises(ConfigError, match="vimpnet_lite_synthetic"):
+        load_train_config("no_such_config")
+
+
+def test_apply_overrides_does_not_mutate_its_input() -> None:
+    data = {"optim": {"lr": 1.0}}
+    apply_overrides(data, ["optim.lr=2"])
+    assert data == {"optim": {"lr": 1.0}}
+
+
+def test_config_round_trips_through_to_dict() -> None:
+    config = load_train_config("vimpnet_lite_synthetic")
+    assert config_from_dict(config.to_dict()) == config

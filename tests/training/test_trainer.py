@@ -1,0 +1,118 @@
+"""The trainer on a tiny rendered set: it learns, resumes exactly, and writes loadable checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from vimpnet_ros.errors import CheckpointError, ConfigError
+from vimpnet_ros.model.checkpoint import load_model
+from vimpnet_ros.training.config import config_from_dict
+from vimpnet_ros.training.trainer import Trainer, cosine_factor, resolve_precision
+
+
+def _trainer(config: dict[str, Any], resume: str | Path | None = None) -> Trainer:
+    trainer = Trainer(config_from_dict(config), log=lambda message: None)
+    trainer.setup(resume=resume)
+    return trainer
+
+
+def test_steps_on_a_fixed_64x64_clip_reduce_the_loss(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
+    # The tiny set is 48x40; a 64x64 clip is built from it by tiling so the model sees the size the brief asks.
+    trainer = _trainer(make_config(tiny_train_root, tmp_path, **{"optim.lr": 2e-3}))
+    batch = next(iter(trainer.loader))
+    batch = {k: v.repeat(1, 1, 1, 2, 2)[..., :64, :64] for k, v in batch.items() if v.is_floating_point()}
+    assert batch["lq"].shape == (1, 5, 3, 64, 64)
+    losses = [trainer.train_step(batch)["loss"] for _ in range(6)]
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert trainer.step == 6
+
+
+def test_resume_gives_the_same_next_step_as_uninterrupted(
+    tiny_train_root: Path, tmp_path: Path, make_config: Any
+) -> None:
+    # Interrupted at step 3 (SPyNet thaws at step 2, so the thawed state is resumed too), run on to step 4.
+    config = make_config(tiny_train_root, tmp_path / "a", **{"log.save_every": 3})
+    straight = _trainer(config)
+    straight.train(max_steps=4)
+    expected_loss = straight.history[-1]["loss"]
+    expected_params = {k: v.clone() for k, v in straight.model.state_dict().items()}
+
+    resumed = _trainer(config, resume=tmp_path / "a" / "checkpoints" / "iter_00000003.state.pt")
+    assert resumed.step == 3 and resumed.epoch_batch == 3
+    resumed.train(max_steps=1)
+    assert resumed.history[-1]["step"] == 4
+    assert resumed.history[-1]["loss"] == expected_loss
+    for name, value in resumed.model.state_dict().items():
+        torch.testing.assert_close(value, expected_params[name], rtol=0, atol=0, msg=name)
+
+
+def test_checkpoints_load_with_the_model_loader_and_auto_resume(
+    tiny_train_root: Path, tmp_path: Path, make_config: Any
+) -> None:
+    config = make_config(tiny_train_root, tmp_path, **{"log.save_every": 2, "log.keep_last": 1})
+    trainer = _trainer(config)
+    trainer.train(max_steps=4)
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.glob("iter_*")) == ["iter_00000004.pth", "iter_00000004.state.pt"]
+    model = load_model(tmp_path / "final.pth", "vimpnet_lite")
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, trainer.model.state_dict()[name], msg=name)
+    again = _trainer(config, resume="auto")
+    assert again.step == 4
+
+
+def test_missing_resume_state_is_a_checkpoint_error(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        _trainer(make_config(tiny_train_root, tmp_path), resume="auto")
+
+
+def test_init_from_loads_matching_tensors(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
+    first = _trainer(make_config(tiny_train_root, tmp_path / "a"))
+    first.train(max_steps=1)
+    second = _trainer(make_config(tiny_train_root, tmp_path / "b", init_from=str(tmp_path / "a" / "final.pth")))
+    for name, value in second.model.state_dict().items():
+        torch.testing.assert_close(value, first.model.state_dict()[name], msg=name)
+
+
+def test_zero_flow_init_gives_zero_flows(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
+    trainer = _trainer(make_config(tiny_train_root, tmp_path, zero_flow_init=True))
+    frames = torch.rand(1, 3, 3, 32, 32)
+    backward, forward = trainer.model.compute_flows(frames)
+    assert backward.abs().max() == 0 and forward.abs().max() == 0
+
+
+def test_spynet_group_and_schedule() -> None:
+    # Cosine from the base lr to eta_min, linear warm-up first.
+    assert cosine_factor(0, 100, 0, 1e-3, 1e-6) == pytest.approx(1.0)
+    assert cosine_factor(50, 100, 0, 1e-3, 1e-6) == pytest.approx(0.5 + 0.5e-3, rel=1e-6)
+    assert cosine_factor(100, 100, 0, 1e-3, 1e-6) == pytest.approx(1e-3)
+    assert cosine_factor(4, 100, 10, 1e-3, 1e-6) == pytest.approx(0.5)
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    with pytest.raises(ConfigError, match="fp16 training needs CUDA"):
+        resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_spynet_is_frozen_then_trains_at_reduced_lr(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
+    trainer = _trainer(make_config(tiny_train_root, tmp_path, **{"optim.spynet_lr_mult": 0.25}))
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    assert groups["spynet"]["lr"] == pytest.approx(0.25 * groups["main"]["lr"])
+    before = {k: v.clone() for k, v in trainer.model.spynet.state_dict().items()}
+    trainer.train(max_steps=2)
+    assert all(torch.equal(v, trainer.model.spynet.state_dict()[k]) for k, v in before.items())
+    assert not any(p.requires_grad for p in trainer.model.spynet.parameters())
+    trainer.train(max_steps=1)
+    assert all(p.requires_grad for p in trainer.model.spynet.parameters())
+    assert any(not torch.equal(v, trainer.model.spynet.state_dict()[k]) for k, v in before.items())
+
+
+@pytest.mark.slow  # the first bf16 step JIT-compiles oneDNN kernels: minutes on a busy 2-core CPU
+def test_bf16_autocast_step_on_cpu(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
+    trainer = _trainer(make_config(tiny_train_root, tmp_path, precision="bf16"))
+    assert trainer.precision == "bf16"
+    terms = trainer.train_step(next(iter(trainer.loader)))
+    assert all(torch.isfinite(torch.tensor(v)) for v in terms.values())
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32

@@ -1,0 +1,253 @@
+"""Restore whole videos with a ViMP-Net model and score them on a VRDS-layout test set.
+
+Restoration follows the reference test: overlapping ``clip_length``-frame clips
+(default 5) with temporal stride 1; each frame is restored in up to 5 clips and
+the results are averaged. ``stride = clip_length`` gives the faster non-overlapping
+variant used for validation during training. Frames are processed whole (no
+spatial tiles), padded by edge replication to multiples of 4 and cropped back;
+the reference additionally tiles 256x256 on large frames, which only matters for
+memory. Scores: restored frames are quantised to uint8 as the reference does, then
+RGB PSNR/SSIM (data range 255) per frame, mean per video, mean over videos.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vimpnet_ros.data.layout import TEST_STREAMS, VideoEntry, frame_name, read_frame, scan_vrds, write_png
+from vimpnet_ros.errors import ConfigError, InputError
+from vimpnet_ros.evaluation.metrics import VideoScores, aggregate, to_uint8
+
+
+@dataclass
+class RestoredVideo:
+    """Model outputs for every frame of one video, averaged over the clips that contained it.
+
+    ``output`` (t, h, w, 3) float32 in [0, 1] (clamped), ``drop_mask`` (t, h, w) in
+    [0, 1], ``streak_map`` (t, h, w) and ``stage1`` (t, h, w, 3).
+    """
+
+    output: np.ndarray
+    stage1: np.ndarray
+    drop_mask: np.ndarray
+    streak_map: np.ndarray
+
+
+def clip_starts(num_frames: int, clip_length: int, stride: int) -> list[int]:
+    """First frame of every clip; the last clip ends at the last frame so every frame is covered."""
+    if num_frames < clip_length:
+        return [0]
+    last = num_frames - clip_length
+    starts = list(range(0, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Autocast for ``bf16``/``fp16``, nothing for ``fp32``."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        raise ConfigError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def restore_video(
+    model: nn.Module,
+    frames: Tensor,
+    clip_length: int = 5,
+    stride: int = 1,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+) -> RestoredVideo:
+    """Restore a video ``frames`` (t, 3, h, w) float in [0, 1] clip by clip; see the module docstring.
+
+    Videos shorter than ``clip_length`` run as one clip (at least 2 frames are needed).
+    """
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise InputError(f"restore_video needs frames shaped (t, 3, h, w), got {tuple(frames.shape)}")
+    num_frames, _, height, width = frames.shape
+    if num_frames < 2:
+        raise InputError("restore_video needs at least 2 frames (the model aligns neighbouring frames)")
+    if clip_length < 2 or stride < 1:
+        raise ConfigError(f"clip_length must be >= 2 and stride >= 1, got {clip_length}, {stride}")
+    device = torch.device(device)
+    length = min(clip_length, num_frames)
+    pad_h, pad_w = (-height) % 4, (-width) % 4
+    sums = {
+        "output": torch.zeros(num_frames, 3, height, width),
+        "stage1": torch.zeros(num_frames, 3, height, width),
+        "drop_mask": torch.zeros(num_frames, 1, height, width),
+        "streak_map": torch.zeros(num_frames, 1, height, width),
+    }
+    counts = torch.zeros(num_frames)
+    for start in clip_starts(num_frames, length, stride):
+        clip = frames[start : start + length].to(device=device, dtype=torch.float32)
+        if pad_h or pad_w:
+            clip = F.pad(clip, (0, pad_w, 0, pad_h), mode="replicate")
+        with autocast_context(device, precision):
+            result = model(clip.unsqueeze(0))
+        for name in sums:
+            value = getattr(result, name)[0, :, :, :height, :width].float().cpu()
+            sums[name][start : start + length] += value
+        counts[start : start + length] += 1
+    scale = counts.view(-1, 1, 1, 1)
+    mean = {name: (value / scale) for name, value in sums.items()}
+    return RestoredVideo(
+        output=mean["output"].clamp(0, 1).permute(0, 2, 3, 1).numpy(),
+        stage1=mean["stage1"].clamp(0, 1).permute(0, 2, 3, 1).numpy(),
+        drop_mask=mean["drop_mask"][:, 0].numpy(),
+        streak_map=mean["streak_map"][:, 0].numpy(),
+    )
+
+
+def load_video(video: VideoEntry, stream: str, max_frames: int | None = None) -> np.ndarray:
+    """Frames of one stream as float32 in [0, 1]: (t, h, w, 3) colour or (t, h, w) grey."""
+    paths = video.frames[stream][:max_frames] if max_frames else video.frames[stream]
+    return np.stack([read_frame(path, stream) for path in paths])
+
+
+@dataclass
+class EvaluationResult:
+    """Scores of a whole test set plus the per-video details (what ``results.json`` holds)."""
+
+    restored: dict[str, float]
+    rainy_input: dict[str, float]
+    videos: list[dict[str, Any]] = field(default_factory=list)
+    drop_mask_iou: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; infinite PSNR (identical frames) is written as the string "inf"."""
+        return _json_safe(
+            {
+                "restored": self.restored,
+                "rainy_input": self.rainy_input,
+                "gain": {
+                    "psnr": self.restored["psnr"] - self.rainy_input["psnr"],
+                    "ssim": self.restored["ssim"] - self.rainy_input["ssim"],
+                },
+                "drop_mask_iou": self.drop_mask_iou,
+                "settings": self.settings,
+                "videos": self.videos,
+            }
+        )
+
+    def write(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as indented JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace non-finite floats by strings (strict JSON has no Infinity/NaN)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def evaluate_vrds(
+    model: nn.Module,
+    root: str | Path,
+    clip_length: int = 5,
+    stride: int = 1,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    max_videos: int | None = None,
+    max_frames: int | None = None,
+    save_frames: str | Path | None = None,
+    progress: Callable[[Sequence[VideoEntry]], Iterator[VideoEntry]] | None = None,
+) -> EvaluationResult:
+    """Score ``model`` on a VRDS-layout test folder (``lq`` and ``gt``; ``01drop`` used for IoU if present).
+
+    ``save_frames``: write restored frames as ``<dir>/<video>/00000000.png``.
+    Returns restored and rainy-input scores (the input's score is the baseline to beat).
+    """
+    root = Path(root)
+    streams = list(TEST_STREAMS)
+    with_masks = (root / "01drop").is_dir()
+    if with_masks:
+        streams.append("01drop")
+    index = scan_vrds(root, streams)
+    videos = list(index.videos[:max_videos] if max_videos else index.videos)
+    was_training = model.training
+    model.eval()
+    restored_scores: list[VideoScores] = []
+    input_scores: list[VideoScores] = []
+    per_video: list[dict[str, Any]] = []
+    intersection = union = 0
+    started = time.perf_counter()
+    iterator = progress(videos) if progress is not None else iter(videos)
+    try:
+        for video in iterator:
+            lq = load_video(video, "lq", max_frames)
+            gt = to_uint8(load_video(video, "gt", max_frames))
+            frames = torch.from_numpy(lq).permute(0, 3, 1, 2).contiguous()
+            result = restore_video(model, frames, clip_length, stride, device, precision)
+            output = to_uint8(result.output)
+            rest, inp = VideoScores(video.name), VideoScores(video.name)
+            lq_u8 = to_uint8(lq)
+            for i in range(len(gt)):
+                rest.add(output[i], gt[i])
+                inp.add(lq_u8[i], gt[i])
+            restored_scores.append(rest)
+            input_scores.append(inp)
+            entry: dict[str, Any] = {
+                "video": video.name,
+                "frames": len(gt),
+                "psnr": rest.mean_psnr,
+                "ssim": rest.mean_ssim,
+                "input_psnr": inp.mean_psnr,
+                "input_ssim": inp.mean_ssim,
+            }
+            if with_masks:
+                target = load_video(video, "01drop", max_frames) >= 0.5
+                predicted = result.drop_mask >= 0.5
+                inter, uni = int(np.logical_and(predicted, target).sum()), int(np.logical_or(predicted, target).sum())
+                intersection += inter
+                union += uni
+                entry["drop_mask_iou"] = inter / uni if uni else 1.0
+            per_video.append(entry)
+            if save_frames is not None:
+                for i, frame in enumerate(output):
+                    write_png(Path(save_frames) / video.name / frame_name(i), frame)
+    finally:
+        model.train(was_training)
+    return EvaluationResult(
+        restored=aggregate(restored_scores),
+        rainy_input=aggregate(input_scores),
+        videos=per_video,
+        drop_mask_iou=(intersection / union if union else 1.0) if with_masks else None,
+        settings={
+            "data": str(root),
+            "clip_length": clip_length,
+            "temporal_stride": stride,
+            "spatial": "whole frame, edge-padded to multiples of 4",
+            "metric": "RGB PSNR/SSIM on uint8 (data range 255), per frame -> per video mean -> mean over videos",
+            "precision": precision,
+            "device": str(device),
+            "max_frames": max_frames,
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+    )

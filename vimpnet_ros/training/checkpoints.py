@@ -1,0 +1,53 @@
+"""Model checkpoints for training: write our format, initialise from ours or the reference's.
+
+Thin layer over ``vimpnet_ros.model.checkpoint`` (the one place that knows the file
+format) so the trainer, the evaluation CLI and the weight-shipping script share one
+way to save and load weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from torch import nn
+
+from vimpnet_ros.errors import CheckpointError
+
+
+def save_model(path: str | Path, model: nn.Module, half: bool = False) -> Path:
+    """Write ``model``'s weights and config in our checkpoint format (atomic; ``half``: fp16 tensors, half size)."""
+    from vimpnet_ros.model import checkpoint
+
+    path = Path(path)
+    if half:
+        model = copy.deepcopy(model).half()
+    checkpoint.save_checkpoint(path, model, model.config)
+    return path
+
+
+def load_weights_into(model: nn.Module, path: str | Path) -> str:
+    """Load weights from our checkpoint, a reference MMEditing checkpoint or a bare state dict.
+
+    Fine-tuning may start from a checkpoint of another config (e.g. the full model's
+    SPyNet into the lite model): tensors whose name and shape match are loaded, the
+    rest keep their initialisation. Returns a one-line report of what was loaded;
+    raises CheckpointError when nothing matches.
+    """
+    from vimpnet_ros.model import checkpoint
+
+    _, state = checkpoint.load_checkpoint(path)
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not matched:
+        raise CheckpointError(
+            f"no tensor of {path} fits model {getattr(model, 'config', None)}; is it a ViMP-Net checkpoint?"
+        )
+    shape_mismatch = sorted(k for k in state if k in own and k not in matched)
+    unexpected = sorted(k for k in state if k not in own)
+    missing = sorted(k for k in own if k not in matched)
+    model.load_state_dict(matched, strict=False)
+    return (
+        f"loaded {len(matched)}/{len(own)} tensors; {len(missing)} kept their initialisation, "
+        f"{len(shape_mismatch)} skipped for shape, {len(unexpected)} unexpected"
+    )

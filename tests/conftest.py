@@ -59,7 +59,8 @@ def ros_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 @pytest.fixture
 def ros_context(ros_env: dict[str, str]) -> Iterator[object]:
     """An initialised rclpy Context on this test's domain; shut down afterwards."""
-    rclpy = pytest.importorskip("rclpy")
+    import rclpy
+
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
     try:
@@ -151,3 +152,37 @@ def start_node(ros_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
     yield start
     for node in started:
         node.kill()
+
+
+def write_random_checkpoint(path: Path, poison: bool = False) -> Path:
+    """Save a randomly initialised vimpnet_lite with the package's checkpoint writer.
+
+    ``poison`` fills every weight with NaN so the model's output is NaN (the node must
+    then publish the input and flag it).
+    """
+    import torch
+
+    from vimpnet_ros.model import VimpNet, get_config
+    from vimpnet_ros.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    config = get_config("vimpnet_lite")
+    model = VimpNet(config)
+    if poison:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.fill_(float("nan"))
+    save_checkpoint(path, model, config)
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight vimpnet_lite checkpoint (real model, meaningless quality) shared by the suite."""
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vimpnet_lite_random.pth")
+
+
+@pytest.fixture(scope="session")
+def nan_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint whose weights are NaN (model output NaN)."""
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vimpnet_lite_nan.pth", poison=True)

@@ -49,11 +49,6 @@ PUBLISHER = textwrap.dedent(
 )
 
 
-def ros_environment(domain_id: int) -> dict[str, str]:
-    """Environment of a child process isolated on its own DDS domain, loopback only."""
-    return {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-
-
 def test_rain_status_fields_and_constants() -> None:
     from vimpnet_ros.msg import RainStatus
 
@@ -69,18 +64,16 @@ def test_rain_status_fields_and_constants() -> None:
     assert fields["backend"] == "string"
 
 
-def test_rain_status_round_trips_between_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rain_status_round_trips_between_processes(ros_env: dict[str, str]) -> None:
     import rclpy
     from rclpy.qos import QoSProfile
 
     from vimpnet_ros.msg import RainStatus
 
-    domain_id = 71
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain_id))
-    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    domain_id = int(ros_env["ROS_DOMAIN_ID"])
     publisher = subprocess.Popen(
         [sys.executable, "-c", PUBLISHER, "60"],
-        env=ros_environment(domain_id),
+        env=ros_env,
         cwd="/",
         stderr=subprocess.PIPE,
         text=True,

@@ -19,25 +19,8 @@ from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
 from vimpnet_ros.cli.bag_record import MATCHED_LINE
 
 pytestmark = pytest.mark.ros
-pytest.importorskip("rclpy")
-pytest.importorskip("vimpnet_ros.model.checkpoint")
 
 OUTPUTS = ["/camera/derained/image", "/camera/raindrop_mask", "/camera/rain_status"]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised vimpnet_lite saved with the package's checkpoint writer."""
-    import torch
-
-    from vimpnet_ros.model import VimpNet, get_config
-    from vimpnet_ros.model.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    config = get_config("vimpnet_lite")
-    path = tmp_path_factory.mktemp("ckpt") / "vimpnet_lite_random.pth"
-    save_checkpoint(path, VimpNet(config), config)
-    return path
 
 
 def _lines_of(process: subprocess.Popen[str]) -> list[str]:

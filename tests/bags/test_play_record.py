@@ -14,7 +14,6 @@ from vimpnet_ros.bags.images import stamp_ns
 from vimpnet_ros.bags.io import BagReader
 
 pytestmark = pytest.mark.ros
-pytest.importorskip("rclpy")
 
 
 def _play_and_record(

@@ -150,8 +150,8 @@ def test_nan_output_is_flagged_and_shows_input(caplog: pytest.LogCaptureFixture)
 
 
 def test_missing_shipped_weights_is_a_checkpoint_error(tmp_path: Path) -> None:
-    engine = InferenceEngine(EngineConfig(model="vimpnet_lite", device="cpu"), environment=CPU_ENV)
-    with pytest.raises(CheckpointError, match=r"no weights are shipped|does not exist"):
+    engine = InferenceEngine(EngineConfig(model="vimpnet", device="cpu"), environment=CPU_ENV)  # none shipped
+    with pytest.raises(CheckpointError, match=r"no weights are shipped for model 'vimpnet'"):
         engine.load()
     engine = InferenceEngine(EngineConfig(checkpoint=tmp_path / "nope.pth", device="cpu"), environment=CPU_ENV)
     with pytest.raises(CheckpointError, match="does not exist"):

@@ -22,23 +22,6 @@ from vimpnet_ros.bags.typestore import make_typestore
 from vimpnet_ros.errors import BagError
 from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag, load_node_settings
 
-pytest.importorskip("vimpnet_ros.model.checkpoint")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised vimpnet_lite saved with the package's checkpoint writer."""
-    import torch
-
-    from vimpnet_ros.model import VimpNet, get_config
-    from vimpnet_ros.model.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    config = get_config("vimpnet_lite")
-    path = tmp_path_factory.mktemp("ckpt") / "vimpnet_lite_random.pth"
-    save_checkpoint(path, VimpNet(config), config)
-    return path
-
 
 def _settings(checkpoint: Path, **extra: Any) -> Any:
     return load_node_settings(None, {"checkpoint": str(checkpoint), "backend": "torch", "device": "cpu", **extra})

@@ -1,15 +1,12 @@
-"""Fixtures for node tests: probes on the test's rclpy context and random-weight checkpoints."""
+"""Fixtures for node tests: probes on the test's rclpy context."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("rclpy")
-from rosprobe import Probe, write_random_checkpoint
+from rosprobe import Probe
 
 
 @pytest.fixture
@@ -25,17 +22,3 @@ def probe_factory(ros_context: Any) -> Iterator[Callable[..., Probe]]:
     yield make
     for probe in probes:
         probe.close()
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-weight vimpnet_lite checkpoint shared by the node tests."""
-    pytest.importorskip("vimpnet_ros.model.checkpoint")
-    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vimpnet_lite_random.pth")
-
-
-@pytest.fixture(scope="session")
-def nan_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint whose weights are NaN (model output NaN)."""
-    pytest.importorskip("vimpnet_ros.model.checkpoint")
-    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vimpnet_lite_nan.pth", poison=True)

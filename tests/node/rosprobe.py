@@ -13,7 +13,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -152,25 +151,3 @@ class Probe:
     def close(self) -> None:
         self.executor.remove_node(self.node)
         self.node.destroy_node()
-
-
-def write_random_checkpoint(path: Path, poison: bool = False) -> Path:
-    """Save a randomly initialised vimpnet_lite with the package's checkpoint writer.
-
-    ``poison`` fills the output convolution with NaN so the model's output is NaN
-    (the node must then publish the input and flag it).
-    """
-    import torch
-
-    from vimpnet_ros.model import VimpNet, get_config
-    from vimpnet_ros.model.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    config = get_config("vimpnet_lite")
-    model = VimpNet(config)
-    if poison:
-        with torch.no_grad():
-            for parameter in model.parameters():
-                parameter.fill_(float("nan"))
-    save_checkpoint(path, model, config)
-    return path

@@ -7,8 +7,6 @@ import array
 import cv2
 import numpy as np
 import pytest
-
-pytest.importorskip("sensor_msgs.msg")
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("diagnostic_msgs.msg")
 from vimpnet_ros.node.diagnostics import (
     ERROR,
     OK,

@@ -250,7 +250,7 @@ def test_bad_configuration_exits_non_zero(start_node: Any, tmp_path: Path) -> No
     cases = [
         (_params(window_size=4), "parameter 'window_size' must be an integer in [3, 9] in steps of 2"),
         (_params(jpeg_quality=50.0), "parameter 'jpeg_quality' must be an integer"),
-        (_params(device="cpu"), "no weights"),  # checkpoint empty = shipped weights, which are not trained yet
+        (_params(model="vimpnet", device="cpu"), "no weights"),  # checkpoint empty = shipped weights: none for vimpnet
         (_params(backend="cuda"), "backend"),
         (_params(checkpoint=str(tmp_path / "missing.pth"), device="cpu"), "missing.pth"),
         (_params(checkpoint=str(corrupt), device="cpu"), "corrupt.pth"),

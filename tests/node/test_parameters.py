@@ -13,8 +13,9 @@ def test_defaults_are_valid_and_map_to_engine_config() -> None:
     assert settings.window_size == 5 and settings.camera_namespaces == [""]
     kwargs = engine_config_kwargs(settings)
     assert kwargs["checkpoint"] is None and kwargs["inference_size"] is None and kwargs["engine_cache_dir"] is None
-    engine_config = pytest.importorskip("vimpnet_ros.engine.config")
-    engine_config.EngineConfig(**kwargs)  # the engine accepts what the node passes
+    from vimpnet_ros.engine.config import EngineConfig
+
+    EngineConfig(**kwargs)  # the engine accepts what the node passes
 
 
 def test_every_parameter_has_a_description_and_a_default_of_its_type() -> None:

@@ -111,10 +111,10 @@ def _node_command(args: argparse.Namespace) -> list[str]:
 
 def _check_weights(settings: Any) -> None:
     """Fail before starting anything when the node would find no weights."""
-    from vimpnet_ros.engine.engine import shipped_weights
     from vimpnet_ros.errors import CheckpointError
+    from vimpnet_ros.model.checkpoint import shipped_checkpoint
 
-    path = Path(settings.checkpoint) if settings.checkpoint else shipped_weights(settings.model)
+    path = Path(settings.checkpoint) if settings.checkpoint else shipped_checkpoint(settings.model)
     if not path.is_file():
         what = "checkpoint" if settings.checkpoint else f"shipped weights for {settings.model}"
         raise CheckpointError(

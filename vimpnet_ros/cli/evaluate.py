@@ -8,14 +8,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-import vimpnet_ros
-
-
-def shipped_weights(model_name: str) -> Path:
-    """The weights shipped in the package for ``model_name`` (``vimpnet_ros/weights/<name>.pth``)."""
-    return Path(vimpnet_ros.__file__).resolve().parent / "weights" / f"{model_name}.pth"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
     from vimpnet_ros.evaluation.metrics import summarize
     from vimpnet_ros.evaluation.vrds_eval import evaluate_vrds
-    from vimpnet_ros.model.checkpoint import load_model
+    from vimpnet_ros.model.checkpoint import load_model, shipped_checkpoint
     from vimpnet_ros.training.distributed import resolve_device
 
     model_name = args.model or (None if args.checkpoint else "vimpnet_lite")
-    checkpoint = args.checkpoint or shipped_weights(str(model_name))
+    checkpoint = args.checkpoint or shipped_checkpoint(str(model_name))
     device = resolve_device(args.device)
     model = load_model(checkpoint, model_name).to(device)
     result = evaluate_vrds(

@@ -34,14 +34,6 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 
-#: Where the package ships trained weights: ``vimpnet_ros/weights/<model config name>.pth``.
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-
-def shipped_weights(model_name: str) -> Path:
-    """Path of the weights shipped with the package for ``model_name`` (may not exist yet)."""
-    return WEIGHTS_DIR / f"{model_name}.pth"
-
 
 def _in_chunks(step: Callable[..., object], batch: int, *inputs: Tensor) -> list[object]:
     """Run ``step`` over slices of at most ``batch`` along dim 0 of every input."""
@@ -120,8 +112,7 @@ class InferenceEngine:
         if self.config.checkpoint:
             path = Path(self.config.checkpoint).expanduser()
         else:
-            candidates = [shipped_weights(self.config.model), checkpoint_io.shipped_checkpoint(self.config.model)]
-            path = next((p for p in candidates if p.is_file()), candidates[0])
+            path = checkpoint_io.shipped_checkpoint(self.config.model)
         if not path.is_file():
             if self.config.checkpoint:
                 raise CheckpointError(f"checkpoint {path} does not exist; fix the engine checkpoint path")

@@ -81,10 +81,12 @@ class Probe:
         }
         self.info_pubs = {p: self.node.create_publisher(CameraInfo, f"/{p}camera_info", pub_qos) for p in prefixes}
         self.subscriptions = []
+        self.status_subscriptions: dict[str, Any] = {}
         for prefix in prefixes:
             for name, kind in (*self.OUTPUTS, ("rain_status", RainStatus)):
                 topic = f"/{prefix}{name}"
                 self.subscriptions.append(self.node.create_subscription(kind, topic, self._recorder(topic), sub_qos))
+            self.status_subscriptions[prefix] = self.subscriptions[-1]
         self.subscriptions.append(
             self.node.create_subscription(DiagnosticArray, "/diagnostics", self._recorder("/diagnostics"), sub_qos)
         )
@@ -119,12 +121,20 @@ class Probe:
         self.spin_until(lambda: False, seconds)
 
     def wait_connected(self, prefix: str = "", timeout: float = START_TIMEOUT, compressed: bool = False) -> bool:
-        """Until the node subscribes to our input and publishes rain_status."""
+        """Until our input publisher and our rain_status subscription have both matched the node.
+
+        DDS matches each direction on its own: our writer seeing the node's reader does not prove
+        that reader already knows our writer (a best-effort reader drops samples from writers it
+        has not matched yet), so discovery gets a moment to settle both ways before frames are sent.
+        """
         pub = (self.compressed_pubs if compressed else self.image_pubs)[prefix]
-        return self.spin_until(
-            lambda: pub.get_subscription_count() > 0 and self.node.count_publishers(f"/{prefix}rain_status") > 0,
-            timeout,
+        status = self.status_subscriptions[prefix]
+        connected = self.spin_until(
+            lambda: pub.get_subscription_count() > 0 and status.get_publisher_count() > 0, timeout
         )
+        if connected:
+            self.spin_for(1.0)
+        return connected
 
     def send(self, msg: Image | CompressedImage, prefix: str = "", info: bool = False) -> None:
         """Publish a frame (and a CameraInfo with the same header)."""

@@ -60,3 +60,13 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert "no_such_config" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.pth"), "--data", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_list_configs_needs_no_config_and_a_missing_config_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["train", "--list-configs"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert {"vimpnet_reference", "vimpnet_lite_synthetic"} <= set(listed)
+    assert main(["train"]) == 2
+    assert "--config is required" in capsys.readouterr().err

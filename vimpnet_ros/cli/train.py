@@ -18,7 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Config selection, overrides, resume and fine-tuning options."""
     parser.add_argument(
         "--config",
-        required=True,
         help="a packaged config name (vimpnet_reference, vimpnet_lite_synthetic, ...) or a YAML file",
     )
     parser.add_argument(
@@ -46,12 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, train, print a JSON summary (rank 0)."""
+    from vimpnet_ros.errors import ConfigError
     from vimpnet_ros.training.config import load_train_config, packaged_configs
     from vimpnet_ros.training.trainer import Trainer
 
     if args.list_configs:
         print("\n".join(packaged_configs()))
         return 0
+    if args.config is None:
+        raise ConfigError("--config is required (see --list-configs for the packaged ones)")
     overrides = list(args.overrides)
     for key, value in (
         ("log.out_dir", args.out_dir),

@@ -409,19 +409,23 @@ class DerainCore:
                 f"{camera.name}:context", f"[{camera.label}] could not buffer a frame: {error}", settings.log_throttle_s
             )
 
-    def _on_failure(self, camera: _Camera, frame: PendingFrame, settings: NodeSettings, error: Exception) -> None:
+    def _count_failure(self, camera: _Camera, settings: NodeSettings, kind: str, reason: str) -> None:
+        """Count one failed frame and log it; ERROR level once failures repeat past the parameter's limit."""
         stats = camera.stats
         with stats.lock:
             stats.failures += 1
             stats.consecutive_failures += 1
-            stats.last_error = f"{type(error).__name__}: {error}"
+            stats.last_error = reason
             failures = stats.consecutive_failures
         self.throttle.warn(
-            f"{camera.name}:failure",
-            f"[{camera.label}] inference failed ({type(error).__name__}: {error}); published the input instead",
+            f"{camera.name}:{kind}",
+            f"[{camera.label}] {reason}; published the input instead",
             settings.log_throttle_s,
             error=failures >= settings.error_after_failures,
         )
+
+    def _on_failure(self, camera: _Camera, frame: PendingFrame, settings: NodeSettings, error: Exception) -> None:
+        self._count_failure(camera, settings, "failure", f"inference failed ({type(error).__name__}: {error})")
         if _is_out_of_memory(error):
             self._recover_from_oom(settings)
         self._publish_input(camera, frame, settings, FALLBACK, camera.estimate)
@@ -474,17 +478,7 @@ class DerainCore:
             )
         self.backend, self.precision = result.backend, result.precision
         if not result.valid:
-            with stats.lock:
-                stats.failures += 1
-                stats.consecutive_failures += 1
-                stats.last_error = "model output contains NaN/Inf"
-                failures = stats.consecutive_failures
-            self.throttle.warn(
-                f"{camera.name}:nan",
-                f"[{camera.label}] model output contains NaN/Inf; published the input instead",
-                settings.log_throttle_s,
-                error=failures >= settings.error_after_failures,
-            )
+            self._count_failure(camera, settings, "nan", "model output contains NaN/Inf")
             self._publish_input(camera, source, settings, FALLBACK, camera.estimate, result)
             return
         estimate = estimate_rain(result.drop_mask, result.streak_map, settings.mask_threshold)

@@ -63,7 +63,7 @@ def test_full_cmake_install(tmp_path: Path) -> None:
         "print(m.RainStatus().PROCESSING_FALLBACK)"
     )
     result = subprocess.run(
-        [sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); import site; {check}"],
+        [sys.executable, "-c", check],
         env=run_env,
         capture_output=True,
         text=True,

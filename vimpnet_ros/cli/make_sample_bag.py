@@ -5,20 +5,14 @@ from __future__ import annotations
 import argparse
 import time
 
-
-def _size(text: str) -> tuple[int, int]:
-    """``WIDTHxHEIGHT`` -> (width, height)."""
-    width, sep, height = text.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise argparse.ArgumentTypeError(f"size must look like 320x192, got {text!r}")
-    return int(width), int(height)
+from vimpnet_ros.cli.arguments import size_type
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Output path, clip length and size, storage, seed."""
     parser.add_argument("output", help="bag folder to create (must not exist unless --overwrite)")
     parser.add_argument("--frames", type=int, default=40, help="number of frames (default 40)")
-    parser.add_argument("--size", type=_size, default=(320, 192), help="WIDTHxHEIGHT (default 320x192)")
+    parser.add_argument("--size", type=size_type(), default=(320, 192), help="WIDTHxHEIGHT (default 320x192)")
     parser.add_argument("--fps", type=float, default=10.0, help="camera rate: stamps are 1/fps apart (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same bag")
     parser.add_argument("--image", default="motorcycle_left", help="bundled scikit-image photo to drive over")

@@ -6,20 +6,10 @@ import argparse
 import logging
 import time
 
+from vimpnet_ros.cli.arguments import size_type
 from vimpnet_ros.errors import InputError
 
 _LOG = logging.getLogger(__name__)
-
-
-def _size(text: str) -> tuple[int, int]:
-    """Parse ``WxH`` (e.g. ``256x256``)."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 256x256 (WxH), got {text!r}") from None
-    if width < 8 or height < 8:
-        raise argparse.ArgumentTypeError(f"size must be at least 8x8, got {text!r}")
-    return width, height
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=20, metavar="F", help="frames per video (default 20)")
     parser.add_argument(
         "--size",
-        type=_size,
+        type=size_type(minimum=8),
         metavar="WxH",
         help="output frame size (default: 256x256 for bundled, the footage's own size otherwise)",
     )

@@ -26,14 +26,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from vimpnet_ros.cli.arguments import size_list_type, size_type
+
 LOGGER = logging.getLogger(__name__)
 #: What the reference code takes on this class of 2-core CPU for one 5-frame 256x256 fp32 clip (issue 4).
 REFERENCE_CLIP_SECONDS = 5.36
-
-
-def _size(text: str) -> tuple[int, int]:
-    width, _, height = text.lower().partition("x")
-    return int(width), int(height)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="vimpnet_lite,vimpnet", help="comma-separated model configs")
     parser.add_argument("--backends", default="torch,onnxruntime", help="comma-separated: torch, onnxruntime, tensorrt")
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16 (CPU), fp16 (CUDA)")
-    parser.add_argument("--sizes", default="256x256,640x384,1280x720", help="comma-separated WIDTHxHEIGHT")
+    parser.add_argument(
+        "--sizes", type=size_list_type(), default="256x256,640x384,1280x720", help="comma-separated WIDTHxHEIGHT"
+    )
     parser.add_argument("--tile-above", type=int, default=640 * 384, help="tile frames with more pixels than this")
     parser.add_argument("--tile-size", type=int, default=256, help="tile size for tiled sizes")
     parser.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in pixels")
@@ -58,7 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", action="store_true", help="measure PSNR latest vs center instead of timing")
     parser.add_argument("--quality-clips", type=int, default=4, help="synthetic clips for --quality")
     parser.add_argument("--quality-frames", type=int, default=12, help="frames per clip for --quality")
-    parser.add_argument("--quality-size", default="256x256", help="WIDTHxHEIGHT of the --quality clips")
+    parser.add_argument(
+        "--quality-size", type=size_type(), default="256x256", help="WIDTHxHEIGHT of the --quality clips"
+    )
 
 
 # -- cases (run in a child process) ----------------------------------------------------------------------
@@ -192,8 +193,7 @@ def build_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every (kind, model, backend, precision, size) combination asked for."""
     cases = []
     for model in args.models.split(","):
-        for size_text in args.sizes.split(","):
-            width, height = _size(size_text)
+        for width, height in args.sizes:
             tiled = width * height > args.tile_above
             common = {
                 "model": model, "size": (width, height), "window": args.window, "output_frame": args.output_frame,
@@ -239,7 +239,7 @@ def _run_quality(args: argparse.Namespace) -> int:
     model_name = args.models.split(",")[0]
     if not args.checkpoint:
         LOGGER.warning("no --checkpoint: random weights, so these PSNR figures say nothing about quality")
-    clips = synthetic_clips(args.quality_clips, args.quality_frames, _size(args.quality_size))
+    clips = synthetic_clips(args.quality_clips, args.quality_frames, args.quality_size)
     backend, precision = args.backends.split(",")[0], args.precisions.split(",")[0]
     config = EngineConfig(
         model=model_name,

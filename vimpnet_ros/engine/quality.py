@@ -16,15 +16,10 @@ import numpy as np
 from vimpnet_ros.engine.backends.select import Environment
 from vimpnet_ros.engine.config import EngineConfig
 from vimpnet_ros.engine.engine import InferenceEngine
+from vimpnet_ros.evaluation.metrics import psnr
 from vimpnet_ros.model import VimpNet
 
 FRAME_NS = 33_333_333
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """RGB PSNR of two uint8 images in dB (inf when equal)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
 @dataclass(frozen=True)

@@ -20,26 +20,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vimpnet_ros.cli.arguments import size_type
+
 DEFAULT_SIZES = ("256x256", "640x384")
 DEFAULT_CONFIGS = ("vimpnet", "vimpnet_lite")
 DEFAULT_PRECISIONS = ("fp32", "bf16")
 
-
-def _size(text: str) -> tuple[int, int]:
-    """``WxH`` -> (width, height), both positive multiples of 4."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT") from None
-    if width < 4 or height < 4 or width % 4 or height % 4:
-        raise argparse.ArgumentTypeError(f"size {text!r}: width and height must be positive multiples of 4")
-    return width, height
+#: ``WIDTHxHEIGHT`` argument: the model needs multiples of 4.
+SIZE = size_type(minimum=4, multiple=4)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``vimpnet-ros benchmark model``."""
     parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), help="model configs")
-    parser.add_argument("--sizes", nargs="+", type=_size, default=[_size(s) for s in DEFAULT_SIZES],
+    parser.add_argument("--sizes", nargs="+", type=SIZE, default=[SIZE(s) for s in DEFAULT_SIZES],
                         metavar="WxH", help="frame sizes (default: %(default)s)")  # fmt: skip
     parser.add_argument("--precisions", nargs="+", default=list(DEFAULT_PRECISIONS), choices=["fp32", "bf16", "fp16"],
                         help="fp32; bf16 = CPU/CUDA autocast; fp16 = CUDA autocast")  # fmt: skip

@@ -39,6 +39,7 @@ def test_defaults_match_the_contract() -> None:
         ("tile_batch", 0, "at least 1"),
         ("max_gap_s", 0, "positive"),
         ("model", "", "config name"),
+        ("background_build", "yes", "true or false"),
     ],
 )
 def test_bad_values_raise_config_error(field: str, value: object, words: str) -> None:

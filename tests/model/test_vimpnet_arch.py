@@ -95,6 +95,18 @@ def test_configs() -> None:
         VimpNetConfig.from_dict({"name": "x", "mid_chanels": 3})
 
 
+def test_spynet_widths_follow_the_config() -> None:
+    """Narrow SPyNet basic modules keep the names; configs saved before the field load as published."""
+    narrow = VimpNetConfig(name="narrow", spynet_channels=(8, 16, 8, 4))
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in VimpNet(narrow).spynet.state_dict().items()}
+    assert shapes["basic_module.0.basic_module.0.conv.weight"] == (8, 8, 7, 7)
+    assert shapes["basic_module.5.basic_module.3.conv.weight"] == (4, 8, 7, 7)
+    assert shapes["basic_module.5.basic_module.4.conv.weight"] == (2, 4, 7, 7)
+    legacy = {k: v for k, v in get_config("vimpnet").to_dict().items() if k != "spynet_channels"}
+    assert VimpNetConfig.from_dict(legacy).spynet_channels == (32, 64, 32, 16)
+
+
 def test_lite_keeps_the_reference_structure() -> None:
     """Same module names (so the same code and conventions serve both); only counts/widths differ."""
 

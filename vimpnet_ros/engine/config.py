@@ -71,6 +71,9 @@ class EngineConfig:
     #: CPU threads for torch and ONNX Runtime (0 = library default). On a CPU shared with other
     #: processes 1 thread can beat 2: OpenMP barriers stall when a worker thread is descheduled.
     cpu_threads: int = 0
+    #: Static-shape backends (ONNX Runtime) build a new shape profile in a child process while
+    #: eager PyTorch serves its frames, instead of holding the first frame until the build ends.
+    background_build: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -84,6 +87,8 @@ class EngineConfig:
         self._check_tiling()
         if isinstance(self.max_gap_s, bool) or not isinstance(self.max_gap_s, int | float) or not self.max_gap_s > 0:
             raise ConfigError(f"engine max_gap_s must be a positive number of seconds; got {self.max_gap_s!r}")
+        if not isinstance(self.background_build, bool):
+            raise ConfigError(f"engine background_build must be true or false; got {self.background_build!r}")
         self._check_combination()
 
     def _check_window(self) -> None:

@@ -132,7 +132,9 @@ class InferenceEngine:
         if selection.backend == "onnxruntime":
             from vimpnet_ros.engine.backends.onnx import OnnxRuntimeBackend
 
-            return OnnxRuntimeBackend(steps, device, selection.precision, self.config.cache_dir)
+            return OnnxRuntimeBackend(
+                steps, device, selection.precision, self.config.cache_dir, self.config.background_build
+            )
         if selection.backend == "tensorrt":
             from vimpnet_ros.engine.backends.tensorrt import TensorRTBackend
 
@@ -163,6 +165,11 @@ class InferenceEngine:
         with self._lock:
             for batch in sorted(batches):
                 backend.prepare(batch, self.config.window_size, ph, pw)
+
+    def close(self) -> None:
+        """Stop background builds; the engine keeps its model and can still restore frames."""
+        if self.backend is not None:
+            self.backend.close()
 
     def _require_backend(self) -> Backend:
         if self.backend is None:

@@ -17,6 +17,8 @@ from vimpnet_ros.errors import ConfigError
 class VimpNetConfig:
     """Widths and depths of the ViMP-Net generator.
 
+    ``spynet_channels`` are the hidden widths of SPyNet's basic modules (the
+    published ones for ``vimpnet``).
     Stage 1 (streaks): ``mid_channels`` wide quarter-resolution features,
     ``extract_blocks`` residual blocks in the feature extractor, ``num_blocks`` in
     each propagation backbone, ``recon_blocks`` 3-D residual blocks in the
@@ -26,6 +28,7 @@ class VimpNetConfig:
     """
 
     name: str
+    spynet_channels: tuple[int, int, int, int] = (32, 64, 32, 16)
     mid_channels: int = 64
     num_blocks: int = 9
     extract_blocks: int = 5

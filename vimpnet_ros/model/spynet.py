@@ -1,7 +1,9 @@
 """SPyNet optical flow (Ranjan and Black 2017) as the reference uses it, with its parameter names.
 
-A fixed architecture: six pyramid levels, each a five-conv basic module. The
-reference's ViMP-Net and BasicVSR++ both run it on 0.25x frames.
+Six pyramid levels, each a five-conv basic module of 7x7 convolutions. The
+reference's ViMP-Net and BasicVSR++ both run it on 0.25x frames with hidden widths
+(32, 64, 32, 16); narrower widths (a model config's ``spynet_channels``) keep the
+structure and parameter names for models trained from scratch.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from vimpnet_ros.model.arch_util import flow_warp
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PYRAMID_LEVELS = 6
+#: Hidden widths of the published basic module (its pretrained weights need exactly these).
+SPYNET_CHANNELS = (32, 64, 32, 16)
 
 
 class ConvReLU(nn.Module):
@@ -34,9 +38,9 @@ class ConvReLU(nn.Module):
 class SPyNetBasicModule(nn.Module):
     """Flow residual from [reference, warped support, upsampled flow] (8 channels) to 2 channels."""
 
-    def __init__(self) -> None:
+    def __init__(self, hidden: tuple[int, ...] = SPYNET_CHANNELS) -> None:
         super().__init__()
-        widths = (8, 32, 64, 32, 16, 2)
+        widths = (8, *hidden, 2)
         self.basic_module = nn.Sequential(
             *(ConvReLU(widths[i], widths[i + 1], relu=i < len(widths) - 2) for i in range(len(widths) - 1))
         )
@@ -49,9 +53,9 @@ class SPyNetBasicModule(nn.Module):
 class SPyNet(nn.Module):
     """Coarse-to-fine flow; ``forward(ref, supp)`` gives the flow that samples ``supp`` onto ``ref``."""
 
-    def __init__(self) -> None:
+    def __init__(self, hidden: tuple[int, ...] = SPYNET_CHANNELS) -> None:
         super().__init__()
-        self.basic_module = nn.ModuleList(SPyNetBasicModule() for _ in range(PYRAMID_LEVELS))
+        self.basic_module = nn.ModuleList(SPyNetBasicModule(hidden) for _ in range(PYRAMID_LEVELS))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 

@@ -48,7 +48,7 @@ class VimpNet(nn.Module):
         config = get_config(config) if isinstance(config, str) else config
         self.config = config
         c = config.mid_channels
-        self.spynet = SPyNet()
+        self.spynet = SPyNet(config.spynet_channels)
         self.feat_extract = nn.Sequential(
             nn.Conv2d(3, c, 3, 2, 1),
             nn.LeakyReLU(negative_slope=0.1),

@@ -325,6 +325,8 @@ class DerainCore:
         if self._diag_pub is not None:
             self.node.destroy_publisher(self._diag_pub)
             self._diag_pub = None
+        if self.engine is not None:
+            self.engine.close()
         self.engine = None
         self.settings = None
 
@@ -452,6 +454,8 @@ class DerainCore:
         except Exception as error:
             self.logger.error(f"could not reload the model after out-of-memory: {error}")
             return
+        if self.engine is not None:
+            self.engine.close()
         self.engine = engine
         self.engines_loaded += 1
         self.settings = settings = settings.replace(
@@ -603,6 +607,7 @@ class DerainCore:
                 message = f"inactive; {message}"
             statuses.append(make_status(f"{hardware_id}: {camera.label}", hardware_id, level, message, values))
         pending = self.worker.pending_count() if self.worker is not None else 0
+        building = self.engine.backend.building() if self.engine is not None and self.engine.backend else []
         statuses.append(
             make_status(
                 f"{hardware_id}: engine",
@@ -618,6 +623,7 @@ class DerainCore:
                     ("engines_loaded", str(self.engines_loaded)),
                     ("cameras", ", ".join(c.label for c in self.cameras.values())),
                     ("pending_frames", str(pending)),
+                    ("building_in_background", ", ".join(building) or "none"),
                 ],
             )
         )

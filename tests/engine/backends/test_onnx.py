@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,68 @@ def test_frame_step_parity_and_cache(lite_model: VimpNet, tmp_path: Path) -> Non
     assert torch.allclose(again.frame(frames)[0], feats)
 
 
+def _frame_until_built(backend: OnnxRuntimeBackend, frames: torch.Tensor, timeout_s: float = 300.0) -> None:
+    """Run the frame step (served eagerly meanwhile) until no export runs in the background."""
+    deadline = time.monotonic() + timeout_s
+    backend.frame(frames)
+    while backend.building():
+        assert time.monotonic() < deadline, "background export did not finish"
+        backend.frame(frames)
+        time.sleep(0.5)
+
+
+def test_background_export_serves_eager_frames_until_ready(
+    lite_model: VimpNet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new shape does not wait for its export: eager PyTorch answers, ONNX Runtime takes over once cached."""
+    caplog.set_level(logging.INFO, logger="vimpnet_ros")
+    steps = StepModules(lite_model, 4)
+    backend = OnnxRuntimeBackend(steps, torch.device("cpu"), "fp32", tmp_path, background_build=True)
+    frames = torch.rand(1, 3, 32, 48)
+    with torch.inference_mode():
+        ref_feats, _ = steps.frame(frames)
+    started = time.monotonic()
+    feats, _ = backend.frame(frames)
+    assert time.monotonic() - started < 5.0  # far less than an export
+    assert torch.equal(feats, ref_feats)  # the eager fallback, bit for bit
+    assert len(backend.building()) == 1
+    _frame_until_built(backend, frames)
+    assert "switching from eager PyTorch" in caplog.text
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+    assert (backend.frame(frames)[0] - ref_feats).abs().max().item() < TOLERANCE
+    # The next backend finds the program in the cache and never starts a child.
+    again = OnnxRuntimeBackend(steps, torch.device("cpu"), "fp32", tmp_path, background_build=True)
+    again.frame(frames)
+    assert again.building() == []
+
+
+def test_failed_background_export_keeps_serving_eagerly(
+    lite_model: VimpNet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A child that cannot store its program (cache path is a file) leaves eager PyTorch in charge, logged."""
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a directory")
+    steps = StepModules(lite_model, 4)
+    backend = OnnxRuntimeBackend(steps, torch.device("cpu"), "fp32", blocker, background_build=True)
+    frames = torch.rand(1, 3, 32, 48)
+    _frame_until_built(backend, frames)
+    assert "background ONNX export" in caplog.text and "failed" in caplog.text
+    with torch.inference_mode():
+        assert torch.equal(backend.frame(frames)[0], steps.frame(frames)[0])
+    assert backend.building() == []  # not retried on every frame
+
+
+def test_close_stops_background_exports(lite_model: VimpNet, tmp_path: Path) -> None:
+    backend = OnnxRuntimeBackend(StepModules(lite_model, 4), torch.device("cpu"), "fp32", tmp_path, True)
+    backend.frame(torch.rand(1, 3, 32, 48))
+    exports = list(backend._exports.values())
+    assert len(exports) == 1
+    backend.close()
+    assert backend.building() == []
+    assert not exports[0].process.is_alive()
+    assert not list((tmp_path / "onnx").glob("*.onnx"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("output_frame", ["latest", "center"])
 def test_engine_parity_with_torch(lite_model: VimpNet, tmp_path: Path, output_frame: str) -> None:
@@ -39,8 +103,8 @@ def test_engine_parity_with_torch(lite_model: VimpNet, tmp_path: Path, output_fr
     outputs: dict[str, list[torch.Tensor]] = {}
     frames = moving_frames(4, 30, 38)
     for backend in ("torch", "onnxruntime"):
-        config = EngineConfig(backend=backend, precision="fp32", device="cpu", window_size=3,
-                              output_frame=output_frame, engine_cache_dir=tmp_path)  # fmt: skip
+        config = EngineConfig(backend=backend, precision="fp32", device="cpu", window_size=3, output_frame=output_frame,
+                              engine_cache_dir=tmp_path, background_build=False)  # fmt: skip
         engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
         assert engine.backend_name == backend
         stream = engine.open_stream("cam")

@@ -66,6 +66,13 @@ class Backend(abc.ABC):
     def prepare(self, batch: int, window: int, height: int, width: int) -> None:  # noqa: B027 - optional hook
         """Build whatever a shape profile needs before the first frame (no-op for eager backends)."""
 
+    def building(self) -> list[str]:
+        """Shape profiles being built in the background (their frames run eagerly meanwhile)."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release background work; eager backends hold none."""
+
     def describe(self) -> str:
         """One line for logs and diagnostics."""
         return f"{self.name} {self.precision} on {self.device}"

@@ -74,6 +74,10 @@ class EngineCache:
         base = self.directory / f"{safe}-{key[:16]}"
         return CacheEntry(base.with_name(base.name + self.suffix), base.with_name(base.name + ".json"), key)
 
+    def is_fresh(self, name: str, material: Mapping[str, Any]) -> bool:
+        """Whether a complete entry for ``material`` is on disk (it may still fail to load)."""
+        return self._is_fresh(self.entry(name, material), material)
+
     def _is_fresh(self, entry: CacheEntry, material: Mapping[str, Any]) -> bool:
         if not entry.program.is_file() or not entry.meta.is_file():
             return False

@@ -4,6 +4,12 @@ Each (step, input shapes) profile is exported with ``torch.onnx.export(dynamo=Tr
 the first time it is needed (tens of seconds; a minute or more for ``vimpnet``),
 kept in the engine cache directory like TensorRT programs (key: weights, step,
 shapes, torch/onnxruntime versions) and loaded from there on the next start.
+
+With ``background_build`` a profile missing from the cache is exported in a child
+process (:mod:`~vimpnet_ros.engine.backends.background`) while eager PyTorch fp32
+(the same modules, equal within 1e-4) serves those frames; the backend switches to
+ONNX Runtime once the program is ready. :meth:`OnnxRuntimeBackend.prepare` always
+waits for the programs.
 """
 
 from __future__ import annotations
@@ -17,12 +23,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vimpnet_ros.engine.backends.base import Backend
+from vimpnet_ros.engine.backends.background import BackgroundExport
+from vimpnet_ros.engine.backends.base import Backend, TorchBackend
 from vimpnet_ros.engine.backends.cache import EngineCache, model_fingerprint
 from vimpnet_ros.engine.steps import StepModules
 from vimpnet_ros.errors import BackendUnavailableError
 
 LOGGER = logging.getLogger(__name__)
+#: File suffix of cached ONNX models.
+ONNX_SUFFIX = ".onnx"
+#: A shape profile of one step: (step name, input shapes).
+ProfileKey = tuple[str, tuple[tuple[int, ...], ...]]
 
 
 def export_onnx(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
@@ -45,7 +56,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, steps: StepModules, device: torch.device, precision: str,
-                 cache_dir: str | Path | None = None) -> None:  # fmt: skip
+                 cache_dir: str | Path | None = None, background_build: bool = False) -> None:  # fmt: skip
         super().__init__(steps, device, precision)
         try:
             import onnxruntime
@@ -54,11 +65,16 @@ class OnnxRuntimeBackend(Backend):
                 f"backend 'onnxruntime' needs the onnxruntime package ({error}); pip install onnxruntime"
             ) from error
         self._ort = onnxruntime
-        self.cache = EngineCache(Path(cache_dir) / "onnx", ".onnx") if cache_dir is not None else None
+        self.cache = EngineCache(Path(cache_dir) / "onnx", ONNX_SUFFIX) if cache_dir is not None else None
         self.providers = (
             ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
         )
-        self._sessions: dict[tuple[str, tuple[tuple[int, ...], ...]], Any] = {}
+        #: Background builds need the cache: the child hands its program over through it.
+        self.background_build = background_build and self.cache is not None
+        self._fallback = TorchBackend(steps, device, "fp32")
+        self._sessions: dict[ProfileKey, Any] = {}
+        self._exports: dict[ProfileKey, BackgroundExport] = {}
+        self._failed: set[ProfileKey] = set()
         self._fingerprint: str | None = None
 
     def _session_options(self) -> Any:
@@ -73,12 +89,28 @@ class OnnxRuntimeBackend(Backend):
     def _new_session(self, data: bytes) -> Any:
         return self._ort.InferenceSession(data, sess_options=self._session_options(), providers=self.providers)
 
-    def _session(self, step: str, module: nn.Module, inputs: tuple[Tensor, ...]) -> Any:
-        key = (step, tuple(tuple(x.shape) for x in inputs))
+    def _material(self, key: ProfileKey) -> dict[str, Any]:
+        """Everything that makes a cached ONNX model of this profile invalid when it changes."""
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.steps.model)
+        step, shapes = key
+        return {
+            "weights_sha256": self._fingerprint,
+            "step": step,
+            "output_index": self.steps.window.output_index if step == "window" else None,
+            "input_shapes": [list(shape) for shape in shapes],
+            "torch": torch.__version__,
+            "onnxruntime": self._ort.__version__,
+        }
+
+    def _session(self, step: str, module: nn.Module, inputs: tuple[Tensor, ...], block: bool) -> Any | None:
+        """The session of this profile, or None while (or because) its background export runs (or failed)."""
+        key: ProfileKey = (step, tuple(tuple(x.shape) for x in inputs))
         if key in self._sessions:
             return self._sessions[key]
-        shapes = "x".join(map(str, inputs[0].shape))
-        name = f"{self.steps.model.config.name}-{step}-{shapes}"
+        if key in self._failed and not block:
+            return None
+        name = f"{self.steps.model.config.name}-{step}-{'x'.join(map(str, inputs[0].shape))}"
 
         def build() -> bytes:
             LOGGER.info("exporting %s to ONNX (once per shape profile)", name)
@@ -90,16 +122,9 @@ class OnnxRuntimeBackend(Backend):
         if self.cache is None:
             data = build()
         else:
-            if self._fingerprint is None:
-                self._fingerprint = model_fingerprint(self.steps.model)
-            material = {
-                "weights_sha256": self._fingerprint,
-                "step": step,
-                "output_index": self.steps.window.output_index if step == "window" else None,
-                "input_shapes": [list(k) for k in key[1]],
-                "torch": torch.__version__,
-                "onnxruntime": self._ort.__version__,
-            }
+            material = self._material(key)
+            if not self._background_ready(key, name, material, block):
+                return None
             report = self.cache.load_or_build(
                 name, material, build, lambda data, path: path.write_bytes(data), lambda path: path.read_bytes()
             )
@@ -108,8 +133,40 @@ class OnnxRuntimeBackend(Backend):
         self._sessions[key] = session
         return session
 
-    def _run(self, step: str, module: nn.Module, *inputs: Tensor) -> list[Tensor]:
-        session = self._session(step, module, inputs)
+    def _background_ready(self, key: ProfileKey, name: str, material: dict[str, Any], block: bool) -> bool:
+        """Start, poll or wait for the background export of ``key``; True when the cache can be read now.
+
+        True also when no background export applies (``block``, background off, a
+        fresh entry on disk): the caller then loads or builds in this process.
+        """
+        assert self.cache is not None
+        export = self._exports.get(key)
+        if export is None:
+            if block or not self.background_build or self.cache.is_fresh(name, material):
+                return True
+            shapes = [list(shape) for shape in key[1]]
+            directory = self.cache.directory
+            self._exports[key] = BackgroundExport.start(directory, name, material, self.steps, key[0], shapes)
+            LOGGER.info("exporting %s to ONNX in the background (once per shape profile); eager PyTorch fp32 "
+                        "serves these frames until it is ready", name)  # fmt: skip
+            return False
+        done = export.wait() if block else export.poll()
+        if done is None:
+            return False
+        del self._exports[key]
+        if done and self.cache.is_fresh(name, material):
+            LOGGER.info("ONNX model %s ready after %.0f s; switching from eager PyTorch", name, export.elapsed_s)
+            return True
+        LOGGER.error("background ONNX export of %s failed (exit code %s); eager PyTorch keeps serving this shape",
+                     name, export.process.exitcode)  # fmt: skip
+        self._failed.add(key)
+        return block  # a blocking caller builds in-process and sees the error itself
+
+    def _run(self, step: str, module: nn.Module, *inputs: Tensor) -> list[Tensor] | None:
+        """Outputs of ``step`` through ONNX Runtime, or None when its program is not ready yet."""
+        session = self._session(step, module, inputs, block=not self.background_build)
+        if session is None:
+            return None
         feeds = {
             meta.name: x.detach().float().cpu().numpy() for meta, x in zip(session.get_inputs(), inputs, strict=False)
         }
@@ -117,22 +174,41 @@ class OnnxRuntimeBackend(Backend):
         return [torch.from_numpy(np.ascontiguousarray(o)).to(self.device) for o in outputs]
 
     def prepare(self, batch: int, window: int, height: int, width: int) -> None:
-        """Export and open the three sessions of one profile."""
+        """Export (or wait for the background export of) and open the three sessions of one profile."""
         examples = self.example_inputs(batch, window, height, width)
-        self._session("frame", self.steps.frame, examples["frame"])
-        self._session("flow", self.steps.flow, examples["flow"])
-        self._session("window", self.steps.window, examples["window"])
+        self._session("frame", self.steps.frame, examples["frame"], block=True)
+        self._session("flow", self.steps.flow, examples["flow"], block=True)
+        self._session("window", self.steps.window, examples["window"], block=True)
+
+    def building(self) -> list[str]:
+        """Names of the profiles being exported in the background."""
+        return [export.name for export in self._exports.values()]
+
+    def close(self) -> None:
+        """Stop background exports."""
+        for export in self._exports.values():
+            export.cancel()
+        self._exports.clear()
 
     def frame(self, frames: Tensor) -> tuple[Tensor, Tensor]:
-        """Frame step in ONNX Runtime."""
-        feats, small = self._run("frame", self.steps.frame, frames)
+        """Frame step in ONNX Runtime (eager PyTorch while its program is built)."""
+        outputs = self._run("frame", self.steps.frame, frames)
+        if outputs is None:
+            return self._fallback.frame(frames)
+        feats, small = outputs
         return feats, small
 
     def flow(self, small_a: Tensor, small_b: Tensor) -> tuple[Tensor, Tensor]:
-        """Flow step in ONNX Runtime."""
-        first, second = self._run("flow", self.steps.flow, small_a, small_b)
+        """Flow step in ONNX Runtime (eager PyTorch while its program is built)."""
+        outputs = self._run("flow", self.steps.flow, small_a, small_b)
+        if outputs is None:
+            return self._fallback.flow(small_a, small_b)
+        first, second = outputs
         return first, second
 
     def window(self, lqs: Tensor, feats: Tensor, flows_backward: Tensor, flows_forward: Tensor) -> Tensor:
-        """Window step in ONNX Runtime."""
-        return self._run("window", self.steps.window, lqs, feats, flows_backward, flows_forward)[0]
+        """Window step in ONNX Runtime (eager PyTorch while its program is built)."""
+        outputs = self._run("window", self.steps.window, lqs, feats, flows_backward, flows_forward)
+        if outputs is None:
+            return self._fallback.window(lqs, feats, flows_backward, flows_forward)
+        return outputs[0]

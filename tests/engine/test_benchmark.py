@@ -11,7 +11,14 @@ import pytest
 
 from tests.engine.conftest import CPU_ENV, moving_frames
 from vimpnet_ros.engine import EngineConfig
-from vimpnet_ros.engine.benchmark import add_arguments, build_cases, format_table, run_case
+from vimpnet_ros.engine.benchmark import (
+    add_arguments,
+    add_peak_fractions,
+    build_cases,
+    format_table,
+    measure_matmul_peak,
+    run_case,
+)
 from vimpnet_ros.engine.quality import measure_output_frames, psnr
 from vimpnet_ros.model import VimpNet
 
@@ -34,16 +41,40 @@ def test_cases_cover_backends_precisions_and_baselines() -> None:
     assert {c["tile_size"] for c in cases if c["size"] == (256, 256)} == {0}
 
 
+def test_matmul_peak_is_measured_for_both_precisions() -> None:
+    peaks = measure_matmul_peak(threads=0, seconds=0.05)
+    assert set(peaks) == {"fp32", "bf16"} and all(value > 0 for value in peaks.values())
+
+
+def test_peak_fractions_and_floor() -> None:
+    """ONNX Runtime rows take the torch graph's FLOPs; each row gets its share of the matching peak."""
+    common = {"model": "vimpnet_lite", "size": (256, 256), "kind": "stream"}
+    records = [
+        {**common, "backend": "torch", "precision": "fp32", "mean_ms": 500.0, "gflop_per_frame": 30.0},
+        {**common, "backend": "onnxruntime", "precision": "fp32", "mean_ms": 400.0},
+        {**common, "backend": "torch", "precision": "bf16", "mean_ms": 1000.0, "gflop_per_frame": 30.0},
+        {**common, "backend": "torch", "precision": "fp32", "error": "boom"},
+    ]
+    add_peak_fractions(records, {"fp32": 150.0, "bf16": 3.0})
+    assert records[0]["gflops"] == pytest.approx(60.0) and records[0]["peak_fraction"] == pytest.approx(0.4)
+    assert records[0]["floor_ms"] == pytest.approx(200.0)
+    assert records[1]["gflop_per_frame"] == 30.0 and records[1]["gflops"] == pytest.approx(75.0)
+    assert records[2]["floor_ms"] == pytest.approx(10000.0)  # against the bf16 peak
+    assert "gflops" not in records[3]
+
+
 @pytest.mark.slow
 def test_stream_naive_and_reference_records(tmp_path: Path) -> None:
     args = _args("--models", "vimpnet_lite", "--backends", "torch", "--precisions", "fp32", "--sizes", "48x32",
                  "--frames", "2", "--baseline-frames", "1", "--window", "3")  # fmt: skip
     records = [run_case(case) for case in build_cases(args)]
+    add_peak_fractions(records, {"fp32": 100.0, "bf16": 1.0})
     assert [r["kind"] for r in records] == ["stream", "naive", "reference"]
     for record in records:
         assert "error" not in record, record
         assert record["p95_ms"] >= record["p50_ms"] > 0 and record["peak_rss_mib"] > 0
         assert record["gflop_per_frame"] > 0 and record["gflops"] > 0
+        assert record["peak_fraction"] == pytest.approx(record["gflops"] / 100.0)
     assert records[0]["gflop_per_frame"] < records[1]["gflop_per_frame"]  # caching saves work
     assert records[2]["tiles"] == 1 and records[2]["reference_code_ms"] == 5360.0
     table = format_table(records)

@@ -176,6 +176,50 @@ def _naive_case(case: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def measure_matmul_peak(threads: int, seconds: float = 1.0) -> dict[str, float]:
+    """GFLOP/s of a square matmul in fp32 (1024) and bf16 (256): the machine's floor for these graphs.
+
+    A convolution graph cannot beat the dense matmul rate, so ``GFLOP/frame / peak``
+    is the best latency this machine allows for a model at a size.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    peaks = {}
+    for name, dtype, n in (("fp32", torch.float32, 1024), ("bf16", torch.bfloat16, 256)):
+        a, b = torch.rand(n, n, dtype=dtype), torch.rand(n, n, dtype=dtype)
+        a @ b  # warm-up
+        count, start = 0, time.perf_counter()
+        while count == 0 or time.perf_counter() - start < seconds:
+            a @ b
+            count += 1
+        peaks[name] = 2.0 * n**3 * count / (time.perf_counter() - start) / 1e9
+    return peaks
+
+
+def add_peak_fractions(records: list[dict[str, Any]], peaks: dict[str, float]) -> None:
+    """Give ONNX Runtime rows the torch graph's FLOPs; add each row's share of the matmul peak and its floor."""
+    flops = {
+        (r["model"], tuple(r["size"]), r["kind"]): r["gflop_per_frame"]
+        for r in records
+        if r["backend"] == "torch" and "gflop_per_frame" in r
+    }
+    for record in records:
+        if "mean_ms" not in record:
+            continue
+        gflop = record.setdefault(
+            "gflop_per_frame", flops.get((record["model"], tuple(record["size"]), record["kind"]))
+        )
+        if gflop is None:
+            continue
+        record["gflops"] = gflop / (record["mean_ms"] / 1000.0)
+        peak = peaks.get("bf16" if record["precision"] == "bf16" else "fp32")
+        if peak:
+            record["peak_fraction"] = record["gflops"] / peak
+            record["floor_ms"] = gflop / peak * 1000.0
+
+
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """Run one case and add the process's peak RSS (for the subprocess: that case alone)."""
     logging.basicConfig(level=logging.ERROR)
@@ -184,8 +228,6 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     except Exception as error:
         record = {"error": f"{type(error).__name__}: {error}"}
     record["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    if "gflop_per_frame" in record and "mean_ms" in record:
-        record["gflops"] = record["gflop_per_frame"] / (record["mean_ms"] / 1000.0)
     return {**{k: v for k, v in case.items() if k != "checkpoint"}, **record}
 
 
@@ -213,21 +255,27 @@ def build_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     return cases
 
 
+def _number(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
 def format_table(records: list[dict[str, Any]]) -> str:
     """Markdown table of the records (README-ready)."""
     header = ("| model | case | backend | precision | size | tiles | p50 ms | p95 ms | frames/s | peak RSS MiB "
-              "| GFLOP/frame | GFLOP/s |")  # fmt: skip
-    lines = [header, "|" + " --- |" * 12]
+              "| GFLOP/frame | GFLOP/s | % of matmul peak | floor ms |")  # fmt: skip
+    lines = [header, "|" + " --- |" * 14]
     for r in records:
         size = "x".join(map(str, r["size"]))
         if "error" in r:
             lines.append(f"| {r['model']} | {r['kind']} | {r['backend']} | {r['precision']} | {size} | | "
-                         f"error: {r['error'][:80]} | | | | | |")  # fmt: skip
+                         f"error: {r['error'][:80]} | | | | | | | |")  # fmt: skip
             continue
         lines.append(
             f"| {r['model']} | {r['kind']} | {r['backend']} | {r['precision']} | {size} | {r.get('tiles', 1)} | "
             f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['fps']:.2f} | {r['peak_rss_mib']:.0f} | "
-            f"{r.get('gflop_per_frame', float('nan')):.1f} | {r.get('gflops', float('nan')):.1f} |"
+            f"{_number(r.get('gflop_per_frame'))} | {_number(r.get('gflops'))} | "
+            f"{_number(100.0 * r['peak_fraction'] if 'peak_fraction' in r else None)} | "
+            f"{_number(r.get('floor_ms'), 0)} |"
         )
     return "\n".join(lines)
 
@@ -265,13 +313,20 @@ def run(args: argparse.Namespace) -> int:
         return _run_quality(args)
     records = []
     cases = build_cases(args)
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        peaks = pool.submit(measure_matmul_peak, args.threads).result()
     for index, case in enumerate(cases, 1):
         LOGGER.info("case %d/%d: %s %s %s %s %s", index, len(cases), case["kind"], case["model"], case["backend"],
                     case["precision"], case["size"])  # fmt: skip
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             records.append(pool.submit(run_case, case).result())
+    add_peak_fractions(records, peaks)
+    print(
+        f"matmul peak on this machine ({args.threads or 'default'} threads): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+        f"bf16 {peaks['bf16']:.1f} GFLOP/s; floor ms = GFLOP/frame at that peak"
+    )
     print(format_table(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(records, indent=1, default=str))
+        args.json.write_text(json.dumps({"matmul_peak_gflops": peaks, "records": records}, indent=1, default=str))
     return 0

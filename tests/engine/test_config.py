@@ -40,6 +40,7 @@ def test_defaults_match_the_contract() -> None:
         ("max_gap_s", 0, "positive"),
         ("model", "", "config name"),
         ("background_build", "yes", "true or false"),
+        ("reuse_cpu_memory", 1, "true or false"),
     ],
 )
 def test_bad_values_raise_config_error(field: str, value: object, words: str) -> None:

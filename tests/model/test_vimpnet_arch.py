@@ -72,12 +72,14 @@ def test_stage_contract_and_forward_agree(lite: VimpNet) -> None:
 @pytest.mark.parametrize(("kernel", "stride", "padding"), [((3, 3, 3), (1, 1, 1), (1, 1, 1)),
                                                           ((3, 3, 3), (1, 2, 2), (1, 1, 1)),
                                                           ((1, 3, 3), (1, 1, 1), (0, 1, 1)),
+                                                          ((3, 3, 3), (1, 1, 1), (0, 1, 1)),
                                                           ((1, 1, 1), (1, 1, 1), (0, 0, 0))])  # fmt: skip
-def test_conv3d_as_conv2d_equals_conv3d(kernel: tuple, stride: tuple, padding: tuple) -> None:
+@pytest.mark.parametrize("out_channels", [4, 8])  # fewer / more than the 6 inputs: both formulations
+def test_conv3d_as_conv2d_equals_conv3d(kernel: tuple, stride: tuple, padding: tuple, out_channels: int) -> None:
     torch.manual_seed(3)
     x = torch.randn(2, 6, 5, 9, 11)
-    weight = torch.randn(4, 6, *kernel)
-    bias = torch.randn(4)
+    weight = torch.randn(out_channels, 6, *kernel)
+    bias = torch.randn(out_channels)
     expected = F.conv3d(x, weight, bias, stride, padding)
     torch.testing.assert_close(conv3d_as_conv2d(x, weight, bias, stride, padding), expected, atol=1e-4, rtol=1e-4)
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vimpnet_ros.engine.allocator import keep_freed_memory
 from vimpnet_ros.engine.backends.base import Backend, TorchBackend
 from vimpnet_ros.engine.backends.select import Environment, Selection, select_backend
 from vimpnet_ros.engine.config import EngineConfig
@@ -95,6 +96,8 @@ class InferenceEngine:
                                self.config.model, model.config.name)  # fmt: skip
             if self.config.cpu_threads:
                 torch.set_num_threads(self.config.cpu_threads)  # process-wide, as torch offers it
+            if selection.device == "cpu" and self.config.reuse_cpu_memory:
+                keep_freed_memory()  # process-wide too
             model = model.eval().requires_grad_(False)
             device = torch.device(selection.device)
             model.to(device)

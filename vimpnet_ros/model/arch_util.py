@@ -76,23 +76,42 @@ class ResidualBlocksWithInputConv(nn.Module):
 
 def conv3d_as_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: tuple[int, int, int],
                      padding: tuple[int, int, int]) -> Tensor:  # fmt: skip
-    """Conv3d with temporal stride 1 computed as one Conv2d over stacked neighbouring frames.
+    """Conv3d with temporal stride 1 computed with 2-D convolutions: (n, c, t, h, w) -> (n, o, t', h', w').
 
-    (n, c, t, h, w) -> (n, o, t', h', w'). The kt temporal taps become kt*c input channels
-    (frames zero-padded in time), so CPU backends use their fast 2-D kernels (PyTorch's CPU
-    Conv3d is ~3.5x slower here) and TensorRT sees a plain convolution.
+    PyTorch's CPU Conv3d is ~3.5x slower here and TensorRT prefers plain convolutions.
+    Two equal formulations, picked by which moves less memory (frames zero-padded in time):
+
+    - *stack inputs*: the kt temporal taps become kt*c input channels of one Conv2d;
+    - *sum outputs*: one Conv2d gives every frame's response to each tap (kt*o channels),
+      and output frame j adds tap k of frame j+k. Cheaper when the output is smaller than the
+      input (stride 2, or fewer output than input channels).
     """
     n, c, t, h, w = x.shape
     out_channels, _, kt, kh, kw = weight.shape
     pt = padding[0]
+    t_out = t + 2 * pt - kt + 1
+    ho = (h + 2 * padding[1] - kh) // stride[1] + 1
+    wo = (w + 2 * padding[2] - kw) // stride[2] + 1
+    if kt > 1 and out_channels * ho * wo < c * h * w:
+        frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+        per_tap = weight.permute(2, 0, 1, 3, 4).reshape(kt * out_channels, c, kh, kw)
+        responses = F.conv2d(frames, per_tap, None, stride[1:], padding[1:])
+        responses = responses.reshape(n, t, kt, out_channels, ho, wo)
+        outputs = []
+        for j in range(t_out):  # frame j + k - pt answers tap k; frames outside 0..t-1 are the zero padding
+            taps = [responses[:, j + k - pt, k] for k in range(kt) if 0 <= j + k - pt < t]
+            frame = taps[0]
+            for tap in taps[1:]:
+                frame = frame + tap
+            outputs.append(frame if bias is None else frame + bias.view(1, out_channels, 1, 1))
+        return torch.stack(outputs, dim=2)
     if pt:
         x = F.pad(x, (0, 0, 0, 0, pt, pt))
-    t_out = t + 2 * pt - kt + 1
     frames = x.transpose(1, 2)  # (n, t+2pt, c, h, w)
     stacked = torch.cat([frames[:, k : k + t_out] for k in range(kt)], dim=2) if kt > 1 else frames
     weight_2d = weight.transpose(1, 2).reshape(out_channels, kt * c, kh, kw)
     out = F.conv2d(stacked.reshape(n * t_out, kt * c, h, w), weight_2d, bias, stride[1:], padding[1:])
-    return out.reshape(n, t_out, out_channels, out.shape[-2], out.shape[-1]).transpose(1, 2)
+    return out.reshape(n, t_out, out_channels, ho, wo).transpose(1, 2)
 
 
 class FrameConv3d(nn.Conv3d):

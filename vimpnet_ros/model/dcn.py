@@ -6,7 +6,7 @@ kernel tap k = (ki, kj) (row-major), the input of group g is sampled bilinearly 
 ``(y*stride - pad + ki*dil + dy, x*stride - pad + kj*dil + dx)`` with zeros outside
 the image, where ``offset[:, 2*(g*K + k)] = dy`` and ``offset[:, 2*(g*K + k) + 1] = dx``;
 the sample is scaled by ``mask[:, g*K + k]`` and by the weight of that tap. Written
-with grid_sample + a 1x1 convolution so that ONNX and Torch-TensorRT convert it
+with grid_sample + a matmul (a 1x1 convolution) so that ONNX and Torch-TensorRT convert it
 without a custom plugin.
 """
 
@@ -72,5 +72,9 @@ def modulated_deform_conv2d(
 
     # (n*G, c/G, K*ho, wo) -> modulate -> (n, c*K, ho, wo) in weight order (channel, tap).
     sampled = sampled.reshape(n, g, c // g, taps, ho, wo) * mask.reshape(n, g, 1, taps, ho, wo)
-    columns = sampled.reshape(n, c * taps, ho, wo)
-    return F.conv2d(columns, weight.reshape(out_channels, c * taps, 1, 1), bias)
+    # The remaining 1x1 convolution as one matmul: CPU Conv2d takes a slow path for 1x1 kernels this wide.
+    columns = sampled.reshape(n, c * taps, ho * wo)
+    out = torch.matmul(weight.reshape(out_channels, c * taps), columns)
+    if bias is not None:
+        out = out + bias.view(1, out_channels, 1)
+    return out.reshape(n, out_channels, ho, wo)

@@ -12,6 +12,7 @@ import torch
 
 from tests.engine.conftest import CPU_ENV, moving_frames
 from vimpnet_ros.engine import EngineConfig, InferenceEngine
+from vimpnet_ros.engine.backends.background import BackgroundExport
 from vimpnet_ros.engine.backends.onnx import OnnxRuntimeBackend
 from vimpnet_ros.engine.steps import StepModules
 from vimpnet_ros.model import VimpNet
@@ -72,17 +73,24 @@ def test_background_export_serves_eager_frames_until_ready(
 def test_failed_background_export_keeps_serving_eagerly(
     lite_model: VimpNet, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A child that cannot store its program (cache path is a file) leaves eager PyTorch in charge, logged."""
+    """An export that cannot start (the cache path is a file) leaves eager PyTorch in charge, logged once."""
     blocker = tmp_path / "cache"
     blocker.write_text("not a directory")
     steps = StepModules(lite_model, 4)
     backend = OnnxRuntimeBackend(steps, torch.device("cpu"), "fp32", blocker, background_build=True)
     frames = torch.rand(1, 3, 32, 48)
     _frame_until_built(backend, frames)
-    assert "background ONNX export" in caplog.text and "failed" in caplog.text
+    assert "cannot start the background ONNX export" in caplog.text
     with torch.inference_mode():
         assert torch.equal(backend.frame(frames)[0], steps.frame(frames)[0])
     assert backend.building() == []  # not retried on every frame
+
+
+def test_failing_child_reports_its_error(lite_model: VimpNet, tmp_path: Path) -> None:
+    export = BackgroundExport.start(tmp_path, "broken", {}, StepModules(lite_model, 4), "no_such_step", [[1, 3, 8, 8]])
+    assert export.wait() is False
+    assert export.exit_code != 0 and "no_such_step" in export.error_tail()
+    assert not list(tmp_path.glob(".job-*"))  # the job file (weights) is removed
 
 
 def test_close_stops_background_exports(lite_model: VimpNet, tmp_path: Path) -> None:
@@ -92,8 +100,8 @@ def test_close_stops_background_exports(lite_model: VimpNet, tmp_path: Path) -> 
     assert len(exports) == 1
     backend.close()
     assert backend.building() == []
-    assert not exports[0].process.is_alive()
-    assert not list((tmp_path / "onnx").glob("*.onnx"))
+    assert exports[0].exit_code is not None  # terminated, not left running
+    assert not list((tmp_path / "onnx").glob("*.onnx")) and not list((tmp_path / "onnx").glob(".job-*"))
 
 
 @pytest.mark.slow

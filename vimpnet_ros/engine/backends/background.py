@@ -2,18 +2,24 @@
 
 Exporting a shape profile takes tens of seconds (minutes for ``vimpnet``). Done in
 the engine's own process it would hold the first frame at every new size for that
-long, so :class:`BackgroundExport` runs it in a spawned interpreter: the child
-rebuilds the model from its config and weights, exports the one step, and stores
-the result in the engine cache. The parent polls :meth:`BackgroundExport.poll` and
-opens the cached program once the child exits cleanly. A separate process also
-keeps the exporter's global tracing state and its memory peak out of the engine.
+long, so :class:`BackgroundExport` runs it in a separate interpreter
+(``python -m vimpnet_ros.engine.backends.background JOB``; a plain subprocess, so the
+caller's ``__main__`` is never re-imported as multiprocessing's spawn would). The job
+file carries the model config and weights (read back with ``weights_only=True``);
+the child rebuilds the model, exports the one step and stores the result in the
+engine cache, where the parent opens it once the child has exited cleanly. A
+separate process also keeps the exporter's global tracing state and memory peak
+out of the engine.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,31 +32,24 @@ from vimpnet_ros.model import VimpNet
 from vimpnet_ros.model.config import VimpNetConfig
 
 LOGGER = logging.getLogger(__name__)
+#: Lines of the child's stderr quoted when it fails.
+ERROR_TAIL_LINES = 5
 
 
-def _export_into_cache(
-    cache_dir: str,
-    name: str,
-    material: Mapping[str, Any],
-    model_config: dict[str, Any],
-    weights: bytes,
-    output_index: int,
-    step: str,
-    shapes: list[list[int]],
-) -> None:
-    """Child process: rebuild the model, export ``step`` for ``shapes``, write it to the ONNX cache."""
+def run_job(job_path: Path) -> None:
+    """Child process: rebuild the model of ``job_path``, export its step, write it to the ONNX cache."""
     from vimpnet_ros.engine.backends.cache import EngineCache
     from vimpnet_ros.engine.backends.onnx import ONNX_SUFFIX, export_onnx
 
-    logging.basicConfig(level=logging.WARNING)
+    job = torch.load(job_path, weights_only=True)
     torch.set_num_threads(1)  # leave the cores to the engine that keeps serving frames
-    model = VimpNet(VimpNetConfig.from_dict(model_config))
-    model.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
-    module = getattr(StepModules(model, output_index), step)
-    inputs = tuple(torch.rand(*shape) for shape in shapes)
-    EngineCache(cache_dir, ONNX_SUFFIX).load_or_build(
-        name,
-        material,
+    model = VimpNet(VimpNetConfig.from_dict(job["model_config"]))
+    model.load_state_dict(job["weights"])
+    module = getattr(StepModules(model, job["output_index"]), job["step"])
+    inputs = tuple(torch.rand(*shape) for shape in job["shapes"])
+    EngineCache(job["cache_dir"], ONNX_SUFFIX).load_or_build(
+        job["name"],
+        job["material"],
         lambda: export_onnx(module, inputs),
         lambda data, path: path.write_bytes(data),
         lambda path: path.read_bytes(),
@@ -58,56 +57,95 @@ def _export_into_cache(
 
 
 class BackgroundExport:
-    """One ONNX export running in a spawned child process; see the module docstring."""
+    """One ONNX export running in a child interpreter; see the module docstring."""
 
-    def __init__(self, name: str, process: multiprocessing.process.BaseProcess) -> None:
+    def __init__(self, name: str, process: subprocess.Popen[bytes], job: Path, stderr: Any) -> None:
         self.name = name
         self.process = process
+        self.job = job
+        self.stderr = stderr
         self.started = time.monotonic()
+        self._error_tail = ""
 
     @classmethod
     def start(cls, cache_dir: Path, name: str, material: Mapping[str, Any], steps: StepModules, step: str,
               shapes: list[list[int]]) -> BackgroundExport:  # fmt: skip
-        """Spawn the child that exports ``step`` of ``steps`` for input ``shapes`` into ``cache_dir``."""
-        buffer = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in steps.model.state_dict().items()}, buffer)
-        process = multiprocessing.get_context("spawn").Process(
-            target=_export_into_cache,
-            args=(
-                str(cache_dir),
-                name,
-                dict(material),
-                steps.model.config.to_dict(),
-                buffer.getvalue(),
-                steps.window.output_index,
-                step,
-                shapes,
-            ),
-            name=f"onnx-export-{name}",
-            daemon=True,  # never keeps a shutting-down node alive
+        """Write the job file and start the child that exports ``step`` for input ``shapes`` into ``cache_dir``."""
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        handle, job_name = tempfile.mkstemp(dir=cache_dir, prefix=".job-", suffix=".pt")
+        os.close(handle)
+        job = Path(job_name)
+        torch.save(
+            {
+                "cache_dir": str(cache_dir),
+                "name": name,
+                "material": json.loads(json.dumps(material, default=str)),  # plain types for weights_only
+                "model_config": steps.model.config.to_dict(),
+                "weights": {k: v.detach().cpu() for k, v in steps.model.state_dict().items()},
+                "output_index": steps.window.output_index,
+                "step": step,
+                "shapes": shapes,
+            },
+            job,
         )
-        process.start()
-        return cls(name, process)
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - outlives this call; closed in _finish
+        command = [sys.executable, "-m", "vimpnet_ros.engine.backends.background", str(job)]
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+        return cls(name, process, job, stderr)
 
     @property
     def elapsed_s(self) -> float:
         """Seconds since the export started."""
         return time.monotonic() - self.started
 
+    @property
+    def exit_code(self) -> int | None:
+        """The child's exit status (None while it runs)."""
+        return self.process.returncode
+
     def poll(self) -> bool | None:
         """None while the child runs, True when it stored the program, False when it failed."""
-        if self.process.is_alive():
+        if self.process.poll() is None:
             return None
-        self.process.join()
-        return self.process.exitcode == 0
+        self._finish()
+        return self.process.returncode == 0
 
     def wait(self) -> bool:
         """Block until the child exits; True when it stored the program."""
-        self.process.join()
-        return self.process.exitcode == 0
+        self.process.wait()
+        self._finish()
+        return self.process.returncode == 0
+
+    def error_tail(self) -> str:
+        """The last lines the child wrote to stderr (why it failed); empty until it exited."""
+        return self._error_tail
 
     def cancel(self) -> None:
         """Stop the child (the cache never holds a half-written entry)."""
-        if self.process.is_alive():
+        if self.process.poll() is None:
             self.process.terminate()
-        self.process.join(timeout=5.0)
+            try:
+                self.process.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._finish()
+
+    def _finish(self) -> None:
+        """Remove the job file (it holds the weights) and keep the end of the child's stderr."""
+        self.job.unlink(missing_ok=True)
+        if self.stderr.closed:
+            return
+        try:
+            self.stderr.seek(0)
+            lines = self.stderr.read().decode(errors="replace").strip().splitlines()
+            self._error_tail = " | ".join(line.strip() for line in lines[-ERROR_TAIL_LINES:])
+        except OSError:
+            pass
+        finally:
+            self.stderr.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    run_job(Path(sys.argv[1]))

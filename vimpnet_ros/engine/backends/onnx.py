@@ -144,9 +144,17 @@ class OnnxRuntimeBackend(Backend):
         if export is None:
             if block or not self.background_build or self.cache.is_fresh(name, material):
                 return True
+            if self._exports:  # one export at a time: each child takes a core from the frames being served
+                return False
             shapes = [list(shape) for shape in key[1]]
-            directory = self.cache.directory
-            self._exports[key] = BackgroundExport.start(directory, name, material, self.steps, key[0], shapes)
+            try:
+                export = BackgroundExport.start(self.cache.directory, name, material, self.steps, key[0], shapes)
+            except OSError as error:
+                LOGGER.error("cannot start the background ONNX export of %s (%s); eager PyTorch keeps serving this "
+                             "shape", name, error)  # fmt: skip
+                self._failed.add(key)
+                return False
+            self._exports[key] = export
             LOGGER.info("exporting %s to ONNX in the background (once per shape profile); eager PyTorch fp32 "
                         "serves these frames until it is ready", name)  # fmt: skip
             return False
@@ -157,8 +165,8 @@ class OnnxRuntimeBackend(Backend):
         if done and self.cache.is_fresh(name, material):
             LOGGER.info("ONNX model %s ready after %.0f s; switching from eager PyTorch", name, export.elapsed_s)
             return True
-        LOGGER.error("background ONNX export of %s failed (exit code %s); eager PyTorch keeps serving this shape",
-                     name, export.process.exitcode)  # fmt: skip
+        LOGGER.error("background ONNX export of %s failed (exit code %s: %s); eager PyTorch keeps serving this "
+                     "shape", name, export.exit_code, export.error_tail() or "no output")  # fmt: skip
         self._failed.add(key)
         return block  # a blocking caller builds in-process and sees the error itself
 

@@ -50,6 +50,19 @@ def test_weights_are_configurable_and_zero_removes_a_term() -> None:
     torch.testing.assert_close(total, 2.0 * terms["streak"])
 
 
+def test_mask_pos_weight_scales_the_bce_of_drop_pixels() -> None:
+    out, tg = _batch()
+    weights = LossWeights.from_dict({"mask_pos_weight": 20.0})
+    _, terms = VimpNetLoss(weights)(out["stage1"], out["drop_mask"], out["streak_map"], out["output"], tg)
+    mask, probs = tg["mask"], out["drop_mask"]
+    per_pixel = F.binary_cross_entropy(probs, mask, reduction="none")
+    expected = (per_pixel * (1.0 + 19.0 * mask)).mean()
+    torch.testing.assert_close(terms["mask"], expected)
+    # An all-zero prediction costs 20x more on drop pixels than with the reference's equal weights.
+    _, plain = VimpNetLoss()(out["stage1"], out["drop_mask"], out["streak_map"], out["output"], tg)
+    assert terms["mask"] > plain["mask"]
+
+
 def test_streak_target_is_area_resized_to_a_quarter_res_map() -> None:
     target = torch.arange(16.0).view(1, 1, 1, 4, 4)
     small = torch.zeros(1, 1, 1, 2, 2)

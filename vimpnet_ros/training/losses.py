@@ -6,7 +6,9 @@
          + w_masked * L1(output * mask, gt * mask) / (mean(mask) + 1e-8)
          + w_streak * MSE(streak_map, mstreak)
 
-Reference weights 1, 0.8, 1.2, 0.5, 0.5. Every term is computed in float32 even
+Reference weights 1, 0.8, 1.2, 0.5, 0.5. ``mask_pos_weight`` scales the BCE of drop
+pixels (1 in the reference): drops cover a few percent of the pixels, so with equal
+weights a small model is best off predicting "no drop" everywhere. Every term is computed in float32 even
 under autocast: BCE on bf16/fp16 probabilities is unstable, and the Charbonnier
 eps of 1e-12 vanishes in half precision.
 """
@@ -52,6 +54,7 @@ class LossWeights:
     output: float = 1.2
     masked: float = 0.5
     streak: float = 0.5
+    mask_pos_weight: float = 1.0
     charbonnier_eps: float = 1e-12
     masked_eps: float = 1e-8
 
@@ -105,7 +108,7 @@ class VimpNetLoss(nn.Module):
 
         terms: dict[str, Tensor] = {
             "stage1": charbonnier_loss(stage1, drop, w.charbonnier_eps),
-            "mask": F.binary_cross_entropy(probs, mask),
+            "mask": F.binary_cross_entropy(probs, mask, weight=1.0 + (w.mask_pos_weight - 1.0) * mask),
             "output": charbonnier_loss(output, gt, w.charbonnier_eps),
             "masked": F.l1_loss(output * mask, gt * mask) / (mask.mean() + w.masked_eps),
             "streak": F.mse_loss(streak_map, resize_to(streak, streak_map)),

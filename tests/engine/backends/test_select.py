@@ -26,9 +26,9 @@ BARE_CPU = Environment()
         (GPU_ONLY, {}, ("torch", "cuda:0", "fp16")),
         (GPU_ONLY, {"device": "cuda:1"}, ("torch", "cuda:1", "fp16")),
         (GPU_TRT, {"device": "cpu", "model": "vimpnet"}, ("torch", "cpu", "fp32")),
-        (CPU_ENV, {}, ("onnxruntime", "cpu", "fp32")),  # measured fastest for vimpnet_lite on AVX2
+        (CPU_ENV, {}, ("torch", "cpu", "fp32")),  # measured fastest for vimpnet_lite on AVX2
         (CPU_ENV, {"model": "vimpnet"}, ("torch", "cpu", "fp32")),
-        (BARE_CPU, {}, ("torch", "cpu", "fp32")),  # no onnxruntime installed: torch
+        (BARE_CPU, {}, ("torch", "cpu", "fp32")),
         (CPU_BF16, {}, ("torch", "cpu", "bf16")),
         (CPU_BF16, {"precision": "fp32"}, ("torch", "cpu", "fp32")),
         (CPU_ENV, {"precision": "bf16"}, ("torch", "cpu", "bf16")),
@@ -41,6 +41,15 @@ BARE_CPU = Environment()
 def test_resolution(env: Environment, changes: dict[str, str], expected: tuple[str, str, str]) -> None:
     selection = select_backend(EngineConfig(**changes), env)  # type: ignore[arg-type]
     assert (selection.backend, selection.device, selection.precision) == expected
+
+
+def test_cpu_table_entry_for_onnxruntime_needs_it_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a measurement names ONNX Runtime fastest, auto picks it only when it is installed."""
+    from vimpnet_ros.engine.backends import select
+
+    monkeypatch.setitem(select.CPU_FASTEST, "vimpnet_lite", ("onnxruntime", "fp32"))
+    assert select_backend(EngineConfig(), CPU_ENV).backend == "onnxruntime"
+    assert select_backend(EngineConfig(), BARE_CPU).backend == "torch"
 
 
 def test_auto_fallback_says_why() -> None:

@@ -18,12 +18,13 @@ from vimpnet_ros.errors import BackendUnavailableError
 LOGGER = logging.getLogger(__name__)
 
 #: Fastest CPU (backend, precision) per model on CPUs without fast bf16 (AVX2), measured with
-#: ``vimpnet-ros benchmark engine`` on a shared 2-core AMD EPYC: for vimpnet_lite at 256x256, ONNX Runtime
-#: took 1.2 s per streamed frame vs 2.0 s for eager PyTorch (1 thread each). ``vimpnet`` was not measured
-#: with ONNX Runtime (its export takes minutes), so it stays on eager PyTorch.
+#: ``vimpnet-ros benchmark engine --threads 2`` on an idle 2-core AMD EPYC (benchmarks/engine_vimpnet_lite.json):
+#: vimpnet_lite per streamed frame, eager PyTorch vs ONNX Runtime: 415 vs 515 ms at 256x256, 1922 vs 1911 ms
+#: at 640x384, 9.2 vs 11.1 s at 1280x720 (tiled), with a third of the memory. ``vimpnet`` was not measured
+#: with ONNX Runtime (its export takes minutes) and stays on eager PyTorch too.
 CPU_FASTEST: dict[str, tuple[str, str]] = {
     "vimpnet": ("torch", "fp32"),
-    "vimpnet_lite": ("onnxruntime", "fp32"),
+    "vimpnet_lite": ("torch", "fp32"),
 }
 #: CPUs with AMX/AVX512-BF16: bf16 autocast (not measured here: this CI CPU lacks AMX; the issue quotes
 #: ~2600 GFLOP/s bf16 vs ~430 GFLOP/s fp32 on such a CPU, and bf16's error vs fp32 is tested small).

@@ -356,7 +356,9 @@ def test_overload_latest_wins_bounded_latency_and_flat_memory(
 ) -> None:
     """30 Hz into a model that needs much longer per frame: newest frames win, nothing piles up.
 
-    Runs for at least 8 s and until 4 frames were restored (a loaded machine may need longer).
+    Runs for at least 12 s and until 4 frames were restored (a loaded machine may need longer).
+    Memory is judged on the last 6 s, after warm-up: allocators keep their high-water mark
+    (the engine tunes glibc to), so early steps are expected; a queue that grows does not stop.
     """
     size = (320, 240)  # 230 kB per frame: an unbounded queue at 30 Hz would add ~7 MB/s
     node = _start(start_node, checkpoint, diagnostics_period_s=0.5, window_size=3)
@@ -364,24 +366,25 @@ def test_overload_latest_wins_bounded_latency_and_flat_memory(
     assert probe.wait_connected(), node.log()
     clock = probe.node.get_clock()
     frames = [make_rgb(i, size) for i in range(8)]
-    rss: list[float] = []
+    rss: list[tuple[float, float]] = []  # (seconds since start, MB), once a second
     sent = 0
     started = time.monotonic()
     next_send = started
     while time.monotonic() - started < 60.0:
         now = time.monotonic()
         restored = probe.count("/rain_status")
-        if now - started > 8.0 and restored >= 4:
+        if now - started > 12.0 and restored >= 4:
             break
         if now >= next_send:
             probe.send(image_msg(frames[sent % len(frames)], "rgb8", clock.now().nanoseconds))
             sent += 1
             next_send += 1 / 30
-        if restored >= 1 and not rss:  # model warmed up
-            rss.append(_rss_mb(node.pid))
+        if not rss or now - started - rss[-1][0] >= 1.0:
+            rss.append((now - started, _rss_mb(node.pid)))
         probe.executor.spin_once(timeout_sec=max(0.0, min(0.005, next_send - time.monotonic())))
     seconds = time.monotonic() - started
-    rss.append(_rss_mb(node.pid))
+    rss.append((seconds, _rss_mb(node.pid)))
+    window_start = next(mb for t, mb in rss if t >= seconds - 6.0)
     probe.spin_for(2.0)
     statuses = probe.messages("/rain_status")
     assert len(statuses) >= 2, node.log()[-2000:]
@@ -393,12 +396,13 @@ def test_overload_latest_wins_bounded_latency_and_flat_memory(
     print(
         f"overload: sent {sent} frames of {size[0]}x{size[1]} in {seconds:.1f} s, {len(statuses)} restored, "
         f"dropped {last.dropped_frames}, inference median {inference * 1000:.0f} ms, "
-        f"latency max {max(steady) * 1000:.0f} ms, RSS {[round(r) for r in rss]} MB"
+        f"latency max {max(steady) * 1000:.0f} ms, RSS {[round(mb) for _, mb in rss]} MB"
     )
     # latest wins: a frame waits for at most the inference in progress, then its own
     slowest = max(s.inference_time for s in statuses)
     assert max(steady) < 2 * slowest + 1.0, f"latency {max(steady):.2f} s, slowest inference {slowest:.2f} s"
-    assert rss[-1] - rss[0] < 50.0, f"memory grows under overload: RSS {rss} MB"
+    # An unbounded queue would add ~40 MB in 6 s (230 kB x 30 Hz); a plateau adds at most a late step.
+    assert rss[-1][1] - window_start < 20.0, f"memory grows under overload: RSS {rss} MB"
     arrays = probe.messages("/diagnostics")
     diag = [s for a in arrays for s in a.status if s.name.endswith("camera")]
     engine = [s for a in arrays for s in a.status if s.name.endswith("engine")]

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vimpnet_ros.cli.arguments import size_type
 from vimpnet_ros.errors import VimpnetError
 
 LOGGER = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fast", action="store_true", help="tiny run for tests: 8 frames of 64x48 at 4 Hz")
     parser.add_argument("--frames", type=int, default=None, help="frames in the sample bag (default 24; fast: 8)")
-    parser.add_argument("--size", default=None, help="WIDTHxHEIGHT of the sample bag (default 256x160; fast: 64x48)")
+    parser.add_argument(
+        "--size", type=size_type(), default=None, help="WIDTHxHEIGHT of the sample bag (default 256x160; fast: 64x48)"
+    )
     parser.add_argument("--fps", type=float, default=None, help="camera rate of the sample bag (default 10; fast: 4)")
     parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor (default 1 = camera rate)")
     parser.add_argument("--checkpoint", default=None, help="weights for the node (default: the shipped weights)")
@@ -60,12 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sample_config(args: argparse.Namespace) -> Any:
     from vimpnet_ros.bags.sample import SampleBagConfig
-    from vimpnet_ros.cli.make_sample_bag import _size
 
     frames, size, fps = (8, (64, 48), 4.0) if args.fast else (24, (256, 160), 10.0)
     return SampleBagConfig(
         num_frames=args.frames or frames,
-        size=_size(args.size) if args.size else size,
+        size=args.size or size,
         fps=args.fps or fps,
         namespace=NAMESPACE,
     )

@@ -6,7 +6,9 @@
 processing); without it the node loads and starts at once. Bad parameters or a
 missing/corrupt checkpoint end the process with exit code 2 and one error line.
 rclpy's signal handlers turn SIGINT and SIGTERM into a context shutdown, after
-which the worker is stopped and the process exits 0.
+which the worker is stopped and the process exits 0. The CPU allocator is tuned
+(:mod:`vimpnet_ros.engine.allocator`) before rclpy starts any thread, so every
+thread, the inference worker included, shares the arena that keeps freed memory.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.utilities import remove_ros_args
 
+    from vimpnet_ros.engine.allocator import keep_freed_memory
     from vimpnet_ros.errors import VimpnetError
 
+    keep_freed_memory()
     args_in = list(sys.argv if argv is None else ["vimpnet_node", *argv])
     options = build_parser().parse_args(remove_ros_args(args_in)[1:])
     rclpy.init(args=args_in)
@@ -63,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_CONFIG_ERROR
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # A signal shut the context down while the executor was building its wait set: a normal exit.
     finally:
         if node is not None:
             try:

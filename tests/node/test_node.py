@@ -356,9 +356,9 @@ def test_overload_latest_wins_bounded_latency_and_flat_memory(
 ) -> None:
     """30 Hz into a model that needs much longer per frame: newest frames win, nothing piles up.
 
-    Runs for at least 12 s and until 4 frames were restored (a loaded machine may need longer).
-    Memory is judged on the last 6 s, after warm-up: allocators keep their high-water mark
-    (the engine tunes glibc to), so early steps are expected; a queue that grows does not stop.
+    Runs for at least 16 s and until 4 frames were restored (a loaded machine may need longer).
+    Memory is judged by the resident size *between* inferences (the minimum of a few samples):
+    the working set of an inference comes and goes, a queue that grows raises that floor.
     """
     size = (320, 240)  # 230 kB per frame: an unbounded queue at 30 Hz would add ~7 MB/s
     node = _start(start_node, checkpoint, diagnostics_period_s=0.5, window_size=3)
@@ -373,7 +373,7 @@ def test_overload_latest_wins_bounded_latency_and_flat_memory(
     while time.monotonic() - started < 60.0:
         now = time.monotonic()
         restored = probe.count("/rain_status")
-        if now - started > 12.0 and restored >= 4:
+        if now - started > 16.0 and restored >= 4:
             break
         if now >= next_send:
             probe.send(image_msg(frames[sent % len(frames)], "rgb8", clock.now().nanoseconds))
@@ -384,7 +384,8 @@ def test_overload_latest_wins_bounded_latency_and_flat_memory(
         probe.executor.spin_once(timeout_sec=max(0.0, min(0.005, next_send - time.monotonic())))
     seconds = time.monotonic() - started
     rss.append((seconds, _rss_mb(node.pid)))
-    window_start = next(mb for t, mb in rss if t >= seconds - 6.0)
+    floor_early = min(mb for t, mb in rss if 2.0 <= t <= 6.0)  # after warm-up
+    floor_late = min(mb for t, mb in rss if t >= seconds - 4.0)
     probe.spin_for(2.0)
     statuses = probe.messages("/rain_status")
     assert len(statuses) >= 2, node.log()[-2000:]
@@ -401,8 +402,8 @@ def test_overload_latest_wins_bounded_latency_and_flat_memory(
     # latest wins: a frame waits for at most the inference in progress, then its own
     slowest = max(s.inference_time for s in statuses)
     assert max(steady) < 2 * slowest + 1.0, f"latency {max(steady):.2f} s, slowest inference {slowest:.2f} s"
-    # An unbounded queue would add ~40 MB in 6 s (230 kB x 30 Hz); a plateau adds at most a late step.
-    assert rss[-1][1] - window_start < 20.0, f"memory grows under overload: RSS {rss} MB"
+    # An unbounded queue (230 kB x 30 Hz) would raise the floor by ~70 MB from t=6 s to t=16 s.
+    assert floor_late - floor_early < 40.0, f"memory grows under overload: RSS {rss} MB"
     arrays = probe.messages("/diagnostics")
     diag = [s for a in arrays for s in a.status if s.name.endswith("camera")]
     engine = [s for a in arrays for s in a.status if s.name.endswith("engine")]

@@ -410,6 +410,7 @@ def test_overload_latest_wins_bounded_latency_and_flat_memory(
     values = {kv.key: kv.value for kv in diag[-1].values}
     assert int(values["frames_skipped"]) > 0
     assert all(int({kv.key: kv.value for kv in s.values}["pending_frames"]) <= 3 for s in engine)  # <= window
+    assert all({kv.key: kv.value for kv in s.values}["building_in_background"] == "none" for s in engine)  # torch
     assert any(s.level == b"\x01" and "output" in s.message for s in diag), [(s.level, s.message) for s in diag]
     _assert_ok_shutdown(node, signal.SIGTERM)
 

@@ -169,6 +169,10 @@ class InferenceEngine:
             for batch in sorted(batches):
                 backend.prepare(batch, self.config.window_size, ph, pw)
 
+    def building(self) -> list[str]:
+        """Shape profiles the backend builds in the background (their frames run eagerly meanwhile)."""
+        return self.backend.building() if self.backend is not None else []
+
     def close(self) -> None:
         """Stop background builds; the engine keeps its model and can still restore frames."""
         if self.backend is not None:

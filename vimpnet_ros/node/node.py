@@ -607,7 +607,7 @@ class DerainCore:
                 message = f"inactive; {message}"
             statuses.append(make_status(f"{hardware_id}: {camera.label}", hardware_id, level, message, values))
         pending = self.worker.pending_count() if self.worker is not None else 0
-        building = self.engine.backend.building() if self.engine is not None and self.engine.backend else []
+        building = self.engine.building() if self.engine is not None else []
         statuses.append(
             make_status(
                 f"{hardware_id}: engine",

@@ -124,3 +124,14 @@ def test_engine_parity_with_torch(lite_model: VimpNet, tmp_path: Path, output_fr
     assert len(outputs["torch"]) == len(outputs["onnxruntime"]) > 0
     for a, b in zip(outputs["torch"], outputs["onnxruntime"], strict=True):
         assert np.abs((a - b).numpy()).max() < TOLERANCE
+
+
+def test_engine_reports_and_stops_background_builds(lite_model: VimpNet, tmp_path: Path) -> None:
+    """What the node's diagnostics show (``engine.building()``) and what its cleanup calls (``engine.close()``)."""
+    config = EngineConfig(backend="onnxruntime", device="cpu", window_size=3, engine_cache_dir=tmp_path)
+    engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
+    result = engine.open_stream("cam").push(moving_frames(1, 30, 38)[0], 0)
+    assert result is not None and result.image.shape == (30, 38, 3)  # served eagerly, not held
+    assert engine.building() == ["vimpnet_lite-frame-1x3x32x40"]
+    engine.close()
+    assert engine.building() == []

@@ -39,7 +39,7 @@ ERROR_TAIL_LINES = 5
 def run_job(job_path: Path) -> None:
     """Child process: rebuild the model of ``job_path``, export its step, write it to the ONNX cache."""
     from vimpnet_ros.engine.backends.cache import EngineCache
-    from vimpnet_ros.engine.backends.onnx import ONNX_SUFFIX, export_onnx
+    from vimpnet_ros.engine.backends.onnx import ONNX_SUFFIX, onnx_model
 
     job = torch.load(job_path, weights_only=True)
     torch.set_num_threads(1)  # leave the cores to the engine that keeps serving frames
@@ -47,13 +47,7 @@ def run_job(job_path: Path) -> None:
     model.load_state_dict(job["weights"])
     module = getattr(StepModules(model, job["output_index"]), job["step"])
     inputs = tuple(torch.rand(*shape) for shape in job["shapes"])
-    EngineCache(job["cache_dir"], ONNX_SUFFIX).load_or_build(
-        job["name"],
-        job["material"],
-        lambda: export_onnx(module, inputs),
-        lambda data, path: path.write_bytes(data),
-        lambda path: path.read_bytes(),
-    )
+    onnx_model(EngineCache(job["cache_dir"], ONNX_SUFFIX), job["name"], job["material"], module, inputs)
 
 
 class BackgroundExport:

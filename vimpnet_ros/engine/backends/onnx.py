@@ -50,6 +50,25 @@ def export_onnx(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
     return program.model_proto.SerializeToString()
 
 
+def onnx_model(cache: EngineCache | None, name: str, material: dict[str, Any], module: nn.Module,
+               inputs: tuple[Tensor, ...]) -> bytes:  # fmt: skip
+    """The serialized ONNX model of one profile: from ``cache`` when fresh, else exported (and stored there)."""
+
+    def build() -> bytes:
+        LOGGER.info("exporting %s to ONNX (once per shape profile)", name)
+        start = time.perf_counter()
+        data = export_onnx(module, inputs)
+        LOGGER.info("exported %s in %.1f s", name, time.perf_counter() - start)
+        return data
+
+    if cache is None:
+        return build()
+    report = cache.load_or_build(
+        name, material, build, lambda data, path: path.write_bytes(data), lambda path: path.read_bytes()
+    )
+    return report.program
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs each step in an ``onnxruntime.InferenceSession`` built per input-shape profile."""
 
@@ -111,25 +130,12 @@ class OnnxRuntimeBackend(Backend):
         if key in self._failed and not block:
             return None
         name = f"{self.steps.model.config.name}-{step}-{'x'.join(map(str, inputs[0].shape))}"
-
-        def build() -> bytes:
-            LOGGER.info("exporting %s to ONNX (once per shape profile)", name)
-            start = time.perf_counter()
-            data = export_onnx(module, inputs)
-            LOGGER.info("exported %s in %.1f s", name, time.perf_counter() - start)
-            return data
-
-        if self.cache is None:
-            data = build()
-        else:
+        material: dict[str, Any] = {}
+        if self.cache is not None:
             material = self._material(key)
             if not self._background_ready(key, name, material, block):
                 return None
-            report = self.cache.load_or_build(
-                name, material, build, lambda data, path: path.write_bytes(data), lambda path: path.read_bytes()
-            )
-            data = report.program
-        session = self._new_session(data)
+        session = self._new_session(onnx_model(self.cache, name, material, module, inputs))
         self._sessions[key] = session
         return session
 

@@ -100,7 +100,7 @@ def _mild_model() -> VimpNet:
     torch.manual_seed(3)
     model = VimpNet(get_config("vimpnet_lite")).eval()
     with torch.no_grad():
-        for conv in (model.conv_last, model.Dual_Raindrop_gnostic_Transformer.conv_last):
+        for conv in (model.conv_last, model.drop_remover.conv_last):
             conv.weight.mul_(0.1)
             conv.bias.mul_(0.1)
     return model
@@ -138,7 +138,7 @@ def test_tiled_matches_whole_frame_on_smooth_content() -> None:
 def test_nan_output_is_flagged_and_shows_input(caplog: pytest.LogCaptureFixture) -> None:
     model = random_model(seed=4)
     with torch.no_grad():
-        model.Dual_Raindrop_gnostic_Transformer.conv_last.bias.fill_(float("nan"))
+        model.drop_remover.conv_last.bias.fill_(float("nan"))
     config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3)
     stream = InferenceEngine(config, environment=CPU_ENV).load(model).open_stream("cam")
     frame = moving_frames(1, 12, 16)[0]

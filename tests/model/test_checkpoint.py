@@ -12,9 +12,11 @@ from vimpnet_ros.errors import CheckpointError
 from vimpnet_ros.model import VimpNet, get_config
 from vimpnet_ros.model.checkpoint import (
     FORMAT_VERSION,
+    checkpoint_filter_fn,
     convert_state_dict,
     load_checkpoint,
     load_model,
+    reference_name_to_ours,
     save_checkpoint,
     state_dict_sha256,
 )
@@ -43,11 +45,11 @@ def test_official_names_load_strictly_from_mmedit_file(
     torch.save(raw, path)
     config, loaded = load_checkpoint(path)
     assert config is not None and config.name == "vimpnet"
-    assert list(loaded) == [name for name, _ in official_shapes]
+    assert list(loaded) == [reference_name_to_ours(name) for name, _ in official_shapes]
     model = load_model(path, "vimpnet")
     params = dict(model.state_dict())
     assert torch.equal(params["spynet.mean"], state["generator.spynet.mean"])
-    assert torch.all(params["Dual_Raindrop_gnostic_Transformer.ss.embedding.weight"] == 0.01)
+    assert torch.all(params["drop_remover.soft_split.embedding.weight"] == 0.01)
     assert len(params) == len(official_shapes)
 
 
@@ -160,3 +162,41 @@ def test_convert_rejects_non_tensor_payload() -> None:
         convert_state_dict({"meta": {"a": 1}})
     with pytest.raises(CheckpointError, match="expected a dict"):
         convert_state_dict([1, 2])
+
+
+def test_reference_names_map_to_self_explaining_ones() -> None:
+    """The filter maps the published names (all weight sets) and leaves ours unchanged, so it is idempotent."""
+    assert reference_name_to_ours("S_mask_streak.0.weight") == "streak_head.0.weight"
+    assert reference_name_to_ours("S_mask_drop.4.bias") == "drop_head.4.bias"
+    prefix = "Dual_Raindrop_gnostic_Transformer."
+    assert reference_name_to_ours(prefix + "transformer.norm1.weight") == "drop_remover.blocks.0.norm1.weight"
+    assert reference_name_to_ours(prefix + "transformer1.ffn2.conv.3.bias") == "drop_remover.blocks.1.ffn2.conv.3.bias"
+    assert reference_name_to_ours(prefix + "downdropbg.conv1.weight") == "drop_remover.guided_encoder.conv1.weight"
+    assert reference_name_to_ours(prefix + "sc.bias_conv.weight") == "drop_remover.soft_comp.bias_conv.weight"
+    ours = dict(VimpNet(get_config("vimpnet_lite")).state_dict())
+    assert list(checkpoint_filter_fn(ours)) == list(ours)
+
+
+def test_format_1_checkpoints_with_reference_names_still_load(tmp_path: Path, lite_model: VimpNet) -> None:
+    """Files written before the rename (format 1, reference names, hash over those) load into the new names."""
+    to_reference = {
+        "streak_head.": "S_mask_streak.",
+        "drop_head.": "S_mask_drop.",
+        "drop_remover.rainy_encoder.": "Dual_Raindrop_gnostic_Transformer.downdrop1.",
+        "drop_remover.blocks.0.": "Dual_Raindrop_gnostic_Transformer.transformer.",
+        "drop_remover.blocks.1.": "Dual_Raindrop_gnostic_Transformer.transformer1.",
+    }
+    old_state = {}
+    for name, tensor in lite_model.state_dict().items():
+        for new, old in to_reference.items():
+            if name.startswith(new):
+                name = old + name[len(new) :]
+                break
+        old_state[name] = tensor
+    config = get_config("vimpnet_lite")
+    payload = {"format_version": 1, "config": config.to_dict(), "sha256": state_dict_sha256(old_state),
+               "state_dict": old_state}  # fmt: skip
+    torch.save(payload, tmp_path / "v1.pth")
+    model = load_model(tmp_path / "v1.pth", "vimpnet_lite")
+    for name, tensor in lite_model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name

@@ -2,6 +2,11 @@
 
 Our format is a dict ``{format_version, config, sha256, state_dict}``: the config
 rebuilds the model without guessing, the content hash catches corrupted copies.
+Foreign names (the published checkpoint's ``S_mask_streak``,
+``Dual_Raindrop_gnostic_Transformer.downdrop1`` ..., also used by our format 1) are
+mapped to this package's module names at this boundary by :func:`checkpoint_filter_fn`,
+as timm's checkpoint filters do, so the module tree and the engine use names that
+explain themselves.
 Everything is read with ``torch.load(..., weights_only=True)``, so a file cannot
 run code while loading. Loading is strict: a mismatch raises :class:`CheckpointError`
 naming the missing, unexpected and wrongly shaped tensors.
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,12 +28,47 @@ from torch import Tensor, nn
 from vimpnet_ros.errors import CheckpointError, ConfigError
 from vimpnet_ros.model.config import CONFIGS, VimpNetConfig, get_config
 
-FORMAT_VERSION = 1
+#: Format 2 stores this package's module names; format 1 stored the reference's (mapped when read).
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 #: Prefix of generator tensors in MMEditing checkpoints.
 MMEDIT_PREFIX = "generator."
 #: Folder of the weights shipped inside the package: ``vimpnet_ros/weights/<config name>.pth``.
 SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 _LIST_LIMIT = 5
+
+
+#: Prefix renames from the reference's checkpoint names to ours (first match wins; transformer sets below).
+REFERENCE_RENAMES: tuple[tuple[str, str], ...] = (
+    ("S_mask_streak.", "streak_head."),
+    ("S_mask_drop.", "drop_head."),
+    ("Dual_Raindrop_gnostic_Transformer.downdrop1.", "drop_remover.rainy_encoder."),
+    ("Dual_Raindrop_gnostic_Transformer.downdropbg.", "drop_remover.guided_encoder."),
+    ("Dual_Raindrop_gnostic_Transformer.downdrop2.", "drop_remover.background_encoder."),
+    ("Dual_Raindrop_gnostic_Transformer.ss.", "drop_remover.soft_split."),
+    ("Dual_Raindrop_gnostic_Transformer.sc.", "drop_remover.soft_comp."),
+    ("Dual_Raindrop_gnostic_Transformer.TokenLearner.", "drop_remover.token_learner."),
+    ("Dual_Raindrop_gnostic_Transformer.Fusion_Transformer.", "drop_remover.fusion."),
+    ("Dual_Raindrop_gnostic_Transformer.", "drop_remover."),
+)
+#: The reference's dual-transformer weight sets ``transformer``, ``transformer1``, ... -> ``blocks.0``, ``blocks.1``.
+_REFERENCE_BLOCK = re.compile(r"^Dual_Raindrop_gnostic_Transformer\.transformer(\d*)\.")
+
+
+def reference_name_to_ours(name: str) -> str:
+    """One tensor name of the published checkpoint (without ``generator.``) -> this package's name."""
+    block = _REFERENCE_BLOCK.match(name)
+    if block:
+        return f"drop_remover.blocks.{int(block.group(1) or 0)}.{name[block.end() :]}"
+    for old, new in REFERENCE_RENAMES:
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return name
+
+
+def checkpoint_filter_fn(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Map a state dict with the reference's names to ours; names that are already ours pass unchanged."""
+    return {reference_name_to_ours(str(name)): tensor for name, tensor in state.items()}
 
 
 def _is_tensor_dict(value: object) -> bool:
@@ -60,15 +101,16 @@ def convert_state_dict(raw: object) -> tuple[dict[str, Tensor], VimpNetConfig | 
         )
     if any(str(k).startswith(MMEDIT_PREFIX) for k in tensors):
         tensors = {k[len(MMEDIT_PREFIX) :]: v for k, v in tensors.items() if str(k).startswith(MMEDIT_PREFIX)}
-    return dict(tensors), None
+    return checkpoint_filter_fn(tensors), None
 
 
 def _convert_ours(raw: Mapping[str, Any]) -> tuple[dict[str, Tensor], VimpNetConfig]:
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMAT_VERSIONS:
         raise CheckpointError(
             f"checkpoint format version {version!r} is not supported by this vimpnet_ros "
-            f"(it reads version {FORMAT_VERSION}); upgrade vimpnet_ros or re-export the checkpoint"
+            f"(it reads versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}); upgrade vimpnet_ros or re-export "
+            "the checkpoint"
         )
     state = raw.get("state_dict")
     if not _is_tensor_dict(state):
@@ -83,7 +125,7 @@ def _convert_ours(raw: Mapping[str, Any]) -> tuple[dict[str, Tensor], VimpNetCon
             f"checkpoint content hash {digest[:12]}... does not match the stored {str(raw.get('sha256'))[:12]}...: "
             "the file is corrupted or was edited; re-copy or re-export it"
         )
-    return dict(state), config
+    return checkpoint_filter_fn(state), config
 
 
 def state_dict_sha256(state: Mapping[str, Tensor]) -> str:
@@ -188,7 +230,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, config: Vimp
 
 
 def load_state_dict_strict(model: nn.Module, state: Mapping[str, Tensor], what: str = "checkpoint") -> None:
-    """Copy ``state`` into ``model`` after the strict name/shape check (clear errors, not torch's)."""
+    """Copy ``state`` (reference or our names) into ``model`` after the strict name/shape check (clear errors)."""
+    state = checkpoint_filter_fn(state)
     check_compatible(model.state_dict(), state, what)
     model.load_state_dict(state, strict=True)
 

@@ -13,8 +13,8 @@ from vimpnet_ros.model.arch_util import FrameConv3d, ResidualBlock3D, conv3d_fra
 def make_mask_head(in_channels: int, hidden: int) -> nn.Sequential:
     """Conv3d 3x3x3 - LReLU(0.2) - Conv3d 1x1x1 - LReLU(0.2) - Conv3d 3x3x3 to one channel, no activation.
 
-    The reference's ``S_mask_streak`` (64 -> 16 -> 16 -> 1) and ``S_mask_drop`` (16 -> 8 -> 8 -> 1);
-    a plain Sequential so the parameter names are ``0.*``, ``2.*``, ``4.*`` as in its checkpoint.
+    ``streak_head`` (64 -> 16 -> 16 -> 1) and ``drop_head`` (16 -> 8 -> 8 -> 1), the reference's ``S_mask_streak``
+    and ``S_mask_drop``; a plain Sequential so the parameter names are ``0.*``, ``2.*``, ``4.*`` as in its checkpoint.
     Maps (n, c, t, h, w) -> (n, 1, t, h, w).
     """
     return nn.Sequential(

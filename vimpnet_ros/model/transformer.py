@@ -149,6 +149,18 @@ class DualTransformerBlock(nn.Module):
         b = b + self.ffn2(self.norm2(b))
         return a, b
 
+    def forward_queries(self, a: Tensor, b: Tensor, rows: slice) -> tuple[Tensor, Tensor]:
+        """As :meth:`forward`, but stream A is updated only for the tokens ``rows`` (they still attend to all).
+
+        Returns (a[:, rows] updated (n, len(rows), d), b updated (n, l, d)).
+        """
+        na, nb = self.norm1(a), self.norm1(b)
+        query = a[:, rows] + self.attention(na[:, rows], na)
+        b = b + self.attention(nb, nb)
+        query = query + self.ffn1(self.norm2(query))
+        b = b + self.ffn2(self.norm2(b))
+        return query, b
+
 
 class FusionBlock(nn.Module):
     """Cross-attention from the guided stream to the background stream; the residual starts at norm1(a)."""
@@ -179,13 +191,23 @@ class TokenLearner(nn.Module):
         return F.linear(torch.cat([rainy, background], dim=-1), self.conv_layer.weight[:, :, 0], self.conv_layer.bias)
 
 
-def transformer_name(index: int) -> str:
-    """Module name of the ``index``-th weight set: ``transformer``, ``transformer1``, ... as in the reference."""
-    return "transformer" if index == 0 else f"transformer{index}"
-
-
 class MaskGuidedDualTransformer(nn.Module):
-    """Stage 2 (``Dual_Raindrop_gnostic_Transformer``): stage-1 frames + drop mask -> restored frames."""
+    """Stage 2, the mask-guided dual transformer: stage-1 frames + drop mask -> restored frames.
+
+    The reference (stage 2 of its description) wires it as:
+
+    1. three 3-D encoders: ``rainy_encoder`` on stage 1, ``guided_encoder`` on [stage 1, mask] and
+       ``background_encoder`` on stage 1 x (1 - mask), each (n, c, t, h, w) -> (n, c2, t, h/4, w/4);
+    2. ``soft_split`` of every frame into overlapping patch tokens, (n, t*L, d);
+    3. ``token_learner``: rainy + background tokens -> stream B; the guided tokens are stream A;
+    4. ``blocks``: dual transformer blocks, each weight set applied ``repeats`` times in a row;
+    5. ``fusion``: cross-attention from stream A to stream B;
+    6. ``soft_comp`` back to a (h/4, w/4) map, a pixel-shuffle decoder to an RGB residual R;
+    7. output = stage 1 + R.
+
+    Checkpoint names of the reference (``Dual_Raindrop_gnostic_Transformer.downdrop1`` ...) are
+    mapped to these at load time (:func:`vimpnet_ros.model.checkpoint.checkpoint_filter_fn`).
+    """
 
     def __init__(self, config: VimpNetConfig) -> None:
         super().__init__()
@@ -193,56 +215,84 @@ class MaskGuidedDualTransformer(nn.Module):
         enc = config.encoder_channels
         k, s, p = config.patch_size, config.patch_stride, config.patch_padding
         self.repeats = config.transformer_repeats
-        self.set_names = [transformer_name(i) for i in range(config.transformer_weight_sets)]
-        for name in self.set_names:
-            self.add_module(name, DualTransformerBlock(dim, heads, hidden))
-        self.Fusion_Transformer = FusionBlock(dim, heads, hidden)
-        self.ss = SoftSplit(enc[2], dim, k, s, p)
-        self.sc = SoftComp(enc[2], dim, k, s, p)
-        self.TokenLearner = TokenLearner(dim)
-        self.downdropbg = DropEncoder(4, enc, last_slope=0.2)
-        self.downdrop1 = DropEncoder(3, enc, last_slope=0.01)
-        self.downdrop2 = DropEncoder(3, enc, last_slope=0.01)
+        self.rainy_encoder = DropEncoder(3, enc, last_slope=0.01)
+        self.guided_encoder = DropEncoder(4, enc, last_slope=0.2)
+        self.background_encoder = DropEncoder(3, enc, last_slope=0.01)
+        self.soft_split = SoftSplit(enc[2], dim, k, s, p)
+        self.token_learner = TokenLearner(dim)
+        self.blocks = nn.ModuleList(
+            DualTransformerBlock(dim, heads, hidden) for _ in range(config.transformer_weight_sets)
+        )
+        self.fusion = FusionBlock(dim, heads, hidden)
+        self.soft_comp = SoftComp(enc[2], dim, k, s, p)
         d1, d2 = config.decoder_channels
         self.conv_before_upsample1 = conv3d_frames(enc[2], 4 * d1)
         self.conv_before_upsample2 = conv3d_frames(d1, 4 * d2)
         self.conv_last = conv3d_frames(d2, 3)
 
+    def block_sequence(self) -> list[DualTransformerBlock]:
+        """The dual blocks in the order they run: each weight set ``repeats`` times in a row."""
+        return [block for block in self.blocks for _ in range(self.repeats)]
+
+    # -- steps 1-3: encoders and tokens --------------------------------------------------------------
+
     def encode(self, stage1: Tensor, drop_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Volumes (n, 3, t, h, w), (n, 1, t, h, w) -> rainy, guided, background (n, c2, t, h/4, w/4)."""
-        rainy = self.downdrop1(stage1)
-        guided = self.downdropbg(torch.cat([stage1, drop_mask], dim=1))
-        background = self.downdrop2(stage1 * (1.0 - drop_mask))
+        rainy = self.rainy_encoder(stage1)
+        guided = self.guided_encoder(torch.cat([stage1, drop_mask], dim=1))
+        background = self.background_encoder(stage1 * (1.0 - drop_mask))
         return rainy, guided, background
 
     def tokenize(self, volume: Tensor) -> Tensor:
-        """(n, c, t, h, w) -> tokens (n, t*L, dim)."""
+        """(n, c, t, h, w) -> tokens (n, t*L, dim), frame-major."""
         n, c, t, h, w = volume.shape
-        return self.ss(volume.transpose(1, 2).reshape(n * t, c, h, w), t)
+        return self.soft_split(volume.transpose(1, 2).reshape(n * t, c, h, w), t)
 
-    def mix(self, guided: Tensor, stream_b: Tensor) -> Tensor:
-        """Dual transformer blocks then fusion: tokens (n, l, d) x2 -> (n, l, d)."""
-        a, b = guided, stream_b
-        for name in self.set_names:
-            block = getattr(self, name)
-            for _ in range(self.repeats):
-                a, b = block(a, b)
-        return self.Fusion_Transformer(a, b)
+    def streams(self, stage1: Tensor, drop_mask: Tensor) -> tuple[Tensor, Tensor, tuple[int, int]]:
+        """Steps 1-3: (n, t, 3, h, w), (n, t, 1, h, w) -> stream A, stream B (n, t*L, d), encoder size (h/4, w/4)."""
+        rainy, guided, background = self.encode(stage1.transpose(1, 2), drop_mask.transpose(1, 2))
+        stream_b = self.token_learner(self.tokenize(rainy), self.tokenize(background))
+        return self.tokenize(guided), stream_b, (rainy.shape[-2], rainy.shape[-1])
+
+    # -- steps 6-7: back to pixels --------------------------------------------------------------------
 
     def decode(self, tokens: Tensor, n: int, t: int, size: tuple[int, int]) -> Tensor:
         """Tokens (n, t*L, d) for (h/4, w/4) = ``size`` -> RGB residual volume (n, 3, t, h, w)."""
-        feat = self.sc(tokens, t, self.ss.grid_size(*size), size)
+        feat = self.soft_comp(tokens, t, self.soft_split.grid_size(*size), size)
         feat = feat.reshape(n, t, feat.shape[1], size[0], size[1]).transpose(1, 2)
         x = pixel_shuffle_frames(self.conv_before_upsample1(feat), 2)
         x = pixel_shuffle_frames(self.conv_before_upsample2(x), 2)
         return self.conv_last(x)
 
+    # -- whole window and one frame -------------------------------------------------------------------
+
     def forward(self, stage1: Tensor, drop_mask: Tensor) -> Tensor:
         """stage1 (n, t, 3, h, w) and drop_mask (n, t, 1, h, w) -> output (n, t, 3, h, w)."""
         n, t = stage1.shape[:2]
-        vol = stage1.transpose(1, 2)
-        rainy, guided, background = self.encode(vol, drop_mask.transpose(1, 2))
-        size = (rainy.shape[-2], rainy.shape[-1])
-        stream_b = self.TokenLearner(self.tokenize(rainy), self.tokenize(background))
-        fused = self.mix(self.tokenize(guided), stream_b)
+        stream_a, stream_b, size = self.streams(stage1, drop_mask)
+        for block in self.block_sequence():
+            stream_a, stream_b = block(stream_a, stream_b)
+        fused = self.fusion(stream_a, stream_b)
         return stage1 + self.decode(fused, n, t, size).transpose(1, 2)
+
+    def forward_frame(self, stage1: Tensor, drop_mask: Tensor, index: int) -> Tensor:
+        """Stage 2 for frame ``index`` of the window only: -> (n, 3, h, w) == ``forward(...)[:, index]``.
+
+        The encoders and all but the last dual block mix every frame, but the last block's
+        update of stream A, the fusion (queries per token), the soft composition and the
+        decoder are per frame, so only the frame's own tokens go through them. The streaming
+        engine restores one frame per window this way.
+        """
+        n, t = stage1.shape[:2]
+        stream_a, stream_b, size = self.streams(stage1, drop_mask)
+        tokens_per_frame = stream_a.shape[1] // t
+        own = slice(index * tokens_per_frame, (index + 1) * tokens_per_frame)
+        blocks = self.block_sequence()
+        for block in blocks[:-1]:
+            stream_a, stream_b = block(stream_a, stream_b)
+        if blocks:
+            query_a, stream_b = blocks[-1].forward_queries(stream_a, stream_b, own)
+        else:
+            query_a = stream_a[:, own]
+        fused = self.fusion(query_a, stream_b)
+        return stage1[:, index] + self.decode(fused, n, 1, size)[:, :, 0]

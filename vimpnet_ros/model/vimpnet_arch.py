@@ -1,10 +1,23 @@
 """The ViMP-Net generator (Wu et al., ACM MM 2023) in plain PyTorch.
 
-Stage 1 removes rain streaks: SPyNet flows, quarter-resolution features, a streak
-intensity head, second-order deformable propagation (backward then forward pass),
-3-D reconstruction to full resolution with a raindrop-mask head. Stage 2 removes
-raindrops with the mask-guided dual transformer. ``forward`` is a chain of named
-stages (see DEVELOPERS.md) so the streaming engine can cache per-frame work.
+The paper's two stages, as :meth:`VimpNet.forward` chains them (step numbers are those
+of the reference description the port was checked against):
+
+Stage 1, streaks (the paper's intensity-guided alignment):
+    1. ``compute_flows``: SPyNet flow between neighbouring 0.25x frames;
+    2. ``extract_features``: quarter-resolution features per frame;
+    3. ``estimate_streaks``: rain-streak intensity per frame (``streak_head``);
+    5. ``propagate``: second-order deformable alignment guided by flows and streak
+       intensity, one backward and one forward pass (``deform_align``, ``backbone``);
+    7-9. ``reconstruct``: 3-D reconstruction to full resolution, the raindrop mask
+       (``drop_head``) and the stage-1 frames (streaks removed, drops remain).
+Stage 2, drops (the paper's mask-guided dual transformer):
+    ``remove_drops``: :class:`~vimpnet_ros.model.transformer.MaskGuidedDualTransformer`
+    (``drop_remover``) on the stage-1 frames guided by the mask.
+
+Each step is a public method so the streaming engine can cache per-frame work
+(DEVELOPERS.md, "Contract: model stages"); :meth:`VimpNet.restore_frame` is the
+window step for one output frame.
 
 Differences from the reference code, none changing the function: no mirror-extension
 shortcut (a data-dependent branch), no input-size assertion beyond multiples of 4,
@@ -41,7 +54,8 @@ class VimpNetOutput(NamedTuple):
 
 
 class VimpNet(nn.Module):
-    """ViMP-Net generator; parameter names match the published checkpoint (without ``generator.``)."""
+    """ViMP-Net generator. Module names explain themselves; the published checkpoint's names are mapped at load
+    time by :func:`vimpnet_ros.model.checkpoint.checkpoint_filter_fn`."""
 
     def __init__(self, config: VimpNetConfig | str) -> None:
         super().__init__()
@@ -68,11 +82,11 @@ class VimpNet(nn.Module):
         self.reconstruction = Reconstruction3D(3 * c, c, config.recon_blocks, config.recon_upsample_channels)
         up = config.recon_upsample_channels[1]
         self.conv_last = conv3d_frames(up, 3)
-        self.S_mask_streak = make_mask_head(c, config.streak_channels)
-        self.S_mask_drop = make_mask_head(up, config.drop_channels)
-        self.Dual_Raindrop_gnostic_Transformer = MaskGuidedDualTransformer(config)
+        self.streak_head = make_mask_head(c, config.streak_channels)
+        self.drop_head = make_mask_head(up, config.drop_channels)
+        self.drop_remover = MaskGuidedDualTransformer(config)
 
-    # -- stage 1 -----------------------------------------------------------------------------------
+    # -- stage 1, steps 1-2: flows and features ------------------------------------------------------
 
     @staticmethod
     def downsample(frames: Tensor) -> Tensor:
@@ -103,9 +117,13 @@ class VimpNet(nn.Module):
         feats = self.feat_extract(lqs.reshape(n * t, 3, h, w))
         return feats.reshape(n, t, *feats.shape[1:])
 
+    # -- stage 1, step 3: streak intensity ------------------------------------------------------------
+
     def estimate_streaks(self, feats: Tensor) -> Tensor:
         """Quarter-res streak intensity over a window: (n, t, c, h/4, w/4) -> (n, t, 1, h/4, w/4)."""
-        return self.S_mask_streak(feats.transpose(1, 2)).transpose(1, 2)
+        return self.streak_head(feats.transpose(1, 2)).transpose(1, 2)
+
+    # -- stage 1, step 5: intensity-guided second-order propagation -----------------------------------
 
     def _propagate_pass(
         self,
@@ -161,11 +179,13 @@ class VimpNet(nn.Module):
         forward = self._propagate_pass(PASSES[1], feats, flows_forward, streaks, [backward])
         return backward, forward
 
+    # -- stage 1, steps 7-10: reconstruction, raindrop mask, streak map ------------------------------
+
     def reconstruct(self, lqs: Tensor, feats: Tensor, backward: Tensor, forward: Tensor) -> tuple[Tensor, Tensor]:
         """Full-res stage-1 frames and drop mask: -> (stage1 (n, t, 3, h, w), drop_mask (n, t, 1, h, w))."""
         volume = torch.cat([feats, backward, forward], dim=2).transpose(1, 2)
         hidden = self.reconstruction(volume)
-        drop_mask = torch.sigmoid(self.S_mask_drop(hidden)).transpose(1, 2)
+        drop_mask = torch.sigmoid(self.drop_head(hidden)).transpose(1, 2)
         stage1 = self.conv_last(hidden).transpose(1, 2) + lqs
         return stage1, drop_mask
 
@@ -176,11 +196,29 @@ class VimpNet(nn.Module):
         up = F.interpolate(streaks.reshape(n * t, c, h, w), size=(4 * h, 4 * w), mode="bilinear", align_corners=True)
         return up.reshape(n, t, c, 4 * h, 4 * w)
 
-    # -- stage 2 -----------------------------------------------------------------------------------
+    # -- stage 2: mask-guided dual transformer ---------------------------------------------------------
 
     def remove_drops(self, stage1: Tensor, drop_mask: Tensor) -> Tensor:
         """Stage 2 over a window: stage1 (n, t, 3, h, w), drop_mask (n, t, 1, h, w) -> output (n, t, 3, h, w)."""
-        return self.Dual_Raindrop_gnostic_Transformer(stage1, drop_mask)
+        return self.drop_remover(stage1, drop_mask)
+
+    # -- one output frame of a window (the streaming engine's window step) ---------------------------
+
+    def restore_frame(
+        self, lqs: Tensor, feats: Tensor, flows_backward: Tensor, flows_forward: Tensor, index: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Stage 1 over the window, stage 2 for frame ``index`` only, from cached features and flows.
+
+        lqs (n, t, 3, h, w), feats (n, t, c, h/4, w/4), flows (n, t-1, 2, h/4, w/4) each ->
+        (image (n, 3, h, w), drop_mask (n, 1, h, w), streak_map (n, 1, h, w)), equal to
+        ``forward(lqs)`` at frame ``index``.
+        """
+        streaks = self.estimate_streaks(feats)
+        backward, forward = self.propagate(feats, flows_backward, flows_forward, streaks)
+        stage1, drop_mask = self.reconstruct(lqs, feats, backward, forward)
+        image = self.drop_remover.forward_frame(stage1, drop_mask, index)
+        streak_map = self.upsample_streaks(streaks[:, index : index + 1])[:, 0]
+        return image, drop_mask[:, index], streak_map
 
     # -- whole clip --------------------------------------------------------------------------------
 

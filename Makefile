@@ -24,6 +24,7 @@ test-all: setup lint
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/check_layers.py
 
 format: setup
 	$(BIN)/ruff check --fix .

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vimpnet_ros.engine.backends.select import Environment
+from vimpnet_ros.engine.hardware import Environment
 from vimpnet_ros.model import VimpNet, get_config
 
 #: A CPU-only machine with ONNX Runtime, as on CI (tests must not depend on the runner's hardware).

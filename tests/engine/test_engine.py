@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.engine.conftest import CPU_ENV, moving_frames, random_model
-from vimpnet_ros.engine import EngineConfig, InferenceEngine
+from vimpnet_ros.engine import EngineConfig, FrameResult, InferenceEngine
 from vimpnet_ros.engine.geometry import FrameGeometry
 from vimpnet_ros.engine.stream import Stream
 from vimpnet_ros.errors import CheckpointError
@@ -37,39 +37,47 @@ def test_streamed_equals_whole_window_forward(lite_model: VimpNet, output_frame:
     engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
     stream = engine.open_stream("cam")
     captured: list[torch.Tensor] = []
-    run_window = engine.run_window
+    run_network = engine.run_network
 
-    def recording_run_window(*args: object) -> torch.Tensor:
-        """The engine's own run_window, keeping its float output for the comparison."""
-        output = run_window(*args)  # type: ignore[arg-type]
-        captured.append(output)
-        return output
+    def recording_run_network(*args: object) -> list[torch.Tensor]:
+        """The engine's own run_network, keeping its float output for the comparison."""
+        outputs = run_network(*args)  # type: ignore[arg-type]
+        captured.append(outputs[0])
+        return outputs
 
-    engine.run_window = recording_run_window  # type: ignore[method-assign]
+    engine.run_network = recording_run_network  # type: ignore[method-assign]
     height, width = 30, 38  # padded to 32x40 inside
     frames = moving_frames(6, height, width)
     checked = 0
     for k, frame in enumerate(frames):
-        result = stream.push(frame, k * FRAME_NS)
+        result = stream.push(frame, k * FRAME_NS, meta=("frame", k), float_streak=True)
         if result is None:
             continue
         target = len(stream.slots) - 1 - config.delay_frames
-        assert result.stamp_ns == stream.slots[target].stamp_ns
+        assert result.stamp_ns == stream.slots[target].stamp_ns and result.meta == ("frame", k - config.delay_frames)
         expected = _whole_window_reference(lite_model, stream, target, config.output_index)
         assert (captured[-1][0] - expected).abs().max().item() < TOLERANCE
-        # What the result carries is that same output, cropped back to the input size.
-        np.testing.assert_allclose(result.drop_mask, expected[3, :height, :width].numpy(), atol=TOLERANCE)
-        np.testing.assert_allclose(result.streak_map, expected[4, :height, :width].numpy(), atol=TOLERANCE)
-        image = np.clip(expected[:3, :height, :width].permute(1, 2, 0).numpy(), 0, 1) * 255
-        assert np.abs(result.image.astype(np.float32) - image).max() <= 0.5 + 1e-3
+        _assert_result_is(result, expected, height, width)
         checked += 1
     assert checked == 6 - config.delay_frames
-    for result in stream.flush():
+    for result in stream.flush(float_streak=True):
         target = next(i for i, slot in enumerate(stream.slots) if slot.stamp_ns == result.stamp_ns)
         expected = _whole_window_reference(lite_model, stream, target, config.output_index)
-        np.testing.assert_allclose(result.drop_mask, expected[3, :height, :width].numpy(), atol=TOLERANCE)
+        _assert_result_is(result, expected, height, width)
         checked += 1
     assert checked == 6
+
+
+def _assert_result_is(result: FrameResult, expected: torch.Tensor, height: int, width: int) -> None:
+    """What the result carries is the network output cropped to the input size and quantised on the device."""
+    crop = expected[:, :height, :width]
+    np.testing.assert_allclose(result.streak_float, crop[4].numpy(), atol=TOLERANCE)
+    for plane, values in ((result.drop_mask, crop[3]), (result.streak_map, crop[4])):
+        levels = np.clip(values.numpy(), 0, 1) * 255
+        assert plane.dtype == np.uint8 and np.abs(plane.astype(np.float32) - levels).max() <= 0.5 + 1e-3
+    image = np.clip(crop[:3].permute(1, 2, 0).numpy(), 0, 1) * 255
+    assert result.image.flags.c_contiguous and np.abs(result.image.astype(np.float32) - image).max() <= 0.5 + 1e-3
+    assert result.streak_intensity == pytest.approx(float(crop[4].clamp_min(0).mean()), abs=1e-5)
 
 
 def test_each_frame_and_pair_is_computed_once(lite_model: VimpNet) -> None:
@@ -146,6 +154,7 @@ def test_nan_output_is_flagged_and_shows_input(caplog: pytest.LogCaptureFixture)
         result = stream.push(frame, 0)
     assert result is not None and not result.valid
     np.testing.assert_array_equal(result.image, frame)
+    assert not result.drop_mask.any() and not result.streak_map.any() and result.streak_intensity == 0.0
     assert "NaN" in caplog.text
 
 
@@ -180,7 +189,56 @@ def test_bf16_autocast_error_against_fp32_is_small(lite_model: VimpNet) -> None:
         stream = engine.open_stream("cam")
         for k, frame in enumerate(frames):
             stream.push(frame, k * FRAME_NS, restore=False)
-        outputs[precision] = engine.run_window(stream, stream.window_for(2))
+        outputs[precision] = engine.run_network([(stream, 2)])[0]
         assert outputs[precision].dtype == torch.float32
     difference = (outputs["fp32"] - outputs["bf16"]).abs()
     assert 0 < difference.max().item() < 0.02 and difference.mean().item() < 0.003
+
+
+def test_cameras_of_one_size_share_each_step_call(lite_model: VimpNet) -> None:
+    """Three streams restored in one batch: one call per step, results equal to each stream restored alone."""
+    config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3, tile_batch=4)
+    batched = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
+    alone = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
+    calls = {"frame": 0, "flow": 0, "window": 0}
+    backend = batched.backend
+    assert backend is not None
+    for name in calls:
+        original = getattr(backend, name)
+
+        def counted(*args: torch.Tensor, _name: str = name, _original: object = original) -> object:
+            calls[_name] += 1
+            return _original(*args)  # type: ignore[operator]
+
+        setattr(backend, name, counted)
+    cameras = [moving_frames(3, 20, 24, seed=seed) for seed in range(3)]
+    streams = [batched.open_stream(f"cam{i}") for i in range(3)]
+    singles = [alone.open_stream(f"cam{i}") for i in range(3)]
+    for k in range(3):
+        jobs = [(stream, stream.admit(frames[k], k * FRAME_NS, meta=i)) for i, (stream, frames) in
+                enumerate(zip(streams, cameras, strict=True))]  # fmt: skip
+        results = batched.restore([(s, t) for s, t in jobs if t is not None])
+        assert [r.meta for r in results] == [0, 1, 2]
+        for single, frames, result in zip(singles, cameras, results, strict=True):
+            expected = single.push(frames[k], k * FRAME_NS)
+            assert expected is not None
+            assert np.abs(result.image.astype(int) - expected.image.astype(int)).max() <= 1
+            assert np.abs(result.drop_mask.astype(int) - expected.drop_mask.astype(int)).max() <= 1
+    assert calls == {"frame": 3, "flow": 3, "window": 3}
+
+
+def test_out_of_memory_degrades_to_tiles_then_stops_and_keeps_the_stream(lite_model: VimpNet) -> None:
+    """The engine's policy: whole frame -> 256 px tiles (buffered frames kept); already tiled on CPU -> nothing."""
+    config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3)
+    engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
+    stream = engine.open_stream("cam")
+    frames = moving_frames(3, 20, 24)
+    stream.push(frames[0], 0)
+    stream.push(frames[1], FRAME_NS)
+    assert engine.recover(ValueError("not memory")) is None
+    done = engine.recover(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert done is not None and "256 px tiles" in done
+    assert engine.config.tile_size == 256 and stream.cache_stats() == {"frames": 2, "features": 0, "flows": 0}
+    result = stream.push(frames[2], 2 * FRAME_NS)
+    assert result is not None and result.window_frames == 3 and result.reset_reason is None
+    assert engine.recover(torch.OutOfMemoryError("out of memory")) is None  # tiled already, and on the CPU

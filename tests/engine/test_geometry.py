@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vimpnet_ros.engine import EngineConfig
-from vimpnet_ros.engine.geometry import FrameGeometry, tile_starts, to_uint8, validate_frame
+from vimpnet_ros.engine.geometry import FrameGeometry, quantize, tile_starts, validate_frame
 from vimpnet_ros.errors import InputError
 
 
@@ -37,12 +37,12 @@ def test_reference_procedure_tile_count() -> None:
 def test_odd_sizes_pad_to_multiple_of_4_and_round_trip(height: int, width: int) -> None:
     frame = _frame(height, width)
     geometry = FrameGeometry.plan(height, width, EngineConfig())
-    tiles = geometry.to_tiles(frame)
+    tiles = geometry.to_tiles(torch.from_numpy(frame))
     assert tiles.shape[-2] % 4 == 0 and tiles.shape[-1] % 4 == 0
     assert tiles.shape[-2] - height < 4 and tiles.shape[-1] - width < 4
-    back = geometry.from_tiles(tiles)
-    assert back.shape == (height, width, 3)
-    np.testing.assert_array_equal(to_uint8(back), frame)
+    back = geometry.compose(tiles)
+    assert tuple(back.shape) == (3, height, width)
+    np.testing.assert_array_equal(quantize(back, 255).permute(1, 2, 0).numpy(), frame)
 
 
 @pytest.mark.parametrize(("height", "width", "tile", "overlap"), [(359, 641, 128, 32), (100, 300, 64, 8)])
@@ -50,9 +50,9 @@ def test_tiling_blend_reproduces_the_frame_exactly(height: int, width: int, tile
     """An identity 'network' through tiles and blending gives back the input: weights are normalised, no seams."""
     frame = _frame(height, width, seed=1)
     geometry = FrameGeometry.plan(height, width, EngineConfig(tile_size=tile, tile_overlap=overlap))
-    tiles = geometry.to_tiles(frame)
+    tiles = geometry.to_tiles(torch.from_numpy(frame))
     assert geometry.num_tiles > 2 and tiles.shape[0] == geometry.num_tiles
-    back = geometry.from_tiles(tiles)
+    back = geometry.compose(tiles).permute(1, 2, 0).numpy()
     np.testing.assert_allclose(back, frame.astype(np.float32) / 255.0, atol=1e-6)
 
 
@@ -67,11 +67,11 @@ def test_blend_weights_ramp_only_inside_the_frame() -> None:
 def test_inference_size_resizes_and_maps_back() -> None:
     frame = np.full((359, 641, 3), 100, dtype=np.uint8)
     geometry = FrameGeometry.plan(359, 641, EngineConfig(inference_size=(320, 180)))
-    tiles = geometry.to_tiles(frame)
+    tiles = geometry.to_tiles(torch.from_numpy(frame))
     assert tuple(tiles.shape) == (1, 3, 180, 320)
-    back = geometry.from_tiles(torch.cat([tiles, tiles[:, :1]], dim=1))
-    assert back.shape == (359, 641, 4)
-    np.testing.assert_allclose(back[..., 0], 100 / 255, atol=1e-5)
+    back = geometry.compose(torch.cat([tiles, tiles[:, :1]], dim=1))
+    assert tuple(back.shape) == (4, 359, 641)
+    np.testing.assert_allclose(back[0].numpy(), 100 / 255, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -80,10 +80,18 @@ def test_inference_size_resizes_and_maps_back() -> None:
         (np.zeros((4, 4), np.uint8), "shape"),
         (np.zeros((4, 4, 4), np.uint8), "shape"),
         (np.zeros((0, 4, 3), np.uint8), "shape"),
-        (np.zeros((4, 4, 3), np.float32), "uint8"),
+        (np.zeros((4, 4, 3), np.float32), "uint8 or uint16"),
         ([[0, 0, 0]], "numpy array"),
     ],
 )
 def test_bad_frames_raise_input_error(frame: object, words: str) -> None:
     with pytest.raises(InputError, match=words):
         validate_frame(frame)
+
+
+def test_white_level_defaults_to_the_dtype_range() -> None:
+    assert validate_frame(np.zeros((2, 2, 3), np.uint8))[1] == 255
+    assert validate_frame(np.zeros((2, 2, 3), np.uint16))[1] == 65535
+    assert validate_frame(np.zeros((2, 2, 3), np.uint16), 4095)[1] == 4095
+    with pytest.raises(InputError, match="white_level"):
+        validate_frame(np.zeros((2, 2, 3), np.uint8), 4095)

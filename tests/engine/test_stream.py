@@ -58,9 +58,9 @@ def test_latest_describes_each_pushed_frame_from_the_first(lite_model: VimpNet) 
         result = stream.push(frame, k * FRAME_NS)
         assert result is not None and result.stamp_ns == k * FRAME_NS
         assert result.image.shape == (18, 22, 3) and result.image.dtype == np.uint8
-        assert result.drop_mask.shape == (18, 22) and result.drop_mask.dtype == np.float32
-        assert result.drop_mask.min() >= 0.0 and result.drop_mask.max() <= 1.0
-        assert result.streak_map.shape == (18, 22) and result.valid
+        assert result.drop_mask.shape == (18, 22) and result.drop_mask.dtype == np.uint8
+        assert result.streak_map.shape == (18, 22) and result.streak_map.dtype == np.uint8 and result.valid
+        assert result.streak_float is None and result.white_level == 255
         assert result.window_frames == min(k + 1, 3) and result.inference_ms > 0
         assert (result.backend, result.precision) == ("torch", "fp32")
         assert result.image.std() > 1.0  # not a blank frame
@@ -156,3 +156,17 @@ def test_memory_bounded_over_500_frames(lite_model: VimpNet) -> None:
 def test_memory_bounded_over_500_restored_frames(lite_model: VimpNet) -> None:
     """The same with every frame restored."""
     _pushes_keep_memory_bounded(lite_model, restore_every=1)
+
+
+def test_sixteen_bit_frames_keep_their_levels(lite_model: VimpNet) -> None:
+    """A 12-bit ramp normalised by its white level (4095) comes back as uint16 on the same scale, all levels used."""
+    stream = _engine(lite_model).open_stream("cam")
+    ramp = np.linspace(0, 4095, 64 * 64).reshape(64, 64).astype(np.uint16)
+    frame = np.repeat(ramp[:, :, None], 3, axis=2)
+    result = stream.push(frame, 0, white_level=4095)
+    assert result is not None and result.image.dtype == np.uint16 and result.white_level == 4095
+    assert result.image.max() <= 4095 and len(np.unique(result.image)) > 1000
+    with pytest.raises(InputError, match="white_level"):
+        stream.push(frame, FRAME_NS, white_level=70000)
+    with pytest.raises(InputError, match="uint8 or uint16"):
+        stream.push(frame.astype(np.float32), FRAME_NS)

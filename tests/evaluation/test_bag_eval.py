@@ -20,7 +20,8 @@ from vimpnet_ros.bags.io import BagReader, BagWriter
 from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
 from vimpnet_ros.bags.typestore import make_typestore
 from vimpnet_ros.errors import BagError
-from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag, load_node_settings
+from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag
+from vimpnet_ros.pipeline.settings import load_node_settings
 
 
 def _settings(checkpoint: Path, **extra: Any) -> Any:
@@ -86,9 +87,14 @@ def test_report_matches_independent_metrics(storage: str, evaluated: Callable[[s
             peak_signal_noise_ratio(clean, derained[stamp], data_range=255), rel=1e-9
         )
         expected_ssim = structural_similarity(
-            clean, derained[stamp], channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            clean,
+            derained[stamp],
+            channel_axis=-1,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
             data_range=255,
-        )  # fmt: skip
+        )
         assert frame["ssim_out"] == pytest.approx(expected_ssim, abs=1e-4)
         predicted, target = masks[stamp] >= 128, gt_masks[stamp] >= 128
         union = np.logical_or(predicted, target).sum()
@@ -197,9 +203,14 @@ def test_errors_are_clear_and_leave_nothing(checkpoint: Path, tmp_path: Path, ti
         for index in range(3):
             header = make_header(store, 1_000_000_000 + index * 100_000_000, "cam")
             image = store.types["sensor_msgs/msg/Image"](
-                header=header, height=4, width=4, encoding="yuv422", is_bigendian=0, step=8,
+                header=header,
+                height=4,
+                width=4,
+                encoding="yuv422",
+                is_bigendian=0,
+                step=8,
                 data=np.zeros(32, np.uint8),
-            )  # fmt: skip
+            )
             writer.write("/camera/image", image, 1_000_000_000 + index * 100_000_000)
     broken = tmp_path / "broken"
     with pytest.raises(BagError, match="no frame of /camera/image could be restored"):
@@ -234,3 +245,90 @@ def test_cli_writes_report_and_output_bag_together(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
     with BagReader(report / "output_bag") as reader:
         assert {t.name: t.count for t in reader.topics()}["/camera/derained/image"] == 2
+
+
+def _write_custom_bag(path: Path) -> dict[int, np.ndarray]:
+    """A bag as another team records it: image_raw + clean + drop_mask names, and a 12-bit mono16 camera."""
+    from tests.engine.conftest import moving_frames
+
+    store = make_typestore()
+    image_type = store.types["sensor_msgs/msg/Image"]
+    frames = moving_frames(3, 24, 32)
+    clean: dict[int, np.ndarray] = {}
+    with BagWriter(path, "mcap", store) as writer:
+        for k, frame in enumerate(frames):
+            stamp = 2_000_000_000 + k * 100_000_000
+            header = make_header(store, stamp, "front")
+            gt = np.clip(frame.astype(int) + 10, 0, 255).astype(np.uint8)
+            clean[stamp] = gt
+            mask = np.zeros((24, 32), np.uint8)
+            mask[4:10, 5:12] = 255
+            ramp = (np.arange(24 * 32).reshape(24, 32) * 5).astype("<u2")
+            for topic, pixels, encoding in (
+                ("/camera/front/image_raw", frame, "rgb8"),
+                ("/camera/front/clean", gt, "rgb8"),
+                ("/camera/front/drop_mask", mask, "mono8"),
+                ("/camera/ir/image", ramp, "mono16"),
+            ):
+                data = np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)
+                msg = image_type(
+                    header=header,
+                    height=24,
+                    width=32,
+                    encoding=encoding,
+                    is_bigendian=0,
+                    step=data.size // 24,
+                    data=data.copy(),
+                )
+                writer.write(topic, msg, stamp)
+    return clean
+
+
+def test_ground_truth_named_explicitly_is_scored_and_not_derained(checkpoint: Path, tmp_path: Path) -> None:
+    """--gt/--gt-mask: other people's names score; GT topics are not restored; mono16 stays mono16 at 12 bits."""
+    from vimpnet_ros.cli import main
+
+    bag = tmp_path / "custom"
+    clean = _write_custom_bag(bag)
+    report_dir, out = tmp_path / "report", tmp_path / "out"
+    args = [
+        "bag-eval",
+        str(bag),
+        "--report",
+        str(report_dir),
+        "--output-bag",
+        str(out),
+        "--checkpoint",
+        str(checkpoint),
+        "--no-progress",
+        "-p",
+        "backend:=torch",
+        "-p",
+        "device:=cpu",
+        "--gt",
+        "/camera/front/image_raw=/camera/front/clean",
+        "--gt-mask",
+        "/camera/front/image_raw=/camera/front/drop_mask",
+    ]
+    assert main(args) == 0
+    report = json.loads((report_dir / "report.json").read_text())
+    topics = {t["topic"]: t for t in report["topics"]}
+    assert sorted(topics) == ["/camera/front/image_raw", "/camera/ir/image"]  # clean and drop_mask not derained
+    front = topics["/camera/front/image_raw"]
+    assert front["frames_with_gt"] == 3 and front["gt_topics"] == {
+        "image": "/camera/front/clean",
+        "drop_mask": "/camera/front/drop_mask",
+    }
+    quality = front["quality"]
+    assert quality["psnr_in"] is not None and quality["psnr_drop_in"] is not None
+    assert quality["mask_target_fraction"] == pytest.approx(42 / (24 * 32))
+    assert all(f["mask_recall"] is not None for f in report["frames"] if f["topic"] == "/camera/front/image_raw")
+    with BagReader(out) as reader:
+        names = {t.name for t in reader.topics()}
+        ir = [reader.deserialize(m) for m in reader.messages(["/camera/ir/derained/image"])]
+    assert "/camera/front/derained/image" in names and "/camera/front/clean/derained/image" not in names
+    assert {m.encoding for m in ir} == {"mono16"}
+    values = np.frombuffer(ir[-1].data.tobytes(), "<u2")
+    assert values.max() <= 4095 and len(np.unique(values)) > 100  # the camera's 12-bit scale, not x257
+    assert sorted(clean) == sorted(f["stamp_ns"] for f in report["frames"] if f["topic"] == "/camera/front/image_raw")
+    assert main([*args, "--overwrite", "--gt", "no-equals-sign"]) == 2

@@ -7,10 +7,6 @@ import json
 import zipfile
 from pathlib import Path
 
-import torch
-
-from vimpnet_ros.model.precision import autocast_dtype, cpu_bf16_is_fast
-
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "list_tensorrt_converters.py"
 
 CONVERTERS = """
@@ -55,8 +51,3 @@ def test_regenerates_from_wheel(tmp_path: Path) -> None:
     assert sets["torch_enabled"] == ["aten.im2col", "aten.repeat"]
     assert sets["torch_disabled"] == ["aten.linear.default"]
     assert sets["tensorrt_custom"] == ["aten.silu.default"]
-
-
-def test_precision_helpers() -> None:
-    assert autocast_dtype("fp32") is None and autocast_dtype("bf16") is torch.bfloat16
-    assert isinstance(cpu_bf16_is_fast(), bool)

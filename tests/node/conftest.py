@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from rosprobe import Probe
+
+from tests.node.rosprobe import Probe
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vimpnet_ros.node.parameters import PARAMETERS, PARAMETERS_BY_NAME
+from vimpnet_ros.pipeline.settings import PARAMETERS, PARAMETERS_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "vimpnet.launch.py"

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from rosprobe import SIZE, START_TIMEOUT, Probe, image_msg, make_rgb, stamp_of
+
+from tests.node.rosprobe import SIZE, START_TIMEOUT, Probe, image_msg, make_rgb, stamp_of
 
 pytestmark = pytest.mark.ros
 
@@ -416,13 +417,14 @@ def test_overload_latest_wins_bounded_latency_and_flat_memory(
 
 
 def test_out_of_memory_reloads_with_tiling_and_keeps_publishing(ros_context: Any, checkpoint: Path) -> None:
-    """Fault injection: the backend raises torch.OutOfMemoryError once; the node reloads with tiling and goes on."""
+    """Fault injection: the backend raises torch.OutOfMemoryError once; the engine reloads with tiles, the node goes on."""
     import torch
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
-    from vimpnet_ros.node.node import DerainCore, FrameMeta
-    from vimpnet_ros.node.scheduler import Batch, PendingFrame
+    from vimpnet_ros.node.node import DerainCore
+    from vimpnet_ros.node.scheduler import Batch
+    from vimpnet_ros.pipeline.decode import DecodeLimits, decode_image
 
     overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu"),
                  Parameter("backend", value="torch"), Parameter("precision", value="fp32")]  # fmt: skip
@@ -431,28 +433,30 @@ def test_out_of_memory_reloads_with_tiling_and_keeps_publishing(ros_context: Any
     try:
         core.configure()
         core.activate()
-        assert core.worker is not None and core.worker.stop(5)  # drive the worker's step by hand
+        assert core.worker is not None and core.worker.stop(5)
+        core.worker = type(core.worker)(list(core.cameras), 3, core._turn)  # never started: turns driven by hand
         camera = core.cameras[""]
-        first_engine = core.engine
-        original = first_engine.backend.window
+        engine = core.engine
+        assert engine is not None and engine.backend is not None
+        original = engine.backend.window
 
         def out_of_memory(*args: Any) -> Any:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-        first_engine.backend.window = out_of_memory
+        engine.backend.window = out_of_memory
 
-        def frame(i: int) -> PendingFrame:
+        def batch(i: int) -> Batch:
             msg = image_msg(make_rgb(i), "rgb8", BASE_STAMP + i * PERIOD_NS)
-            return PendingFrame("", stamp_of(msg), make_rgb(i), time.monotonic_ns(), FrameMeta(msg.header, "rgb8"))
+            source = camera.pipeline.source(decode_image(msg, DecodeLimits()), msg.header, core.settings)
+            return Batch("", [source])
 
-        core._process(Batch("", [frame(0)]))
-        assert camera.stats.failures == 1 and camera.stats.processed == 1  # the input went out instead
-        assert core.engines_loaded == 2 and core.engine is not first_engine
-        assert core.settings is not None and core.settings.tile_size == 256
-        assert camera.stream.engine is core.engine
-        first_engine.backend.window = original
-        core._process(Batch("", [frame(1)]))
-        assert camera.stats.restored == 1 and camera.stats.consecutive_failures == 0
+        core._turn([batch(0)])
+        counters = camera.pipeline.counters
+        assert counters.failures == 1 and counters.processed == 1  # the input went out instead
+        assert engine.reloads == 1 and engine.config.tile_size == 256
+        engine.backend.window = original
+        core._turn([batch(1)])
+        assert counters.restored == 1 and counters.consecutive_failures == 0
     finally:
         core.cleanup()
         node.destroy_node()
@@ -460,8 +464,8 @@ def test_out_of_memory_reloads_with_tiling_and_keeps_publishing(ros_context: Any
 
 def test_processing_codes_match_the_message() -> None:
     from vimpnet_ros.msg import RainStatus
-    from vimpnet_ros.node import node as node_module
+    from vimpnet_ros.pipeline.outputs import Processing
 
-    assert node_module.RESTORED == RainStatus.PROCESSING_RESTORED
-    assert node_module.GATED == RainStatus.PROCESSING_GATED
-    assert node_module.FALLBACK == RainStatus.PROCESSING_FALLBACK
+    assert Processing.RESTORED == RainStatus.PROCESSING_RESTORED
+    assert Processing.GATED == RainStatus.PROCESSING_GATED
+    assert Processing.FALLBACK == RainStatus.PROCESSING_FALLBACK

@@ -1,4 +1,4 @@
-"""Latest-wins hand-off: bounded pending frames, newest restored, round-robin cameras."""
+"""Latest-wins hand-off: bounded pending frames, newest restored, every camera in one turn, bounded stop."""
 
 from __future__ import annotations
 
@@ -7,61 +7,70 @@ import time
 
 import numpy as np
 
-from vimpnet_ros.node.scheduler import Batch, InferenceWorker, PendingFrame
+from vimpnet_ros.node.scheduler import Batch, InferenceWorker
+from vimpnet_ros.pipeline.camera import SourceFrame
+from vimpnet_ros.pipeline.decode import DecodedFrame
 
 
-def _frame(camera: str, stamp: int) -> PendingFrame:
-    return PendingFrame(camera, stamp, np.zeros((2, 2, 3), np.uint8), time.monotonic_ns())
+def _frame(stamp: int) -> SourceFrame:
+    return SourceFrame(DecodedFrame(np.zeros((2, 2, 3), np.uint8), 255, "rgb8"), stamp, header=None)
+
+
+def _wait(condition: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.01)
 
 
 def test_slow_processing_gets_only_recent_frames_and_counts_discards() -> None:
-    batches: list[Batch] = []
+    turns: list[list[Batch]] = []
     release = threading.Event()
     first_started = threading.Event()
 
-    def process(batch: Batch) -> None:
-        batches.append(batch)
+    def process(batches: list[Batch]) -> None:
+        turns.append(batches)
         first_started.set()
         release.wait(5)
 
     worker = InferenceWorker(["a"], capacity=3, process=process)
     worker.start()
-    worker.submit(_frame("a", 0))
+    worker.submit("a", _frame(0))
     assert first_started.wait(5)
     for stamp in range(1, 11):  # arrive while the worker is busy
-        worker.submit(_frame("a", stamp))
+        worker.submit("a", _frame(stamp))
     assert worker.pending_count() == 3  # bounded
     release.set()
-    deadline = time.monotonic() + 5
-    while len(batches) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait(lambda: len(turns) >= 2)
     assert worker.stop(5)
-    assert [f.stamp_ns for f in batches[1].frames] == [8, 9, 10]  # newest last, older as context
-    assert batches[1].discarded == 7
+    assert [f.stamp_ns for f in turns[1][0].frames] == [8, 9, 10]  # newest last, older as context
+    assert turns[1][0].discarded == 7
 
 
-def test_cameras_take_turns() -> None:
-    order: list[str] = []
-    gate = threading.Event()
-    worker = InferenceWorker(["a", "b"], capacity=2, process=lambda b: (order.append(b.camera), gate.wait(5)))
+def test_every_camera_with_frames_is_in_the_same_turn() -> None:
+    turns: list[list[str]] = []
+    worker = InferenceWorker(["a", "b", "c"], capacity=2, process=lambda bs: turns.append([b.camera for b in bs]))
     for stamp in range(2):
-        worker.submit(_frame("a", stamp))
-        worker.submit(_frame("b", stamp))
+        worker.submit("a", _frame(stamp))
+        worker.submit("b", _frame(stamp))
     worker.start()
-    gate.set()
-    deadline = time.monotonic() + 5
-    while len(order) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    worker.submit(_frame("a", 5))
-    while len(order) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait(lambda: len(turns) >= 1)
+    worker.submit("c", _frame(5))
+    _wait(lambda: len(turns) >= 2)
     assert worker.stop(5)
-    assert order == ["a", "b", "a"]
+    assert turns == [["a", "b"], ["c"]]
 
 
-def test_stop_is_prompt_when_idle() -> None:
+def test_stop_is_prompt_when_idle_and_bounded_when_busy() -> None:
     worker = InferenceWorker(["a"], capacity=1, process=lambda b: None)
     worker.start()
     started = time.monotonic()
     assert worker.stop(2)
+    assert time.monotonic() - started < 1.0
+    busy = threading.Event()
+    worker = InferenceWorker(["a"], capacity=1, process=lambda b: (busy.set(), time.sleep(3)))
+    worker.start()
+    worker.submit("a", _frame(0))
+    assert busy.wait(5)
+    started = time.monotonic()
+    assert not worker.stop(0.5) and worker.stopping  # a long inference is abandoned, not waited for
     assert time.monotonic() - started < 1.0

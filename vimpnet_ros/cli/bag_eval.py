@@ -45,6 +45,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a node parameter, e.g. -p backend:=onnxruntime (repeatable)",
     )
     parser.add_argument("--checkpoint", default=None, help="shortcut for -p checkpoint:=PATH")
+    parser.add_argument(
+        "--gt",
+        action="append",
+        default=[],
+        metavar="TOPIC=GT_TOPIC",
+        help="ground-truth image topic of a camera topic (repeatable; default <ns>/gt/image); never derained",
+    )
+    parser.add_argument(
+        "--gt-mask",
+        action="append",
+        default=[],
+        metavar="TOPIC=MASK_TOPIC",
+        help="ground-truth raindrop-mask topic (mono8) of a camera topic (repeatable; default <ns>/gt/drop_mask)",
+    )
     parser.add_argument("--max-frames", type=int, default=None, help="restore at most this many frames per topic")
     parser.add_argument("--samples", type=int, default=4, help="contact-sheet rows (default 4)")
     parser.add_argument(
@@ -67,8 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate; print a short summary; exit 2 with one line on bad input."""
-    from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag, load_node_settings, parse_param_overrides
+    from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag
     from vimpnet_ros.evaluation.report import REPORT_MD
+    from vimpnet_ros.pipeline.settings import load_node_settings, parse_param_overrides
 
     overrides = parse_param_overrides(args.param)
     if args.checkpoint is not None:
@@ -87,11 +102,26 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        gt=topic_pairs(args.gt, "--gt"),
+        gt_masks=topic_pairs(args.gt_mask, "--gt-mask"),
     )
     report = evaluate_bag(args.bag, args.report, settings, options)
     print(summary_lines(report.to_dict()))
     print(f"report: {args.report / REPORT_MD}" + (f"  output bag: {output_bag}" if output_bag else ""))
     return 0
+
+
+def topic_pairs(items: list[str], option: str) -> dict[str, str]:
+    """``["/cam/image_raw=/cam/clean"]`` -> ``{"/cam/image_raw": "/cam/clean"}``; ConfigError for anything else."""
+    from vimpnet_ros.errors import ConfigError
+
+    pairs = {}
+    for item in items:
+        topic, sep, gt = item.partition("=")
+        if not sep or not topic.startswith("/") or not gt.startswith("/"):
+            raise ConfigError(f"{option} {item!r} must look like /camera/topic=/ground/truth/topic")
+        pairs[topic] = gt
+    return pairs
 
 
 def summary_lines(report: dict) -> str:
@@ -105,6 +135,8 @@ def summary_lines(report: dict) -> str:
                 f", PSNR {q['psnr_in']:.2f} -> {q['psnr_out']:.2f} dB ({q['psnr_gain']:+.2f}), "
                 f"SSIM {q['ssim_in']:.4f} -> {q['ssim_out']:.4f}"
             )
+        if q.get("psnr_drop_gain") is not None:
+            text += f", in drops {q['psnr_drop_gain']:+.2f} dB"
         if q.get("mask_iou") is not None:
             text += f", mask IoU {q['mask_iou']:.3f}"
         if lat.get("p50") is not None:
@@ -123,8 +155,9 @@ def _run_live(args: argparse.Namespace, settings: object) -> int:
 
     from vimpnet_ros.bags.io import BagReader
     from vimpnet_ros.errors import ConfigError
-    from vimpnet_ros.evaluation.bag_eval import LiveRun, camera_namespace, evaluate_recording, select_image_topics
+    from vimpnet_ros.evaluation.bag_eval import LiveRun, evaluate_recording, select_image_topics
     from vimpnet_ros.evaluation.report import REPORT_MD
+    from vimpnet_ros.pipeline.topics import camera_namespace
 
     if args.play_stats is None:
         raise ConfigError("--recording needs --play-stats: the JSON bag-play --restamp --stats wrote")

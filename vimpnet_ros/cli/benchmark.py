@@ -1,7 +1,7 @@
 """``vimpnet-ros benchmark {model,engine}``: timing tables and JSON.
 
 Each target is a module with ``add_arguments(parser)`` and ``run(args) -> int``:
-``vimpnet_ros.model.benchmark`` and ``vimpnet_ros.engine.benchmark``.
+``vimpnet_ros.benchmark.model`` and ``vimpnet_ros.benchmark.engine``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import argparse
 import importlib
 
 TARGETS: dict[str, tuple[str, str]] = {
-    "model": ("vimpnet_ros.model.benchmark", "whole-clip forward time, memory and FLOPs per config and precision"),
-    "engine": ("vimpnet_ros.engine.benchmark", "streaming per-frame latency per backend, precision and resolution"),
+    "model": ("vimpnet_ros.benchmark.model", "whole-clip forward time, memory and FLOPs per config and precision"),
+    "engine": ("vimpnet_ros.benchmark.engine", "streaming per-frame latency per backend, precision and resolution"),
 }
 
 

@@ -97,7 +97,7 @@ def _ensure_sample_bag(path: Path, config: Any) -> None:
 
 
 def _node_command(args: argparse.Namespace) -> list[str]:
-    from vimpnet_ros.evaluation.bag_eval import default_params_file
+    from vimpnet_ros.pipeline.settings import default_params_file
 
     command = [sys.executable, "-m", "vimpnet_ros.node.main", "--ros-args", "-r", f"__ns:={NAMESPACE}"]
     params_file = args.params_file or default_params_file()
@@ -144,13 +144,9 @@ def run(args: argparse.Namespace) -> int:
     from vimpnet_ros.bags.play import BagPlayer, PlayOptions
     from vimpnet_ros.bags.record import BagRecorder
     from vimpnet_ros.cli.bag_eval import summary_lines
-    from vimpnet_ros.evaluation.bag_eval import (
-        LiveRun,
-        evaluate_recording,
-        load_node_settings,
-        parse_param_overrides,
-    )
+    from vimpnet_ros.evaluation.bag_eval import LiveRun, evaluate_recording
     from vimpnet_ros.evaluation.report import REPORT_MD
+    from vimpnet_ros.pipeline.settings import load_node_settings, parse_param_overrides
 
     started = time.monotonic()
     output: Path = args.output

@@ -19,6 +19,12 @@ BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 OUTPUT_FRAMES: tuple[str, ...] = ("latest", "center")
 MIN_WINDOW, MAX_WINDOW = 3, 9
+#: What happens to frames over ``max_inference_pixels``: resized to the budget, or tiled.
+OVERSIZE_POLICIES: tuple[str, ...] = ("resize", "tile")
+#: Tile side and overlap used when the engine tiles on its own (oversize frames, after an out-of-memory error).
+FALLBACK_TILE_SIZE, FALLBACK_TILE_OVERLAP = 256, 32
+#: What a device name may be (see :func:`parse_device`).
+DEVICE_SYNTAX = "auto, cpu, cuda or cuda:N (N a GPU index)"
 #: Tiles smaller than this leave too little context for the 7x7 soft split at quarter resolution.
 MIN_TILE_SIZE = 32
 #: Layers need height and width to be multiples of this (two stride-2 stages).
@@ -36,14 +42,18 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"engine {name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def _check_device(device: object) -> None:
-    if not isinstance(device, str):
-        raise ConfigError(f"engine device must be a string (auto, cpu, cuda or cuda:N); got {device!r}")
-    if device in ("auto", "cpu", "cuda"):
-        return
-    prefix, _, index = device.partition(":")
-    if prefix != "cuda" or not index.isdigit():
-        raise ConfigError(f"engine device must be auto, cpu, cuda or cuda:N (N a GPU index); got {device!r}")
+def parse_device(device: object) -> tuple[str, int]:
+    """``auto`` -> ("auto", 0), ``cpu`` -> ("cpu", 0), ``cuda`` -> ("cuda", 0), ``cuda:N`` -> ("cuda", N).
+
+    The one definition of the device syntax (the node's parameter check uses it too).
+    """
+    if isinstance(device, str):
+        if device in ("auto", "cpu", "cuda"):
+            return device, 0
+        prefix, _, index = device.partition(":")
+        if prefix == "cuda" and index.isdigit():
+            return "cuda", int(index)
+    raise ConfigError(f"engine device must be {DEVICE_SYNTAX}; got {device!r}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,10 @@ class EngineConfig:
     inference_size: tuple[int, int] | None = None
     tile_size: int = 0
     tile_overlap: int = 32
+    #: Frames with more pixels (after ``inference_size``) are resized to this budget or tiled
+    #: (``oversize_policy``), so no frame costs memory in proportion to its size; 0 = no limit.
+    max_inference_pixels: int = 0
+    oversize_policy: str = "resize"
     max_gap_s: float = 1.0
     engine_cache_dir: str | Path | None = None
     #: How many tiles go through the network together (memory vs. throughput).
@@ -84,7 +98,8 @@ class EngineConfig:
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("output_frame", self.output_frame, OUTPUT_FRAMES)
-        _check_device(self.device)
+        _check_choice("oversize_policy", self.oversize_policy, OVERSIZE_POLICIES)
+        parse_device(self.device)
         self._check_window()
         self._check_inference_size()
         self._check_tiling()
@@ -117,7 +132,7 @@ class EngineConfig:
             )
 
     def _check_tiling(self) -> None:
-        for name in ("tile_size", "tile_overlap", "tile_batch", "cpu_threads"):
+        for name in ("tile_size", "tile_overlap", "tile_batch", "cpu_threads", "max_inference_pixels"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"engine {name} must be a non-negative integer; got {value!r}")

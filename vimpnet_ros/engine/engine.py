@@ -2,20 +2,29 @@
 
 ``InferenceEngine(config)`` only validates; :meth:`InferenceEngine.load` loads the
 weights (or takes an in-memory model), picks the backend and builds it. Streams
-(:meth:`InferenceEngine.open_stream`) keep their own ring buffers and caches and
-call back into :meth:`InferenceEngine.restore_window`, which runs the backend under
-a lock so streams driven from different threads never interleave model calls.
+(:meth:`InferenceEngine.open_stream`) own their ring buffers and feature caches;
+:meth:`InferenceEngine.restore` runs the network for one or several streams' frames in
+one batch (cameras of the same size share each step call) under a lock, so streams
+driven from different threads never interleave model calls.
+
+Per restored frame, everything after the upload stays on the engine's device:
+tiles are blended back, the NaN/Inf check and the quantisation of the image, the drop
+mask and the streak map run there, and only those planes are copied back.
+
+The engine also owns its degradation policy (:meth:`InferenceEngine.recover`): after a
+CUDA out-of-memory error it reloads with tiling, then on the CPU, and its streams keep
+their buffered frames across the reload.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,10 +32,11 @@ from torch import Tensor
 
 from vimpnet_ros.engine.allocator import keep_freed_memory
 from vimpnet_ros.engine.backends.base import Backend, TorchBackend
-from vimpnet_ros.engine.backends.select import Environment, Selection, select_backend
-from vimpnet_ros.engine.config import EngineConfig
-from vimpnet_ros.engine.geometry import FrameGeometry, to_uint8
-from vimpnet_ros.engine.result import FrameResult
+from vimpnet_ros.engine.backends.select import Selection, select_backend
+from vimpnet_ros.engine.config import FALLBACK_TILE_OVERLAP, FALLBACK_TILE_SIZE, EngineConfig
+from vimpnet_ros.engine.geometry import FrameGeometry, Uploader, quantize
+from vimpnet_ros.engine.hardware import Environment
+from vimpnet_ros.engine.result import PLANE_SCALE, FrameResult
 from vimpnet_ros.engine.stream import FrameSlot, Stream
 from vimpnet_ros.errors import CheckpointError, ConfigError, EngineError
 
@@ -34,12 +44,36 @@ if TYPE_CHECKING:
     from vimpnet_ros.model import VimpNet
 
 LOGGER = logging.getLogger(__name__)
+#: One restore request: a stream and the buffer index of the frame to describe (what ``Stream.admit`` returned).
+Job = tuple[Stream, int]
 
 
-def _in_chunks(step: Callable[..., object], batch: int, *inputs: Tensor) -> list[object]:
-    """Run ``step`` over slices of at most ``batch`` along dim 0 of every input."""
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for ``torch.OutOfMemoryError`` and the CUDA/CPU allocators' out-of-memory RuntimeErrors."""
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def _in_chunks(step: Callable[..., Any], batch: int, *inputs: Tensor) -> Any:
+    """Run ``step`` over slices of at most ``batch`` rows of every input; outputs concatenated along dim 0."""
     total = inputs[0].shape[0]
-    return [step(*(x[start : start + batch] for x in inputs)) for start in range(0, total, batch)]
+    parts = [step(*(x[start : start + batch] for x in inputs)) for start in range(0, total, batch)]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(group) for group in zip(*parts, strict=True))
+    return torch.cat(parts)
+
+
+class _Planes:
+    """One result's planes on their way back from the device (copies issued, not yet waited for)."""
+
+    def __init__(self, maps: Tensor, white_level: int, float_streak: bool) -> None:
+        integer = torch.uint8 if white_level <= PLANE_SCALE else torch.int32
+        self.finite = torch.isfinite(maps).all().to("cpu", non_blocking=True)
+        image = quantize(maps[:3], white_level).permute(1, 2, 0).to(integer).contiguous()
+        self.image = image.to("cpu", non_blocking=True)
+        self.mask = quantize(maps[3], PLANE_SCALE).to(torch.uint8).to("cpu", non_blocking=True)
+        self.streak = quantize(maps[4], PLANE_SCALE).to(torch.uint8).to("cpu", non_blocking=True)
+        self.streak_mean = maps[4].nan_to_num(0.0).clamp_min(0.0).mean().to("cpu", non_blocking=True)
+        self.streak_float = maps[4].to("cpu", non_blocking=True) if float_streak else None
 
 
 class InferenceEngine:
@@ -48,13 +82,17 @@ class InferenceEngine:
     def __init__(self, config: EngineConfig, environment: Environment | None = None) -> None:
         if not isinstance(config, EngineConfig):
             raise ConfigError(f"InferenceEngine needs an EngineConfig; got {type(config).__name__}")
-        self.config = config
+        self.config: EngineConfig = config
         self._environment = environment
         self._lock = threading.RLock()
         self._geometries: dict[tuple[int, int], FrameGeometry] = {}
+        self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
+        self._uploader = Uploader(torch.device("cpu"))
         self.backend: Backend | None = None
         self.selection: Selection | None = None
         self.model: VimpNet | None = None
+        #: How many times :meth:`recover` reloaded the model (diagnostics).
+        self.reloads = 0
 
     # -- loading -----------------------------------------------------------------------------------
 
@@ -101,24 +139,29 @@ class InferenceEngine:
             model = model.eval().requires_grad_(False)
             device = torch.device(selection.device)
             model.to(device)
+            if self.backend is not None:
+                self.backend.close()
             self.model = model
             self.selection = selection
+            self._uploader = Uploader(device)
+            self._geometries.clear()
             self.backend = self._build_backend(model, selection, environment)
+            for stream in list(self._streams):
+                stream.rebuild()
             LOGGER.info("engine ready: %s, model %s, window %d (%s)", self.backend.describe(), model.config.name,
                         self.config.window_size, self.config.output_frame)  # fmt: skip
             return self
 
     def _load_model(self) -> VimpNet:
-        """The model from ``config.checkpoint`` or the shipped weights, as a CheckpointError when impossible."""
+        """The model from ``config.checkpoint`` or the shipped weights, as a CheckpointError naming the real cause."""
         from vimpnet_ros.model import checkpoint as checkpoint_io
+        from vimpnet_ros.model.config import get_config
 
+        get_config(self.config.model)  # an unknown model name is a ConfigError listing the known ones
         if self.config.checkpoint:
-            path = Path(self.config.checkpoint).expanduser()
-        else:
-            path = checkpoint_io.shipped_checkpoint(self.config.model)
+            return checkpoint_io.load_model(Path(self.config.checkpoint).expanduser(), self.config.model)
+        path = checkpoint_io.shipped_checkpoint(self.config.model)
         if not path.is_file():
-            if self.config.checkpoint:
-                raise CheckpointError(f"checkpoint {path} does not exist; fix the engine checkpoint path")
             raise CheckpointError(
                 f"no weights are shipped for model {self.config.model!r} ({path} is missing); train them "
                 "(vimpnet-ros train) or set checkpoint to a .pth file"
@@ -144,11 +187,23 @@ class InferenceEngine:
             return TensorRTBackend(steps, device, selection.precision, self.config.cache_dir, environment)
         raise EngineError(f"unknown backend {selection.backend!r}")
 
-    # -- streams -----------------------------------------------------------------------------------
+    def require_loaded(self) -> Backend:
+        """The backend, or an EngineError saying to load first."""
+        if self.backend is None:
+            raise EngineError("the engine is not loaded; call InferenceEngine.load() before pushing frames")
+        return self.backend
+
+    # -- streams and frames ------------------------------------------------------------------------
 
     def open_stream(self, name: str = "default") -> Stream:
         """A new ring buffer for one camera; streams share this engine's model and backend."""
-        return Stream(self, name)
+        stream = Stream(self, name)
+        self._streams.add(stream)
+        return stream
+
+    def upload(self, frame: np.ndarray) -> Tensor:
+        """(h, w, 3) integer frame -> the engine's device (once per frame; pinned and asynchronous on CUDA)."""
+        return self._uploader.upload(frame)
 
     def geometry_for(self, height: int, width: int) -> FrameGeometry:
         """Tiling/padding plan for (height, width) frames, computed once per size."""
@@ -157,16 +212,20 @@ class InferenceEngine:
             self._geometries[key] = FrameGeometry.plan(height, width, self.config)
         return self._geometries[key]
 
-    def prepare(self, width: int, height: int) -> None:
-        """Build the backend's programs for (width, height) frames now instead of at the first frame."""
-        backend = self._require_backend()
-        geometry = self.geometry_for(height, width)
-        ph, pw = geometry.padded_shape
-        batches = {min(self.config.tile_batch, geometry.num_tiles)}
-        if geometry.num_tiles % self.config.tile_batch:
-            batches.add(geometry.num_tiles % self.config.tile_batch)
+    def batch_sizes(self, width: int, height: int, streams: int = 1) -> list[int]:
+        """The step batch sizes ``streams`` cameras of (width, height) produce (static-shape programs are per size)."""
+        rows = self.geometry_for(height, width).num_tiles * streams
+        sizes = {min(self.config.tile_batch, rows)}
+        if rows % self.config.tile_batch:
+            sizes.add(rows % self.config.tile_batch)
+        return sorted(sizes)
+
+    def prepare(self, width: int, height: int, streams: int = 1) -> None:
+        """Build the backend's programs for ``streams`` cameras of (width, height) now instead of at the first frame."""
+        backend = self.require_loaded()
+        ph, pw = self.geometry_for(height, width).padded_shape
         with self._lock:
-            for batch in sorted(batches):
+            for batch in self.batch_sizes(width, height, streams):
                 backend.prepare(batch, self.config.window_size, ph, pw)
 
     def building(self) -> list[str]:
@@ -178,81 +237,139 @@ class InferenceEngine:
         if self.backend is not None:
             self.backend.close()
 
-    def _require_backend(self) -> Backend:
-        if self.backend is None:
-            raise EngineError("the engine is not loaded; call InferenceEngine.load() before pushing frames")
-        return self.backend
-
     # -- restoration -------------------------------------------------------------------------------
 
-    def _ensure_caches(self, stream: Stream, window: Sequence[FrameSlot]) -> None:
-        """Compute each frame's features and each neighbour pair's flows once (kept in the stream)."""
-        backend, batch = self._require_backend(), self.config.tile_batch
-        for slot in {id(s): s for s in window}.values():
-            if slot.features is None:
-                parts = _in_chunks(backend.frame, batch, slot.tiles)
-                slot.features = torch.cat([p[0] for p in parts])  # type: ignore[index]
-                slot.small = torch.cat([p[1] for p in parts])  # type: ignore[index]
-        for first, second in itertools.pairwise(window):
-            key = (first.frame_id, second.frame_id)
-            if key in stream.flows:
-                continue
-            parts = _in_chunks(backend.flow, batch, first.small, second.small)
-            stream.flows[key] = torch.cat([p[0] for p in parts])  # type: ignore[index]
-            stream.flows[(second.frame_id, first.frame_id)] = torch.cat([p[1] for p in parts])  # type: ignore[index]
+    def run_network(self, jobs: Sequence[Job]) -> list[Tensor]:
+        """Network outputs for each job: (n_tiles, 5, ph, pw) float32 = [RGB, drop mask, streak], on the device.
 
-    def run_window(self, stream: Stream, window: Sequence[FrameSlot]) -> Tensor:
-        """Network output for the window's output frame: (n_tiles, 5, ph, pw) float32 = [RGB, drop mask, streak].
-
-        Reuses (and fills) the per-frame feature and per-pair flow caches of ``stream``.
+        Jobs whose tiles have the same shape share every step call (frame, flow, window),
+        batched up to ``tile_batch`` rows; missing features and flows are computed once and
+        kept in each stream's cache.
         """
-        backend = self._require_backend()
+        backend = self.require_loaded()
+        batch = self.config.tile_batch
+        windows = [stream.window_for(target) for stream, target in jobs]
+        outputs: list[Tensor | None] = [None] * len(jobs)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, window in enumerate(windows):
+            groups.setdefault(tuple(window[0].tiles.shape[1:]), []).append(index)
         with self._lock:
-            self._ensure_caches(stream, window)
-            lqs = torch.stack([s.tiles for s in window], dim=1)  # (n_tiles, t, 3, ph, pw)
-            feats = torch.stack([s.features for s in window], dim=1)  # type: ignore[misc]
-            pairs = list(itertools.pairwise(window))
-            flows_backward = torch.stack([stream.flows[(a.frame_id, b.frame_id)] for a, b in pairs], dim=1)
-            flows_forward = torch.stack([stream.flows[(b.frame_id, a.frame_id)] for a, b in pairs], dim=1)
-            parts = _in_chunks(backend.window, self.config.tile_batch, lqs, feats, flows_backward, flows_forward)
-            return torch.cat(parts)  # type: ignore[arg-type]
+            for members in groups.values():
+                streams = [jobs[i][0] for i in members]
+                self._fill_features(backend, batch, streams, [windows[i] for i in members])
+                self._fill_flows(backend, batch, streams, [windows[i] for i in members])
+                inputs = [stream.cache.window_inputs(windows[i]) for stream, i in zip(streams, members, strict=True)]
+                joined = [torch.cat(parts) for parts in zip(*inputs, strict=True)]
+                result = _in_chunks(backend.window, batch, *joined)
+                for i, part in zip(members, result.split([x[0].shape[0] for x in inputs]), strict=True):
+                    outputs[i] = part
+        return [out for out in outputs if out is not None]
 
-    def restore_window(
-        self, stream: Stream, window: Sequence[FrameSlot], target: FrameSlot, reset_reason: str | None
-    ) -> FrameResult:
-        """Restore ``target`` from the T-frame ``window`` (slots of ``stream``); called by :meth:`Stream.push`.
+    @staticmethod
+    def _fill_features(backend: Backend, batch: int, streams: list[Stream], windows: list[list[FrameSlot]]) -> None:
+        todo: dict[tuple[int, int], tuple[Stream, FrameSlot]] = {}
+        for stream, window in zip(streams, windows, strict=True):
+            for slot in stream.cache.missing_features(window):
+                todo[(id(stream), slot.frame_id)] = (stream, slot)
+        if not todo:
+            return
+        pending = list(todo.values())
+        features, small = _in_chunks(backend.frame, batch, torch.cat([slot.tiles for _, slot in pending]))
+        counts = [slot.tiles.shape[0] for _, slot in pending]
+        for (stream, slot), f, s in zip(pending, features.split(counts), small.split(counts), strict=True):
+            stream.cache.store_features(slot, f, s)
 
-        ``inference_ms`` covers the network (including per-frame caches filled now) and
-        mapping the tiles back to an image at the input size.
+    @staticmethod
+    def _fill_flows(backend: Backend, batch: int, streams: list[Stream], windows: list[list[FrameSlot]]) -> None:
+        todo: dict[tuple[int, int, int], tuple[Stream, FrameSlot, FrameSlot]] = {}
+        for stream, window in zip(streams, windows, strict=True):
+            for first, second in stream.cache.missing_pairs(window):
+                todo[(id(stream), first.frame_id, second.frame_id)] = (stream, first, second)
+        if not todo:
+            return
+        pending = list(todo.values())
+        small_a = torch.cat([stream.cache.small(a) for stream, a, _ in pending])
+        small_b = torch.cat([stream.cache.small(b) for stream, _, b in pending])
+        forward, backward = _in_chunks(backend.flow, batch, small_a, small_b)
+        counts = [a.tiles.shape[0] for _, a, _ in pending]
+        for (stream, a, b), fwd, bwd in zip(pending, forward.split(counts), backward.split(counts), strict=True):
+            stream.cache.store_flows(a, b, fwd, bwd)
+
+    def restore(self, jobs: Sequence[Job], float_streak: bool = False) -> list[FrameResult]:
+        """Restore the frames of ``jobs`` (from :meth:`Stream.admit`) in one batch; one result per job, in order.
+
+        ``inference_ms`` of each result is the wall time of the whole batch (the network,
+        the per-frame caches filled now, and composing and copying the planes back).
         """
-        geometry = stream.geometry
-        if geometry is None:
-            raise EngineError("restore_window called on a stream without frames")
         start = time.perf_counter()
-        maps = geometry.from_tiles(self.run_window(stream, window))  # (h, w, 5)
-        valid = bool(np.isfinite(maps).all())
-        if not valid:
-            bad = ~np.isfinite(maps)
-            fallback = np.concatenate(
-                [target.frame.astype(np.float32) / 255.0, np.zeros((*target.frame.shape[:2], 2), np.float32)], axis=2
-            )
-            maps = np.where(bad, fallback, maps)
-            LOGGER.warning(
-                "stream %s: the network produced NaN/Inf at stamp %d; those pixels show the input",
-                stream.name,
-                target.stamp_ns,
-            )
+        outputs = self.run_network(jobs)
+        pending = []
+        for (stream, target), output in zip(jobs, outputs, strict=True):
+            slot = stream.slots[target]
+            assert stream.geometry is not None
+            maps = stream.geometry.compose(output)  # (5, h, w) on the device
+            pending.append((stream, target, slot, _Planes(maps, slot.white_level, float_streak)))
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
         elapsed_ms = (time.perf_counter() - start) * 1000.0
+        return [self._result(stream, target, slot, planes, elapsed_ms) for stream, target, slot, planes in pending]
+
+    def _result(self, stream: Stream, target: int, slot: FrameSlot, planes: _Planes, elapsed_ms: float) -> FrameResult:
         assert self.selection is not None
+        window = stream.window_for(target)
+        valid = bool(planes.finite)
+        image, mask, streak = planes.image.numpy(), planes.mask.numpy(), planes.streak.numpy()
+        streak_float = planes.streak_float.numpy() if planes.streak_float is not None else None
+        if slot.frame.dtype == np.uint16:
+            image = image.astype(np.uint16)
+        streak_intensity = float(planes.streak_mean)
+        if not valid:
+            LOGGER.warning("stream %s: the network produced NaN/Inf at stamp %d; the input is returned unchanged",
+                           stream.name, slot.stamp_ns)  # fmt: skip
+            image, mask, streak = slot.frame, np.zeros_like(mask), np.zeros_like(streak)
+            streak_float = np.zeros_like(streak_float) if streak_float is not None else None
+            streak_intensity = 0.0
         return FrameResult(
-            stamp_ns=target.stamp_ns,
-            image=to_uint8(maps[..., :3]),
-            drop_mask=np.ascontiguousarray(np.clip(maps[..., 3], 0.0, 1.0)),
-            streak_map=np.ascontiguousarray(maps[..., 4]),
+            stamp_ns=slot.stamp_ns,
+            image=image,
+            drop_mask=mask,
+            streak_map=streak,
+            streak_intensity=streak_intensity,
             inference_ms=elapsed_ms,
             window_frames=len({s.frame_id for s in window}),
-            reset_reason=reset_reason,
+            reset_reason=stream.take_reset_reason(),
             backend=self.selection.backend,
             precision=self.selection.precision,
             valid=valid,
+            white_level=slot.white_level,
+            streak_float=streak_float,
+            meta=slot.meta,
         )
+
+    # -- degradation -------------------------------------------------------------------------------
+
+    def recover(self, error: BaseException) -> str | None:
+        """After an out-of-memory ``error``: reload with 256 px tiles, or (already tiled) on the CPU.
+
+        Returns what was done, for the caller's log, or None when there is nothing left to try
+        (not an out-of-memory error, or already tiled on the CPU). Streams keep their buffered
+        frames (re-tiled for the new config); their feature caches start over.
+        """
+        if not is_out_of_memory(error) or self.model is None:
+            return None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if self.config.tile_size == 0:
+            config, plan = (
+                self.config.replace(tile_size=FALLBACK_TILE_SIZE, tile_overlap=FALLBACK_TILE_OVERLAP),
+                "256 px tiles",
+            )
+        elif self.device.type == "cuda":
+            plan, config = "the CPU", self.config.replace(device="cpu", backend="torch", precision="fp32")
+        else:
+            return None
+        with self._lock:
+            self.config = config
+            self.load(self.model)
+            self.reloads += 1
+        return f"reloaded the model with {plan} ({self.backend.describe() if self.backend else 'no backend'})"

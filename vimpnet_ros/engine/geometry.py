@@ -11,30 +11,78 @@ Tile blending: each tile's weight ramps linearly from ~0 to 1 over ``tile_overla
 pixels on every side that lies inside the frame (sides on the frame border keep
 weight 1), and overlapping outputs are averaged with these weights. The weights are
 continuous, so no seam appears where one tile ends.
+
+Everything after the upload runs on the engine's device (normalise, pad, tile, blend,
+resize back): on a GPU the frame is uploaded once, as uint8, through a reused pinned
+buffer (:class:`Uploader`), and only the quantised planes come back.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vimpnet_ros.engine.config import SIZE_MULTIPLE, EngineConfig
+from vimpnet_ros.engine.config import FALLBACK_TILE_OVERLAP, FALLBACK_TILE_SIZE, SIZE_MULTIPLE, EngineConfig
 from vimpnet_ros.errors import InputError
 
+#: Frame dtypes the engine takes: 8-bit, or 16-bit with a white level (e.g. 4095 for a 12-bit camera).
+FRAME_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
-def validate_frame(frame: object) -> np.ndarray:
-    """Check that ``frame`` is an (h, w, 3) uint8 array and return it C-contiguous."""
+
+def validate_frame(frame: object, white_level: int | None = None) -> tuple[np.ndarray, int]:
+    """Check an (h, w, 3) uint8 or uint16 RGB frame; return it C-contiguous with its white level.
+
+    ``white_level`` is the value that means full scale: 255 for uint8 (the default), and for
+    uint16 the camera's real range (4095 for 12 bits; default 65535), so a 12-bit image is
+    normalised by 4095 and keeps all its levels.
+    """
     if not isinstance(frame, np.ndarray):
         raise InputError(f"a frame must be a numpy array of shape (height, width, 3); got {type(frame).__name__}")
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
         raise InputError(f"a frame must have shape (height, width, 3) with RGB channels; got {frame.shape}")
-    if frame.dtype != np.uint8:
-        raise InputError(f"a frame must be uint8 RGB (convert 16-bit or float images first); got dtype {frame.dtype}")
-    return np.ascontiguousarray(frame)
+    if frame.dtype not in FRAME_DTYPES:
+        raise InputError(f"a frame must be uint8 or uint16 RGB (convert float images first); got dtype {frame.dtype}")
+    full_scale = int(np.iinfo(frame.dtype).max)
+    level = full_scale if white_level is None else white_level
+    if isinstance(level, bool) or not isinstance(level, int | np.integer) or not 1 <= level <= full_scale:
+        raise InputError(f"white_level must be an integer in 1..{full_scale} for {frame.dtype} frames; got {level!r}")
+    return np.ascontiguousarray(frame), int(level)
+
+
+class Uploader:
+    """Host -> device copies of frames through one reused pinned buffer per shape (CUDA), or plain on CPU.
+
+    The pinned buffer makes the copy asynchronous; an event recorded after each copy is
+    waited on before the buffer is overwritten, so a push that returns before its copy
+    finished never sees its pixels replaced.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._pinned: dict[tuple[tuple[int, ...], torch.dtype], tuple[torch.Tensor, torch.cuda.Event]] = {}
+
+    def upload(self, frame: np.ndarray) -> torch.Tensor:
+        """(h, w, 3) uint8/uint16 numpy -> the same on the device (uint16 as int32: torch's uint16 is limited)."""
+        if frame.dtype == np.uint16:
+            frame = frame.astype(np.int32)
+        elif not frame.flags.writeable:  # a view of a read-only message buffer: torch wants its own
+            frame = frame.copy()
+        host = torch.from_numpy(frame)
+        if self.device.type != "cuda":
+            return host
+        key = (tuple(host.shape), host.dtype)
+        if key not in self._pinned:
+            self._pinned = {key: (torch.empty(host.shape, dtype=host.dtype).pin_memory(), torch.cuda.Event())}
+        pinned, copied = self._pinned[key]
+        copied.synchronize()
+        pinned.copy_(host)
+        on_device = pinned.to(self.device, non_blocking=True)
+        copied.record()
+        return on_device
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -77,6 +125,7 @@ class FrameGeometry:
     overlap: int
     weights: np.ndarray = field(repr=False)  # (n_tiles, th, tw) float32
     weight_sum: np.ndarray = field(repr=False)  # (hw, ww) float32
+    _device_weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def plan(cls, height: int, width: int, config: EngineConfig) -> FrameGeometry:
@@ -85,22 +134,30 @@ class FrameGeometry:
             work_w, work_h = config.inference_size
         else:
             work_h, work_w = height, width
-        if config.tile_size > 0:
-            tile_h, tile_w = min(config.tile_size, work_h), min(config.tile_size, work_w)
+        tile_size, overlap = config.tile_size, config.tile_overlap
+        budget = config.max_inference_pixels
+        if budget and work_h * work_w > budget:
+            if config.oversize_policy == "resize":  # largest size of the same aspect within the budget
+                scale = math.sqrt(budget / (work_h * work_w))
+                work_h, work_w = max(SIZE_MULTIPLE, int(work_h * scale)), max(SIZE_MULTIPLE, int(work_w * scale))
+            elif tile_size == 0:
+                tile_size, overlap = FALLBACK_TILE_SIZE, min(overlap, FALLBACK_TILE_OVERLAP)
+        if tile_size > 0:
+            tile_h, tile_w = min(tile_size, work_h), min(tile_size, work_w)
         else:
             tile_h, tile_w = work_h, work_w
-        ys = tile_starts(work_h, tile_h, config.tile_overlap)
-        xs = tile_starts(work_w, tile_w, config.tile_overlap)
+        ys = tile_starts(work_h, tile_h, overlap)
+        xs = tile_starts(work_w, tile_w, overlap)
         origins = [(y, x) for y in ys for x in xs]
         weights = np.empty((len(origins), tile_h, tile_w), dtype=np.float32)
         weight_sum = np.zeros((work_h, work_w), dtype=np.float32)
         for i, (y, x) in enumerate(origins):
-            wy = _ramp(tile_h, config.tile_overlap, y > 0, y + tile_h < work_h)
-            wx = _ramp(tile_w, config.tile_overlap, x > 0, x + tile_w < work_w)
+            wy = _ramp(tile_h, overlap, y > 0, y + tile_h < work_h)
+            wx = _ramp(tile_w, overlap, x > 0, x + tile_w < work_w)
             weights[i] = wy[:, None] * wx[None, :]
             weight_sum[y : y + tile_h, x : x + tile_w] += weights[i]
         padded = (-(-tile_h // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-tile_w // SIZE_MULTIPLE) * SIZE_MULTIPLE)
-        return cls((height, width), (work_h, work_w), (tile_h, tile_w), padded, origins, config.tile_overlap,
+        return cls((height, width), (work_h, work_w), (tile_h, tile_w), padded, origins, overlap,
                    weights, weight_sum)  # fmt: skip
 
     @property
@@ -108,16 +165,18 @@ class FrameGeometry:
         """How many tiles one frame becomes (1 without tiling)."""
         return len(self.origins)
 
-    def to_tiles(self, frame: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-        """(h, w, 3) uint8 RGB -> (n_tiles, 3, ph, pw) float32 in [0, 1], edge-replicated to the padded size."""
+    def to_tiles(self, frame: torch.Tensor, white_level: int = 255) -> torch.Tensor:
+        """(h, w, 3) integer RGB on any device -> (n_tiles, 3, ph, pw) float32 in [0, 1], edge-replicated pads."""
         height, width = self.input_size
-        if frame.shape[:2] != (height, width):
+        if tuple(frame.shape[:2]) != (height, width):
             raise InputError(f"frame of size {frame.shape[1]}x{frame.shape[0]} given to a {width}x{height} geometry")
+        image = frame.permute(2, 0, 1).float().div_(float(white_level))  # (3, h, w)
         work_h, work_w = self.work_size
         if (work_h, work_w) != (height, width):
             shrink = work_h * work_w < height * width
-            frame = cv2.resize(frame, (work_w, work_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        image = torch.from_numpy(frame).to(device).permute(2, 0, 1).float().div_(255.0)  # (3, hw, ww)
+            image = F.interpolate(
+                image[None], size=(work_h, work_w), mode="bilinear", align_corners=False, antialias=shrink
+            )[0]
         tile_h, tile_w = self.tile_shape
         tiles = torch.stack([image[:, y : y + tile_h, x : x + tile_w] for y, x in self.origins])
         pad_h, pad_w = self.padded_shape[0] - tile_h, self.padded_shape[1] - tile_w
@@ -125,26 +184,35 @@ class FrameGeometry:
             tiles = F.pad(tiles, (0, pad_w, 0, pad_h), mode="replicate")
         return tiles.contiguous()
 
-    def from_tiles(self, tiles: torch.Tensor) -> np.ndarray:
-        """(n_tiles, c, ph, pw) network outputs -> (h, w, c) float32 at the input size, tiles blended."""
+    def _blend_tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tile weights (n, 1, th, tw) and 1 / their sum (1, hw, ww) on ``device``, made once per device."""
+        key = str(device)
+        if key not in self._device_weights:
+            weights = torch.from_numpy(self.weights).to(device)[:, None]
+            inverse = torch.from_numpy(1.0 / self.weight_sum).to(device)[None]
+            self._device_weights[key] = (weights, inverse)
+        return self._device_weights[key]
+
+    def compose(self, tiles: torch.Tensor) -> torch.Tensor:
+        """(n_tiles, c, ph, pw) network outputs -> (c, h, w) float32 at the input size, tiles blended, same device."""
         tile_h, tile_w = self.tile_shape
-        data = tiles[:, :, :tile_h, :tile_w].float().cpu().numpy()  # (n, c, th, tw)
+        data = tiles[:, :, :tile_h, :tile_w].float()
         if self.num_tiles == 1:
-            merged = data[0].transpose(1, 2, 0)
+            merged = data[0]
         else:
+            weights, inverse = self._blend_tensors(data.device)
             work_h, work_w = self.work_size
-            merged = np.zeros((work_h, work_w, data.shape[1]), dtype=np.float32)
+            merged = data.new_zeros(data.shape[1], work_h, work_w)
+            weighted = data * weights
             for i, (y, x) in enumerate(self.origins):
-                merged[y : y + tile_h, x : x + tile_w] += (data[i] * self.weights[i][None]).transpose(1, 2, 0)
-            merged /= self.weight_sum[:, :, None]
+                merged[:, y : y + tile_h, x : x + tile_w] += weighted[i]
+            merged *= inverse
         height, width = self.input_size
-        if merged.shape[:2] != (height, width):
-            channels = merged.shape[2]
-            merged = cv2.resize(merged, (width, height), interpolation=cv2.INTER_LINEAR)
-            merged = merged.reshape(height, width, channels)
-        return np.ascontiguousarray(merged)
+        if tuple(merged.shape[1:]) != (height, width):
+            merged = F.interpolate(merged[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+        return merged
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """(h, w, 3) float in [0, 1] -> uint8, rounded and clipped."""
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+def quantize(values: torch.Tensor, white_level: int) -> torch.Tensor:
+    """Float values in [0, 1] -> integers 0..white_level, rounded half up and clipped (same device, int32)."""
+    return (values.clamp(0.0, 1.0) * white_level + 0.5).floor_().to(torch.int32)

@@ -103,14 +103,27 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(topic.get('output_rate_hz'))} | {_fmt(topic.get('rate_fraction'), 3)} |"
         )
     lines += ["", "## Quality against ground truth", ""]
-    lines.append("| topic | PSNR in | PSNR out | gain [dB] | SSIM in | SSIM out | mask IoU | mask F1 | coverage |")
-    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    lines.append(
+        "| topic | PSNR in | PSNR out | gain [dB] | SSIM in | SSIM out | in drops: gain [dB] | elsewhere: gain [dB] |"
+    )
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for topic in report["topics"]:
         q = topic.get("quality") or {}
         lines.append(
             f"| `{topic['topic']}` | {_fmt(q.get('psnr_in'))} | {_fmt(q.get('psnr_out'))} | {_fmt(q.get('psnr_gain'))} "
-            f"| {_fmt(q.get('ssim_in'), 4)} | {_fmt(q.get('ssim_out'), 4)} | {_fmt(q.get('mask_iou'), 3)} "
-            f"| {_fmt(q.get('mask_f1'), 3)} | {_fmt(q.get('raindrop_coverage'), 3)} |"
+            f"| {_fmt(q.get('ssim_in'), 4)} | {_fmt(q.get('ssim_out'), 4)} | {_fmt(q.get('psnr_drop_in'))} -> "
+            f"{_fmt(q.get('psnr_drop_out'))}: {_fmt(q.get('psnr_drop_gain'))} | {_fmt(q.get('psnr_clear_in'))} -> "
+            f"{_fmt(q.get('psnr_clear_out'))}: {_fmt(q.get('psnr_clear_gain'))} |"
+        )
+    lines += ["", "## Raindrop mask (published threshold 0.5; pixels summed over the topic)", ""]
+    lines.append("| topic | precision | recall | IoU | F1 | drops in GT | predicted | mean coverage |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for topic in report["topics"]:
+        q = topic.get("quality") or {}
+        lines.append(
+            f"| `{topic['topic']}` | {_fmt(q.get('mask_precision'), 3)} | {_fmt(q.get('mask_recall'), 3)} "
+            f"| {_fmt(q.get('mask_iou'), 3)} | {_fmt(q.get('mask_f1'), 3)} | {_fmt(q.get('mask_target_fraction'), 4)} "
+            f"| {_fmt(q.get('mask_predicted_fraction'), 4)} | {_fmt(q.get('raindrop_coverage'), 3)} |"
         )
     lines += ["", "## Output topics", ""]
     for topic in report["topics"]:
@@ -131,7 +144,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 PLOTS: tuple[tuple[str, str], ...] = (
     ("psnr.png", "PSNR over time"),
     ("ssim.png", "SSIM over time"),
-    ("mask.png", "raindrop mask IoU/F1 and coverage over time"),
+    ("mask.png", "raindrop mask IoU, precision, recall and coverage over time"),
     ("latency.png", "latency and inference time over time"),
 )
 
@@ -145,9 +158,21 @@ def write_plots(folder: Path, records: Sequence[dict[str, Any]]) -> list[str]:
 
     topics = list(dict.fromkeys(r["topic"] for r in records))
     panels = {
-        "psnr.png": (("psnr_in", "input"), ("psnr_out", "output"), "PSNR [dB]"),
+        "psnr.png": (
+            ("psnr_in", "input"),
+            ("psnr_out", "output"),
+            ("psnr_drop_in", "input, in drops"),
+            ("psnr_drop_out", "output, in drops"),
+            "PSNR [dB]",
+        ),
         "ssim.png": (("ssim_in", "input"), ("ssim_out", "output"), "SSIM"),
-        "mask.png": (("mask_iou", "mask IoU"), ("mask_f1", "mask F1"), ("raindrop_coverage", "coverage")),
+        "mask.png": (
+            ("mask_iou", "IoU"),
+            ("mask_precision", "precision"),
+            ("mask_recall", "recall"),
+            ("raindrop_coverage", "coverage"),
+            "raindrop mask",
+        ),
         "latency.png": (("latency_ms", "latency"), ("inference_ms", "inference"), "ms"),
     }
     written = []
@@ -213,12 +238,10 @@ def write_contact_sheet(path: Path, samples: Sequence[Any]) -> None:
 
 def write_report(folder: Path, report: Any, records: Sequence[Any], samples: Sequence[Any]) -> dict[str, Any]:
     """Write report.json (summary + per-frame records), report.md, plots and the contact sheet into ``folder``."""
-    from dataclasses import asdict
-
-    from vimpnet_ros.evaluation.bag_eval import _clean
+    from vimpnet_ros.evaluation.scoring import clean_json, record_dict
 
     summary = report.to_dict()
-    frames = [_clean(asdict(r)) for r in records]
+    frames = [clean_json(record_dict(r)) for r in records]
     plots = write_plots(folder, frames)
     summary["figures"] = [*plots, CONTACT_SHEET]
     write_contact_sheet(folder / CONTACT_SHEET, samples)

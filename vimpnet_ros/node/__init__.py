@@ -1,14 +1,13 @@
 """The rclpy node: camera topics in, derained images, raindrop masks and rain status out.
 
-Submodules are split by concern so the parts that need no DDS (the parameter
-table, image conversion, latest-wins scheduling, rain gating, diagnostics
-statistics) can be used and tested without a running ROS graph:
+The processing is the ROS-free :mod:`vimpnet_ros.pipeline` (shared with bag evaluation);
+this package binds it to rclpy, one concern per module:
 
-- :mod:`.parameters`: the parameter table as data, validation, engine config.
-- :mod:`.qos`: QoS profiles from validated strings.
-- :mod:`.conversion`: ``sensor_msgs`` images <-> numpy arrays.
-- :mod:`.scheduler`: per-camera pending frames and the inference worker thread.
-- :mod:`.gating`: rain gating (pass frames through when it does not rain).
-- :mod:`.diagnostics`: rates, latency percentiles and ``/diagnostics`` status.
-- :mod:`.node`: the node itself (plain or lifecycle), :mod:`.main`: the executable.
+- :mod:`.node`: the node itself (plain or lifecycle): transitions create what they own;
+- :mod:`.ros_params`: the parameter table declared on the node, validated updates;
+- :mod:`.camera_io`: one camera's publishers, subscriptions and camera_info;
+- :mod:`.messages`: pipeline outputs -> rclpy messages;
+- :mod:`.scheduler`: latest-wins pending frames and the inference worker thread;
+- :mod:`.diagnostics`: rates, latency percentiles and ``/diagnostics`` status;
+- :mod:`.qos`: QoS profiles; :mod:`.main`: the executable.
 """

@@ -9,6 +9,7 @@ the input rate or p95 end-to-end latency exceeds the budget; ERROR after
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from vimpnet_ros.pipeline.camera import CameraCounters
 
 OK, WARN, ERROR = 0, 1, 2
 _LEVEL_BYTES = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
@@ -67,83 +70,91 @@ class Percentiles:
 
 @dataclass
 class Thresholds:
-    """The diagnostics parameters, read at each report."""
+    """The diagnostics parameters, read at each report; ``budget_source`` says where the latency budget comes from."""
 
     latency_budget_ms: float
+    budget_source: str
     min_rate_fraction: float
     error_after_failures: int
 
 
 class CameraStats:
-    """Counters and meters of one camera, shared by callback and worker threads."""
+    """Rates and percentiles of one camera next to its pipeline's counters (callback and worker threads)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, counters: CameraCounters) -> None:
         self.name = name
+        self.counters = counters
         self.lock = threading.Lock()
         self.input_rate = RateMeter()
         self.output_rate = RateMeter()
         self.inference_ms = Percentiles()
         self.latency_ms = Percentiles()
-        self.received = 0
-        self.processed = 0  # frames output (restored, gated or fallback)
-        self.restored = 0
-        self.skipped = 0  # latest-wins: entered the buffer as context only
-        self.bad_input = 0
-        self.failures = 0  # total inference failures (exceptions, NaN/Inf)
-        self.consecutive_failures = 0
-        self.resets = 0
-        self.gated = False
-        self.last_error = ""
 
-    @property
-    def dropped(self) -> int:
-        """Frames received but not restored (skips and bad input)."""
-        return self.skipped + self.bad_input
+    def received(self) -> None:
+        """One message arrived (before decoding)."""
+        with self.lock:
+            self.input_rate.tick()
+        with self.counters.lock:
+            self.counters.received += 1
 
-    def status(self, thresholds: Thresholds, now: float | None = None) -> tuple[int, str, list[tuple[str, str]]]:
+    def published(self, inference_ms: float | None, latency_ms: float) -> None:
+        """One output frame went out; NaN latency (implausible stamp) stays out of the percentiles."""
+        with self.lock:
+            self.output_rate.tick()
+            if latency_ms == latency_ms:
+                self.latency_ms.add(latency_ms)
+            if inference_ms is not None:
+                self.inference_ms.add(inference_ms)
+
+    def status(
+        self, thresholds: Thresholds, gated: bool, now: float | None = None
+    ) -> tuple[int, str, list[tuple[str, str]]]:
         """(level, message, key/values) for this camera."""
         with self.lock:
             in_rate = self.input_rate.rate(now)
             out_rate = self.output_rate.rate(now)
             p50, p95 = self.inference_ms.p(50), self.inference_ms.p(95)
             e2e50, e2e95 = self.latency_ms.p(50), self.latency_ms.p(95)
-            values = [
-                ("input_rate_hz", f"{in_rate:.2f}"),
-                ("output_rate_hz", f"{out_rate:.2f}"),
-                ("inference_ms_p50", f"{p50:.1f}"),
-                ("inference_ms_p95", f"{p95:.1f}"),
-                ("latency_ms_p50", f"{e2e50:.1f}"),
-                ("latency_ms_p95", f"{e2e95:.1f}"),
-                ("frames_received", str(self.received)),
-                ("frames_processed", str(self.processed)),
-                ("frames_restored", str(self.restored)),
-                ("frames_skipped", str(self.skipped)),
-                ("frames_bad_input", str(self.bad_input)),
-                ("frames_dropped", str(self.dropped)),
-                ("inference_failures", str(self.failures)),
-                ("stream_resets", str(self.resets)),
-                ("gated", str(self.gated).lower()),
-            ]
-            problems: list[str] = []
-            level = OK
-            if self.consecutive_failures >= thresholds.error_after_failures:
-                level = ERROR
-                problems.append(f"{self.consecutive_failures} consecutive inference failures: {self.last_error}")
-            if in_rate > 0 and out_rate < thresholds.min_rate_fraction * in_rate:
-                level = max(level, WARN)
-                problems.append(
-                    f"output {out_rate:.1f} Hz < {thresholds.min_rate_fraction:.0%} of input {in_rate:.1f} Hz"
-                )
-            if e2e95 == e2e95 and e2e95 > thresholds.latency_budget_ms:
-                level = max(level, WARN)
-                problems.append(f"p95 latency {e2e95:.0f} ms > budget {thresholds.latency_budget_ms:.0f} ms")
-            if problems:
-                message = "; ".join(problems)
-            elif self.received == 0:
-                message = "waiting for images"
-            else:
-                message = "gated (no rain)" if self.gated else "ok"
-            return level, message, values
+        with self.counters.lock:
+            c = dataclasses.replace(self.counters)
+        values = [
+            ("input_rate_hz", f"{in_rate:.2f}"),
+            ("output_rate_hz", f"{out_rate:.2f}"),
+            ("inference_ms_p50", f"{p50:.1f}"),
+            ("inference_ms_p95", f"{p95:.1f}"),
+            ("latency_ms_p50", f"{e2e50:.1f}"),
+            ("latency_ms_p95", f"{e2e95:.1f}"),
+            ("latency_budget_ms", f"{thresholds.latency_budget_ms:.0f} ({thresholds.budget_source})"),
+            ("frames_received", str(c.received)),
+            ("frames_processed", str(c.processed)),
+            ("frames_restored", str(c.restored)),
+            ("frames_skipped", str(c.skipped)),
+            ("frames_bad_input", str(c.bad_input)),
+            ("frames_dropped", str(c.dropped)),
+            ("frames_stamp_suspect", str(c.stamp_suspect)),
+            ("inference_failures", str(c.failures)),
+            ("stream_resets", str(c.resets)),
+            ("gated", str(gated).lower()),
+        ]
+        problems: list[str] = []
+        level = OK
+        if c.consecutive_failures >= thresholds.error_after_failures:
+            level = ERROR
+            problems.append(f"{c.consecutive_failures} consecutive inference failures: {c.last_error}")
+        if in_rate > 0 and out_rate < thresholds.min_rate_fraction * in_rate:
+            level = max(level, WARN)
+            problems.append(f"output {out_rate:.1f} Hz < {thresholds.min_rate_fraction:.0%} of input {in_rate:.1f} Hz")
+        if e2e95 == e2e95 and e2e95 > thresholds.latency_budget_ms:
+            level = max(level, WARN)
+            budget = f"{thresholds.latency_budget_ms:.0f} ms ({thresholds.budget_source})"
+            problems.append(f"p95 latency {e2e95:.0f} ms > budget {budget}")
+        if problems:
+            message = "; ".join(problems)
+        elif c.received == 0:
+            message = "waiting for images"
+        else:
+            message = "gated (no rain)" if gated else "ok"
+        return level, message, values
 
 
 def make_status(

@@ -17,7 +17,7 @@ from rclpy.qos import (
 )
 
 from vimpnet_ros.errors import ConfigError
-from vimpnet_ros.node.parameters import RELIABILITIES
+from vimpnet_ros.pipeline.settings import RELIABILITIES
 
 _RELIABILITY: dict[str, ReliabilityPolicy] = {
     "best_effort": ReliabilityPolicy.BEST_EFFORT,

@@ -8,7 +8,8 @@ import pytest
 
 from tests.engine.conftest import CPU_ENV
 from vimpnet_ros.engine import EngineConfig, InferenceEngine
-from vimpnet_ros.engine.backends.select import Environment, select_backend
+from vimpnet_ros.engine.backends.select import select_backend
+from vimpnet_ros.engine.hardware import Environment
 from vimpnet_ros.errors import BackendUnavailableError
 from vimpnet_ros.model import VimpNet
 

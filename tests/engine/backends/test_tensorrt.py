@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vimpnet_ros.engine.backends.select import Environment
 from vimpnet_ros.engine.backends.tensorrt import TensorRTBackend
+from vimpnet_ros.engine.hardware import Environment
 from vimpnet_ros.engine.steps import StepModules
 from vimpnet_ros.errors import BackendUnavailableError
 from vimpnet_ros.model import VimpNet

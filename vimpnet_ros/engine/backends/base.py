@@ -16,9 +16,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from vimpnet_ros.engine.hardware import autocast_dtype
 from vimpnet_ros.engine.steps import StepModules
-
-DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Backend(abc.ABC):
@@ -95,12 +94,9 @@ class TorchBackend(Backend):
     @contextlib.contextmanager
     def _context(self) -> Iterator[None]:
         """inference_mode plus autocast for reduced precisions."""
-        with torch.inference_mode():
-            if self.precision == "fp32":
-                yield
-            else:
-                with torch.autocast(self.device.type, dtype=DTYPES[self.precision]):
-                    yield
+        dtype = autocast_dtype(self.precision)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            yield
 
     def _layout(self, x: Tensor) -> Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x

@@ -1,18 +1,18 @@
 """Resolve ``auto`` backend, device and precision against what this machine has.
 
-The facts about the machine are gathered once by :meth:`Environment.probe` and the
-decision is a pure function of (config, environment), so every branch (including
-"TensorRT requested on a machine without it") is tested on a CPU-only CI.
+The facts about the machine are gathered once by
+:meth:`~vimpnet_ros.engine.hardware.Environment.probe` and the decision is a pure
+function of (config, environment), so every branch (including "TensorRT requested on a
+machine without it") is tested on a CPU-only CI.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from vimpnet_ros.engine.config import EngineConfig
+from vimpnet_ros.engine.hardware import Environment, resolve_device
 from vimpnet_ros.errors import BackendUnavailableError
 
 LOGGER = logging.getLogger(__name__)
@@ -34,53 +34,6 @@ CPU_FASTEST_BF16: dict[str, tuple[str, str]] = {
 }
 
 
-def _cpu_flags() -> set[str]:
-    """CPU feature flags from /proc/cpuinfo (empty where it does not exist)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
-
-
-@dataclass(frozen=True)
-class Environment:
-    """What the machine offers: CUDA GPUs, Torch-TensorRT, ONNX Runtime, fast bf16 on CPU."""
-
-    cuda_devices: int = 0
-    gpu_name: str | None = None
-    torch_tensorrt: bool = False
-    onnxruntime: bool = False
-    onnxruntime_cuda: bool = False
-    cpu_fast_bf16: bool = False
-
-    @classmethod
-    def probe(cls) -> Environment:
-        """Look at this machine (imports torch; cheap otherwise)."""
-        import torch
-
-        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        gpu_name = torch.cuda.get_device_name(0) if cuda_devices else None
-        has_ort = importlib.util.find_spec("onnxruntime") is not None
-        ort_cuda = False
-        if has_ort:
-            import onnxruntime
-
-            ort_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-        flags = _cpu_flags()
-        return cls(
-            cuda_devices=cuda_devices,
-            gpu_name=gpu_name,
-            torch_tensorrt=importlib.util.find_spec("torch_tensorrt") is not None,
-            onnxruntime=has_ort,
-            onnxruntime_cuda=ort_cuda,
-            cpu_fast_bf16=bool(flags & {"amx_bf16", "avx512_bf16"}),
-        )
-
-
 @dataclass(frozen=True)
 class Selection:
     """The concrete backend, device and precision an engine runs with, plus why (for logs and diagnostics)."""
@@ -89,24 +42,6 @@ class Selection:
     device: str
     precision: str
     notes: tuple[str, ...] = ()
-
-
-def _resolve_device(config: EngineConfig, env: Environment) -> str:
-    if config.device == "auto":
-        return "cuda:0" if env.cuda_devices else "cpu"
-    if config.device == "cpu":
-        return "cpu"
-    index = int(config.device.partition(":")[2] or 0)
-    if env.cuda_devices == 0:
-        raise BackendUnavailableError(
-            f"device {config.device!r} requested but PyTorch sees no CUDA GPU (CPU-only torch build, no driver, "
-            "or CUDA_VISIBLE_DEVICES empty); set device to auto or cpu"
-        )
-    if index >= env.cuda_devices:
-        raise BackendUnavailableError(
-            f"device {config.device!r} requested but only {env.cuda_devices} CUDA GPU(s) are visible"
-        )
-    return f"cuda:{index}"
 
 
 def _cpu_choice(config: EngineConfig, env: Environment) -> tuple[str, str]:
@@ -123,7 +58,7 @@ def _cpu_choice(config: EngineConfig, env: Environment) -> tuple[str, str]:
 def select_backend(config: EngineConfig, env: Environment) -> Selection:
     """Pick backend, device and precision; raise BackendUnavailableError for explicit requests that cannot work."""
     notes: list[str] = []
-    device = _resolve_device(config, env)
+    device = resolve_device(config.device, env)
     on_cuda = device.startswith("cuda")
     backend = config.backend
     if backend == "tensorrt":

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vimpnet_ros.engine.backends.base import DTYPES, Backend
+from vimpnet_ros.engine.backends.base import Backend
 from vimpnet_ros.engine.backends.cache import EngineCache, model_fingerprint
-from vimpnet_ros.engine.backends.select import Environment
+from vimpnet_ros.engine.hardware import Environment, compute_dtype
 from vimpnet_ros.engine.steps import StepModules
 from vimpnet_ros.errors import BackendUnavailableError
 
@@ -108,7 +108,7 @@ class TensorRTBackend(Backend):
         """Keyword arguments for ``torch_tensorrt.compile`` (2.13: precision from autocast, not enabled_precisions)."""
         settings: dict[str, Any] = {"ir": "dynamo", "use_explicit_typing": True, "min_block_size": 1}
         if self.precision in ("fp16", "bf16"):
-            settings.update(enable_autocast=True, low_precision_type=DTYPES[self.precision])
+            settings.update(enable_autocast=True, low_precision_type=compute_dtype(self.precision))
         return settings
 
     # -- building and running (needs CUDA and torch_tensorrt) ---------------------------------------

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vimpnet_ros.engine.backends.select import Environment
 from vimpnet_ros.engine.config import EngineConfig
 from vimpnet_ros.engine.engine import InferenceEngine
+from vimpnet_ros.engine.hardware import Environment
 from vimpnet_ros.evaluation.metrics import psnr
 from vimpnet_ros.model import VimpNet
 

@@ -125,7 +125,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
 
 def _spawn(case: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run one case in a fresh interpreter; a crash or timeout becomes a status, not an exception."""
-    command = [sys.executable, "-m", "vimpnet_ros.model.benchmark", "--worker", json.dumps(case)]
+    command = [sys.executable, "-m", "vimpnet_ros.benchmark.model", "--worker", json.dumps(case)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vimpnet_ros.model.benchmark`` (also the per-case worker entry)."""
+    """``python -m vimpnet_ros.benchmark.model`` (also the per-case worker entry)."""
     parser = argparse.ArgumentParser(prog="vimpnet-ros benchmark model", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

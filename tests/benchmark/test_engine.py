@@ -11,7 +11,7 @@ import pytest
 
 from tests.engine.conftest import CPU_ENV, moving_frames
 from vimpnet_ros.engine import EngineConfig
-from vimpnet_ros.engine.benchmark import (
+from vimpnet_ros.benchmark.engine import (
     add_arguments,
     add_peak_fractions,
     build_cases,
@@ -19,7 +19,7 @@ from vimpnet_ros.engine.benchmark import (
     measure_matmul_peak,
     run_case,
 )
-from vimpnet_ros.engine.quality import measure_output_frames, psnr
+from vimpnet_ros.evaluation.output_frames import measure_output_frames, psnr
 from vimpnet_ros.model import VimpNet
 
 

@@ -1,11 +1,14 @@
 """Rain estimate per frame and rain gating (beyond the reference).
 
+The estimate comes from the engine's quantised drop mask (probability x 255) and its
+streak intensity; mask thresholds are applied on that scale, so the node, bag evaluation
+and the published binary mask agree pixel for pixel.
+
 Most driving is dry. With gating enabled, once the estimated rain stays below the
-thresholds for ``gating_frames`` restored frames, the node passes frames through
-unchanged (``RainStatus.PROCESSING_GATED``) and restores only every
-``gating_probe_interval``-th frame to re-check; the first probe that sees rain
-ends gating. Gated frames still enter the temporal buffer, so a probe has a full
-window of context.
+thresholds for ``gating_frames`` restored frames, frames pass through unchanged
+(``PROCESSING_GATED``) and only every ``gating_probe_interval``-th frame is restored to
+re-check; the first probe that sees rain ends gating. Gated frames still enter the
+temporal buffer, so a probe has a full window of context.
 """
 
 from __future__ import annotations
@@ -14,8 +17,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Probability above which a mask pixel counts as raindrop when no mask threshold is set.
+from vimpnet_ros.engine.result import PLANE_SCALE
+
+#: Probability at or above which a mask pixel counts as raindrop when no mask threshold is set
+#: (the published threshold: mask IoU and coverage use it too).
 DEFAULT_DROP_THRESHOLD = 0.5
+
+
+def mask_level(threshold: float) -> int:
+    """The quantised mask value (0..255) a probability ``threshold`` maps to; p >= threshold <=> plane >= level.
+
+    A threshold of 0 means the published default (0.5 -> 128); never below 1, so 0 is never "raindrop".
+    """
+    probability = threshold if threshold > 0.0 else DEFAULT_DROP_THRESHOLD
+    return max(1, int(np.floor(probability * PLANE_SCALE + 0.5)))
 
 
 @dataclass(frozen=True)
@@ -30,12 +45,15 @@ class RainEstimate:
         return self.streak_intensity > streak_threshold or self.raindrop_coverage > coverage_threshold
 
 
-def estimate_rain(drop_mask: np.ndarray, streak_map: np.ndarray, mask_threshold: float) -> RainEstimate:
-    """Coverage and streak intensity from (h, w) float maps; NaN counts as no rain."""
-    threshold = mask_threshold if mask_threshold > 0.0 else DEFAULT_DROP_THRESHOLD
-    coverage = float(np.mean(np.nan_to_num(drop_mask, nan=0.0) >= threshold)) if drop_mask.size else 0.0
-    streak = float(np.mean(np.clip(np.nan_to_num(streak_map, nan=0.0), 0.0, None))) if streak_map.size else 0.0
-    return RainEstimate(coverage, streak)
+NO_RAIN = RainEstimate(0.0, 0.0)
+
+
+def estimate_rain(drop_mask: np.ndarray, streak_intensity: float, mask_threshold: float) -> RainEstimate:
+    """Coverage from an (h, w) uint8 mask plane at ``mask_threshold`` (0 = 0.5) and the frame's streak intensity."""
+    coverage = (
+        float(np.count_nonzero(drop_mask >= mask_level(mask_threshold)) / drop_mask.size) if drop_mask.size else 0
+    )
+    return RainEstimate(coverage, max(0.0, float(streak_intensity)))
 
 
 class RainGate:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vimpnet_ros.model.benchmark import count_flops, main
+from vimpnet_ros.benchmark.model import count_flops, main
 
 
 def test_flop_count_scales_with_frames_and_area() -> None:

@@ -11,7 +11,7 @@ Cases (each in a fresh subprocess so peak RSS belongs to that case alone):
 
 Random-initialised weights unless ``--checkpoint`` is given (timing does not depend
 on the values). ``--quality`` instead measures PSNR of ``latest`` vs ``center`` on
-synthetic rain (:mod:`vimpnet_ros.engine.quality`), which needs trained weights to mean anything.
+synthetic rain (:mod:`vimpnet_ros.evaluation.output_frames`), which needs trained weights to mean anything.
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
 
 def _run_quality(args: argparse.Namespace) -> int:
     from vimpnet_ros.engine import EngineConfig
-    from vimpnet_ros.engine.quality import measure_output_frames, synthetic_clips
+    from vimpnet_ros.evaluation.output_frames import measure_output_frames, synthetic_clips
 
     model_name = args.models.split(",")[0]
     if not args.checkpoint:

@@ -1,0 +1,113 @@
+"""The parameter table: validation rules and their messages, the generated documents (no ROS needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.pipeline.settings import (
+    PARAMETERS,
+    NodeSettings,
+    default_values,
+    load_node_settings,
+    markdown_table,
+    params_yaml,
+    parse_param_overrides,
+    read_params_file,
+    validate_settings,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_are_valid_and_map_to_engine_config() -> None:
+    settings = validate_settings({})
+    assert settings.window_size == 5 and settings.camera_namespaces == [""]
+    config = settings.engine_config()
+    assert config.checkpoint is None and config.inference_size is None and config.engine_cache_dir is None
+    assert config.max_inference_pixels == 1920 * 1080 and config.oversize_policy == "resize"
+
+
+def test_settings_fields_are_the_table() -> None:
+    """NodeSettings has exactly one field per table entry, in table order."""
+    assert [f.name for f in dataclasses.fields(NodeSettings)] == [spec.name for spec in PARAMETERS]
+
+
+def test_generated_files_are_up_to_date() -> None:
+    """config/vimpnet.yaml and the README table are generated from the table; regenerate them when this fails."""
+    assert (REPO / "config" / "vimpnet.yaml").read_text() == params_yaml(), (
+        "python -m vimpnet_ros.pipeline.settings --yaml"
+    )
+    assert markdown_table() in (REPO / "README.md").read_text(), "python -m vimpnet_ros.pipeline.settings (README)"
+    assert read_params_file(REPO / "config" / "vimpnet.yaml") == default_values()
+
+
+def test_params_files_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("vimpnet:\n  ros__parameters:\n    window_size: 3\n    cameras: [front]\n")
+    settings = load_node_settings(path, parse_param_overrides(["mask_threshold:=0.5", "backend:=torch"]))
+    assert (settings.window_size, settings.cameras, settings.mask_threshold) == (3, ["front"], 0.5)
+    with pytest.raises(ConfigError, match="name:=value"):
+        parse_param_overrides(["window_size=3"])
+    path.write_text("other:\n  ros__parameters: {}\nmore:\n  ros__parameters: {}\n")
+    with pytest.raises(ConfigError, match="no 'vimpnet'"):
+        read_params_file(path)
+
+
+def test_latency_budget_follows_the_device_unless_set() -> None:
+    assert validate_settings({}).latency_budget_for("cuda:0") == (100.0, "auto for cuda")
+    assert validate_settings({}).latency_budget_for("cpu") == (5000.0, "auto for cpu")
+    assert validate_settings({"latency_budget_ms": 80.0}).latency_budget_for("cpu")[0] == 80.0
+
+
+def test_every_parameter_has_a_description_and_a_default_of_its_type() -> None:
+    names = [spec.name for spec in PARAMETERS]
+    assert len(names) == len(set(names))
+    for spec in PARAMETERS:
+        assert spec.description, spec.name
+        assert spec.check(spec.default) == spec.default
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"window_size": 4}, "window_size"),
+        ({"window_size": 11}, "window_size"),
+        ({"backend": "cuda"}, "backend"),
+        ({"precision": "int8"}, "precision"),
+        ({"device": "gpu0"}, "device"),
+        ({"backend": "tensorrt", "device": "cpu"}, "tensorrt"),
+        ({"max_input_width": 0}, "max_input_width"),
+        ({"oversize_policy": "crop"}, "oversize_policy"),
+        ({"mask_threshold": 1.5}, "mask_threshold"),
+        ({"jpeg_quality": 0}, "jpeg_quality"),
+        ({"inference_width": 320}, "inference_height"),
+        ({"tile_size": 64, "tile_overlap": 32}, "tile_overlap"),
+        ({"cameras": ["front", "front"]}, "twice"),
+        ({"cameras": ["front cam"]}, "namespace"),
+        ({"input_reliability": "sometimes"}, "input_reliability"),
+        ({"publish_mask": "yes"}, "publish_mask"),
+        ({"no_such_parameter": 1}, "unknown parameter"),
+    ],
+)
+def test_invalid_values_are_rejected_with_the_parameter_named(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_settings(changes)
+
+
+def test_replace_validates_runtime_changes() -> None:
+    settings = validate_settings({"cameras": ["front", "/rear"]})
+    assert settings.camera_namespaces == ["front", "/rear"]
+    changed = settings.replace(mask_threshold=0.25, jpeg_quality=50)
+    assert (changed.mask_threshold, changed.jpeg_quality) == (0.25, 50)
+    with pytest.raises(ConfigError):
+        settings.replace(gating_frames=0)
+
+
+def test_default_values_returns_fresh_lists() -> None:
+    first = default_values()
+    first["cameras"].append("x")  # type: ignore[union-attr]
+    assert default_values()["cameras"] == []

@@ -1,0 +1,33 @@
+"""The import table of DEVELOPERS.md is what the code does (tools/check_layers.py, run by make lint)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tool() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_layers", REPO / "tools" / "check_layers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_code_follows_the_table() -> None:
+    assert _tool().violations() == []
+
+
+def test_a_forbidden_import_is_reported(tmp_path: Path) -> None:
+    """A lazy import of the node from the engine (inside a function) breaks the table and is named."""
+    shutil.copy(REPO / "DEVELOPERS.md", tmp_path / "DEVELOPERS.md")
+    engine = tmp_path / "vimpnet_ros" / "engine"
+    engine.mkdir(parents=True)
+    (engine / "bad.py").write_text("def f():\n    from vimpnet_ros.node import node\n    return node\n")
+    (engine / "good.py").write_text("from vimpnet_ros.model import VimpNet\nfrom vimpnet_ros.errors import InputError\n")
+    problems = _tool().violations(tmp_path)
+    assert len(problems) == 1 and "bad.py:2: 'engine' imports 'node'" in problems[0]

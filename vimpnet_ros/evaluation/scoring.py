@@ -1,0 +1,150 @@
+"""Per-frame scores of a restored camera stream and their summary (bag-eval and the demo's live scoring).
+
+Each frame is scored against its ground truth where the bag has it: RGB PSNR and SSIM of the
+input and of the output; PSNR inside the ground-truth drop mask and outside it (how well drops
+are removed, and whether the rest of the frame is kept); and the published raindrop mask's
+precision, recall, IoU and F1 at the published threshold. The summary averages frames and
+also sums the mask's pixel counts over the topic, so its IoU weighs every pixel once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from vimpnet_ros.errors import InputError
+from vimpnet_ros.evaluation.metrics import MaskCounts, mask_confusion, psnr, psnr_in_mask, psnr_outside_mask, ssim
+from vimpnet_ros.pipeline.rain import mask_level
+
+#: Frames smaller than this are not scored with SSIM (its window).
+SSIM_MIN_SIZE = 11
+
+
+@dataclass
+class FrameRecord:
+    """One output frame: quality against GT (None without GT), rain estimate and timing."""
+
+    topic: str
+    index: int
+    stamp_ns: int
+    psnr_in: float | None = None
+    psnr_out: float | None = None
+    ssim_in: float | None = None
+    ssim_out: float | None = None
+    psnr_drop_in: float | None = None  # inside the ground-truth drop mask
+    psnr_drop_out: float | None = None
+    psnr_clear_in: float | None = None  # outside it
+    psnr_clear_out: float | None = None
+    mask_precision: float | None = None
+    mask_recall: float | None = None
+    mask_iou: float | None = None
+    mask_f1: float | None = None
+    raindrop_coverage: float = 0.0
+    streak_intensity: float = 0.0
+    inference_ms: float | None = None
+    latency_ms: float | None = None
+    valid: bool = True
+    counts: MaskCounts | None = None  # mask pixel counts, summed over the topic (not in report.json)
+
+
+def _or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def score_frame(
+    record: FrameRecord,
+    rainy: np.ndarray,
+    derained: np.ndarray,
+    mask: np.ndarray,
+    gt: np.ndarray | None,
+    gt_mask: np.ndarray | None,
+) -> None:
+    """Fill the quality fields of ``record``.
+
+    ``rainy``/``derained``/``gt``: (h, w, 3) uint8 RGB; ``mask``: the published mono8 plane (probability x 255,
+    or 0/255), thresholded at 128 = the published threshold 0.5 (or the node's binary mask as published);
+    ``gt_mask``: (h, w) bool.
+    """
+    if gt is not None:
+        if gt.shape != rainy.shape:
+            raise InputError(f"ground truth {gt.shape} and frame {rainy.shape} differ in size on {record.topic}")
+        record.psnr_in, record.psnr_out = psnr(rainy, gt), psnr(derained, gt)
+        if min(gt.shape[:2]) >= SSIM_MIN_SIZE:
+            record.ssim_in, record.ssim_out = ssim(rainy, gt), ssim(derained, gt)
+    if gt_mask is None or gt_mask.shape != mask.shape:
+        return
+    counts = mask_confusion(mask >= mask_level(0.5), gt_mask)
+    record.counts = counts
+    record.mask_precision, record.mask_recall = _or_none(counts.precision), _or_none(counts.recall)
+    record.mask_iou, record.mask_f1 = counts.iou, counts.f1
+    if gt is not None:
+        record.psnr_drop_in = _or_none(psnr_in_mask(rainy, gt, gt_mask))
+        record.psnr_drop_out = _or_none(psnr_in_mask(derained, gt, gt_mask))
+        record.psnr_clear_in = _or_none(psnr_outside_mask(rainy, gt, gt_mask))
+        record.psnr_clear_out = _or_none(psnr_outside_mask(derained, gt, gt_mask))
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+#: Per-frame fields averaged into a topic's quality summary, and the (before, after) pairs reported as gains.
+AVERAGED = (
+    "psnr_in",
+    "psnr_out",
+    "ssim_in",
+    "ssim_out",
+    "psnr_drop_in",
+    "psnr_drop_out",
+    "psnr_clear_in",
+    "psnr_clear_out",
+    "raindrop_coverage",
+    "streak_intensity",
+)
+GAINS = {
+    "psnr_gain": ("psnr_in", "psnr_out"),
+    "ssim_gain": ("ssim_in", "ssim_out"),
+    "psnr_drop_gain": ("psnr_drop_in", "psnr_drop_out"),
+    "psnr_clear_gain": ("psnr_clear_in", "psnr_clear_out"),
+}
+
+
+def summarize_quality(records: Sequence[FrameRecord]) -> dict[str, float | None]:
+    """Means over frames (finite values: PSNR of identical frames is inf and left out), gains, and the topic's mask.
+
+    ``mask_*`` are computed from the pixel counts summed over the topic's frames.
+    """
+    quality: dict[str, float | None] = {name: _mean([getattr(r, name) for r in records]) for name in AVERAGED}
+    for gain, (before, after) in GAINS.items():
+        b, a = quality[before], quality[after]
+        quality[gain] = None if b is None or a is None else a - b
+    counted = [r.counts for r in records if r.counts is not None]
+    if counted:
+        total = sum(counted, MaskCounts())
+        quality.update({f"mask_{key}": _or_none(value) for key, value in total.scores().items()})
+    return quality
+
+
+def record_dict(record: FrameRecord) -> dict[str, Any]:
+    """The JSON form of a frame record (without the pixel counts)."""
+    return {f.name: getattr(record, f.name) for f in fields(record) if f.name != "counts"}
+
+
+def clean_json(value: Any) -> Any:
+    """Replace NaN/inf floats (not JSON) by None / sentinel strings, recursively."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    return value

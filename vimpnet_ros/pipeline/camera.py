@@ -1,0 +1,330 @@
+"""One camera's restoration pipeline, shared by the node and bag evaluation.
+
+:class:`CameraPipeline` owns what a camera needs between a decoded message and its
+:class:`~vimpnet_ros.pipeline.outputs.FrameOutputs`: the engine stream, the white level
+of 16-bit input, rain gating, the rain estimate and the counters ``RainStatus`` reports.
+:func:`restore_turn` runs one turn for several cameras: each camera's older frames go
+into its temporal buffer as context (latest wins), its newest frame is restored, and
+cameras of the same size share each network call. The node calls it from its worker
+with whatever arrived; bag evaluation calls it once per recorded frame.
+
+Every failure is contained: a bad frame is counted and reported, a failing or
+non-finite inference publishes the input (``PROCESSING_FALLBACK``), and an
+out-of-memory error lets the engine degrade (:meth:`InferenceEngine.recover`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from vimpnet_ros.errors import InputError
+from vimpnet_ros.pipeline.decode import DecodedFrame, WhiteLevelTracker
+from vimpnet_ros.pipeline.outputs import (
+    FrameOutputs,
+    Processing,
+    StatusFields,
+    empty_planes,
+    image_plane,
+    mask_plane,
+    streak_plane,
+    to_rgb8,
+)
+from vimpnet_ros.pipeline.rain import NO_RAIN, RainEstimate, RainGate, estimate_rain, mask_level
+
+if TYPE_CHECKING:
+    from vimpnet_ros.engine import FrameResult, InferenceEngine, Stream
+    from vimpnet_ros.pipeline.settings import NodeSettings
+
+
+class Reporter(Protocol):
+    """Where the pipeline reports problems: ``(camera, kind, text, error)``; the node throttles per kind."""
+
+    def __call__(self, camera: str, kind: str, text: str, error: bool = False) -> None: ...
+
+
+def header_stamp_ns(header: Any) -> int:
+    """``header.stamp`` in nanoseconds, for any stamp a message can carry (negative and far-future ones too)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    """A decoded frame with what publishing its result needs: stamp, header, and anything else the caller keeps."""
+
+    frame: DecodedFrame
+    stamp_ns: int
+    header: Any
+    extra: Any = None
+
+
+@dataclass
+class CameraCounters:
+    """Per-camera counts since start; shared by callback, worker and diagnostics threads (hold ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    received: int = 0
+    processed: int = 0  # frames output (restored, gated or fallback)
+    restored: int = 0
+    skipped: int = 0  # latest wins: buffered as context only
+    bad_input: int = 0
+    failures: int = 0  # inference exceptions and non-finite outputs
+    consecutive_failures: int = 0
+    resets: int = 0
+    stamp_suspect: int = 0  # processed, but the stamp was implausible against the clock
+    last_error: str = ""
+
+    @property
+    def dropped(self) -> int:
+        """Frames received but not restored: latest-wins skips and bad input (``RainStatus.dropped_frames``)."""
+        return self.skipped + self.bad_input
+
+
+class CameraPipeline:
+    """Decode checks, temporal buffer, gating and outputs of one camera (see the module docstring)."""
+
+    def __init__(self, name: str, stream: Stream, report: Reporter) -> None:
+        self.name = name
+        self.stream = stream
+        self.report = report
+        self.gate = RainGate()
+        self.white_level = WhiteLevelTracker()
+        self.counters = CameraCounters()
+        self.estimate: RainEstimate = NO_RAIN
+
+    @property
+    def label(self) -> str:
+        """The camera's name in logs and diagnostics."""
+        return self.name or "camera"
+
+    def count_bad_input(self, error: Exception) -> None:
+        """A frame that could not be used (undecodable, over a limit, rejected by the engine)."""
+        with self.counters.lock:
+            self.counters.bad_input += 1
+        self.report(self.name, "input", f"[{self.label}] frame dropped: {error}")
+
+    def source(self, frame: DecodedFrame, header: Any, settings: NodeSettings, extra: Any = None) -> SourceFrame:
+        """A decoded frame with its white level (``input_white_level``) and header stamp; InputError if unusable."""
+        self.white_level.configured = settings.input_white_level
+        return SourceFrame(self.white_level.update(frame), header_stamp_ns(header), header, extra)
+
+    def buffer(self, source: SourceFrame) -> bool:
+        """Keep a frame as temporal context only (not restored); False if the engine rejected it."""
+        try:
+            self.stream.admit(source.frame.rgb, source.stamp_ns, source, source.frame.white_level)
+        except InputError as error:
+            self.count_bad_input(error)
+            return False
+        return True
+
+    def wants_restore(self, settings: NodeSettings) -> bool:
+        """Whether this camera's next frame goes through the model (enabled, not gated)."""
+        return settings.enabled and self.gate.should_restore(settings.gating_enabled, settings.gating_probe_interval)
+
+    # -- outputs -----------------------------------------------------------------------------------------------------
+
+    def _latency_s(self, stamp_ns: int, now_ns: int, settings: NodeSettings) -> float:
+        """now - stamp in seconds, or NaN (and counted) when the stamp is further than max_stamp_skew_s off."""
+        latency = (now_ns - stamp_ns) / 1e9
+        if abs(latency) <= settings.max_stamp_skew_s:
+            return latency
+        with self.counters.lock:
+            self.counters.stamp_suspect += 1
+        self.report(
+            self.name,
+            "stamp",
+            f"[{self.label}] frame stamp is {latency:.3g} s off the node clock; "
+            "processed, left out of the latency statistics",
+        )
+        return math.nan
+
+    def _status(
+        self,
+        processing: Processing,
+        estimate: RainEstimate,
+        detected: bool,
+        inference_s: float,
+        latency_s: float,
+        window_frames: int,
+        settings: NodeSettings,
+        backend: str,
+        precision: str,
+    ) -> StatusFields:
+        with self.counters.lock:
+            self.counters.processed += 1
+            processed, dropped = self.counters.processed, self.counters.dropped
+        return StatusFields(
+            processing=processing,
+            raindrop_coverage=estimate.raindrop_coverage,
+            streak_intensity=estimate.streak_intensity,
+            rain_detected=detected,
+            inference_time=inference_s,
+            latency=latency_s,
+            window_frames=window_frames & 0xFF,  # the message's uint8 and uint32 fields wrap
+            window_size=settings.window_size & 0xFF,
+            processed_frames=processed & 0xFFFFFFFF,
+            dropped_frames=dropped & 0xFFFFFFFF,
+            backend=backend,
+            precision=precision,
+            model=settings.model,
+        )
+
+    def outputs(self, result: FrameResult, settings: NodeSettings, now_ns: int) -> FrameOutputs:
+        """The published outputs for an engine result (its ``meta`` is the :class:`SourceFrame` it describes)."""
+        source: SourceFrame = result.meta
+        if result.reset_reason:
+            with self.counters.lock:
+                self.counters.resets += 1
+            self.gate.reset()
+            self.report(self.name, "reset", f"[{self.label}] temporal buffer reset: {result.reset_reason}")
+        if not result.valid:
+            return self.fallback(source, "model output contains NaN/Inf", settings, now_ns, result)
+        estimate = estimate_rain(result.drop_mask, result.streak_intensity, settings.mask_threshold)
+        detected = estimate.detected(settings.rain_streak_threshold, settings.rain_coverage_threshold)
+        self.estimate = estimate
+        self.gate.update(detected, settings.gating_enabled, settings.gating_frames)
+        with self.counters.lock:
+            self.counters.consecutive_failures = 0
+            self.counters.restored += 1
+        latency = self._latency_s(source.stamp_ns, now_ns, settings)
+        status = self._status(
+            Processing.RESTORED,
+            estimate,
+            detected,
+            result.inference_ms / 1e3,
+            latency,
+            result.window_frames,
+            settings,
+            result.backend,
+            result.precision,
+        )
+        encoding = source.frame.output_encoding
+        return FrameOutputs(
+            stamp_ns=source.stamp_ns,
+            meta=source,
+            image=image_plane(result.image, encoding),
+            mask=mask_plane(result.drop_mask, mask_level(settings.mask_threshold), settings.mask_threshold > 0),
+            streak=streak_plane(result.streak_map, result.streak_float, settings.streak_map_encoding),
+            rgb8=to_rgb8(result.image, result.white_level),
+            status=status,
+        )
+
+    def passthrough(
+        self,
+        source: SourceFrame,
+        processing: Processing,
+        settings: NodeSettings,
+        now_ns: int,
+        result: FrameResult | None = None,
+        backend: str = "",
+        precision: str = "",
+    ) -> FrameOutputs:
+        """The input published unchanged (gated, disabled, or a failed inference), with empty planes."""
+        rgb = source.frame.rgb
+        mask, streak = empty_planes(rgb.shape[0], rgb.shape[1], settings.streak_map_encoding)
+        estimate = self.estimate if processing == Processing.GATED else NO_RAIN
+        detected = estimate.detected(settings.rain_streak_threshold, settings.rain_coverage_threshold)
+        window = result.window_frames if result is not None else len(self.stream.slots)
+        inference_s = result.inference_ms / 1e3 if result is not None else 0.0
+        status = self._status(
+            processing,
+            estimate,
+            detected,
+            inference_s,
+            self._latency_s(source.stamp_ns, now_ns, settings),
+            window,
+            settings,
+            backend or (result.backend if result else ""),
+            precision or (result.precision if result else ""),
+        )
+        return FrameOutputs(
+            stamp_ns=source.stamp_ns,
+            meta=source,
+            image=image_plane(rgb, source.frame.output_encoding),
+            mask=mask,
+            streak=streak,
+            rgb8=to_rgb8(rgb, source.frame.white_level),
+            status=status,
+        )
+
+    def fallback(
+        self,
+        source: SourceFrame,
+        reason: str,
+        settings: NodeSettings,
+        now_ns: int,
+        result: FrameResult | None = None,
+        backend: str = "",
+        precision: str = "",
+    ) -> FrameOutputs:
+        """Count a failed frame (ERROR level once failures repeat) and publish its input (``PROCESSING_FALLBACK``)."""
+        with self.counters.lock:
+            self.counters.failures += 1
+            self.counters.consecutive_failures += 1
+            self.counters.last_error = reason
+            repeated = self.counters.consecutive_failures >= settings.error_after_failures
+        self.report(self.name, "failure", f"[{self.label}] {reason}; published the input instead", repeated)
+        return self.passthrough(source, Processing.FALLBACK, settings, now_ns, result, backend, precision)
+
+
+@dataclass
+class Turn:
+    """One camera's frames for one worker turn, oldest first: all but the last are context, the last is restored."""
+
+    camera: CameraPipeline
+    sources: list[SourceFrame]
+    skipped: int = 0  # frames that fell out of the pending queue before this turn (counted as skipped)
+
+
+def restore_turn(
+    engine: InferenceEngine, turns: Sequence[Turn], settings: NodeSettings, now_ns: Callable[[], int]
+) -> list[tuple[CameraPipeline, FrameOutputs]]:
+    """Run one turn over several cameras; returns what to publish, per camera (passed-through frames first).
+
+    Cameras whose frames have the same size share one network call per step. An exception
+    from the engine publishes every restored camera's input (``PROCESSING_FALLBACK``) and
+    gives the engine its chance to degrade (out of memory: tiles, then the CPU).
+    """
+    outputs: list[tuple[CameraPipeline, FrameOutputs]] = []
+    jobs: list[tuple[CameraPipeline, int]] = []
+    ran = {"backend": engine.backend_name, "precision": engine.precision_name}
+    for turn in turns:
+        camera = turn.camera
+        context, newest = turn.sources[:-1], turn.sources[-1]
+        with camera.counters.lock:
+            camera.counters.skipped += len(context) + turn.skipped
+        for source in context:
+            camera.buffer(source)
+        if not camera.wants_restore(settings):
+            if camera.buffer(newest):
+                outputs.append((camera, camera.passthrough(newest, Processing.GATED, settings, now_ns(), **ran)))
+            continue
+        try:
+            target = camera.stream.admit(newest.frame.rgb, newest.stamp_ns, newest, newest.frame.white_level)
+        except InputError as error:
+            camera.count_bad_input(error)
+            continue
+        if target is not None:  # None: 'center' output still filling its first half window
+            jobs.append((camera, target))
+    if not jobs:
+        return outputs
+    try:
+        results = engine.restore([(camera.stream, target) for camera, target in jobs], settings.float_streak)
+    except Exception as error:  # a backend failure, CUDA out of memory: publish the inputs, keep running
+        recovery = engine.recover(error)
+        reason = f"inference failed ({type(error).__name__}: {error})" + (f"; {recovery}" if recovery else "")
+        for camera, target in jobs:
+            source = camera.stream.slots[target].meta
+            outputs.append((camera, camera.fallback(source, reason, settings, now_ns(), **ran)))
+        return outputs
+    for (camera, _), result in zip(jobs, results, strict=True):
+        outputs.append((camera, camera.outputs(result, settings, now_ns())))
+    return outputs
+
+
+def flush_camera(camera: CameraPipeline, settings: NodeSettings, now_ns: Callable[[], int]) -> list[FrameOutputs]:
+    """Outputs for the frames ``center`` mode has not described yet (end of a bag or stream)."""
+    return [camera.outputs(result, settings, now_ns()) for result in camera.stream.flush(settings.float_streak)]

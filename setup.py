@@ -62,6 +62,7 @@ setup(
             "ros-kilted-diagnostic-msgs",
             "ros-kilted-rosidl-default-generators",
             "ros-kilted-ament-cmake",
+            "ros-kilted-ament-cmake-pytest",  # BUILD_TESTING: the tests `colcon test` runs
             "ros-ament-package",
             "ros-ament-cmake-ros-core",
             "ros-rosidl-core-generators",
@@ -70,7 +71,8 @@ setup(
             "lark",
             "catkin_pkg",
         ],
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
+        # colcon: the slow test that builds and tests the package the way a ROS user does.
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "colcon-common-extensions>=0.3"],
         # Vehicle GPUs: needs CUDA and TensorRT; cannot be installed on CPU-only machines.
         "tensorrt": ["torch-tensorrt==2.13.*"],
     },

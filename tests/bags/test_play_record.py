@@ -11,7 +11,7 @@ import pytest
 
 from tests.bags.conftest import TINY, cli_command
 from vimpnet_ros.bags.images import stamp_ns
-from vimpnet_ros.bags.io import BagReader
+from vimpnet_ros.bags.io import DEFAULT_OFFERED_QOS, BagReader
 
 pytestmark = pytest.mark.ros
 
@@ -85,6 +85,9 @@ def test_recorded_bag_equals_the_played_one(tiny_bag_mcap: Path, tmp_path: Path,
     assert 0.2 <= play_stats["wall_s"] < 5.0, play_stats
     assert record_stats["topics"]["/camera/image"]["count"] == TINY.num_frames, log
     with BagReader(tiny_bag_mcap) as source, BagReader(recorded) as copy:
+        # As `ros2 bag record`: the player's offer (reliable, volatile) as the graph reports it.
+        (offered,) = {c.topic: c for c in copy.reader.connections}["/camera/image"].ext.offered_qos_profiles
+        assert offered == DEFAULT_OFFERED_QOS, offered
         original = [(stamp_ns(source.deserialize(m).header), m.raw) for m in source.messages(["/camera/image"])]
         received = [(stamp_ns(copy.deserialize(m).header), m.raw) for m in copy.messages(["/camera/image"])]
         assert [s for s, _ in received] == [s for s, _ in original]

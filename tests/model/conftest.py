@@ -1,51 +1,38 @@
-"""Fixtures for the model tests: the shared reference folder and the golden weights."""
+"""Fixtures for the model tests: the published state-dict layout and the golden weights.
+
+Everything they read is in ``tests/model/data`` (copied or reduced from the ViMP-Net reference
+material, see ``data/README.md``), so a plain clone runs them with nothing beside it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = Path(__file__).resolve().parent / "data"
+#: Names and shapes of the published generator's tensors, in state-dict order (a verbatim copy).
+OFFICIAL_STATE_DICT_JSON = DATA_DIR / "vimpnet_official_state_dict.json"
 GOLDEN_WEIGHTS_SHA256 = "cfe5c8fb1829b5cbe7535a01cbe4e972a91574bf45e4cab2e219017a952c29c8"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
-def _reference_dir() -> Path:
-    """$VIMPNET_REFERENCE_DIR, else ``<repo>/../shared/reference`` (CI clones with shared/ beside the clone)."""
-    return Path(os.environ.get("VIMPNET_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
-
-
 @pytest.fixture(scope="session")
-def reference_dir() -> Path:
-    """The reference folder; its absence FAILS the tests that need it (never a silent skip)."""
-    path = _reference_dir()
-    required = [path / "vimpnet_official_state_dict.json", path / "golden" / "README.md"]
-    missing = [str(p) for p in required if not p.is_file()]
-    if missing:
-        pytest.fail(
-            f"ViMP-Net reference files not found: {missing}. Put the shared reference folder at "
-            f"{REPO_ROOT.parent / 'shared' / 'reference'} or set VIMPNET_REFERENCE_DIR to it.",
-            pytrace=False,
-        )
-    return path
-
-
-@pytest.fixture(scope="session")
-def official_shapes(reference_dir: Path) -> list[tuple[str, tuple[int, ...]]]:
+def official_shapes() -> list[tuple[str, tuple[int, ...]]]:
     """(name, shape) of every tensor of the published generator, in state-dict order."""
-    data = json.loads((reference_dir / "vimpnet_official_state_dict.json").read_text())
-    return [(name, tuple(shape)) for name, shape in data["tensors"]]
+    data = json.loads(OFFICIAL_STATE_DICT_JSON.read_text())
+    shapes = [(name, tuple(shape)) for name, shape in data["tensors"]]
+    assert len(shapes) == data["num_tensors"], f"{OFFICIAL_STATE_DICT_JSON} is truncated"
+    return shapes
 
 
 def golden_state_dict(shapes: list[tuple[str, tuple[int, ...]]]) -> dict[str, torch.Tensor]:
-    """Weights by the recipe of golden/README.md (seeded draws in sorted-name order)."""
+    """Weights by the golden recipe (``data/README.md``): seeded draws in sorted-name order."""
     gen = torch.Generator().manual_seed(20231024)
     state: dict[str, torch.Tensor] = {}
     shape_of = dict(shapes)
@@ -79,7 +66,7 @@ def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
 
 @pytest.fixture(scope="session")
 def golden_weights(official_shapes: list[tuple[str, tuple[int, ...]]]) -> dict[str, torch.Tensor]:
-    """The golden weights, verified against the SHA-256 the README states."""
+    """The golden weights, verified against the SHA-256 the golden README states."""
     state = golden_state_dict(official_shapes)
     assert state_dict_sha256(state) == GOLDEN_WEIGHTS_SHA256, "golden weight recipe does not reproduce the README hash"
     return state

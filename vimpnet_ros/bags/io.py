@@ -3,35 +3,81 @@
 :class:`BagReader` opens any rosbag2 that ``rosbags`` reads (Humble, Jazzy,
 Kilted; sqlite3 or MCAP), fills in message definitions a Humble bag lacks, and
 turns the library's exceptions into :class:`~vimpnet_ros.errors.BagError` with
-the bag's topics in the message. :class:`BagWriter` writes a bag into a hidden
-temporary folder and moves it into place only when closed without error, so a
-failed run never leaves a half-written bag that looks valid.
+the bag's topics in the message. When ``metadata.yaml`` and the storage files
+disagree about a topic (QoS profiles or type hash), ``rosbags`` would silently
+yield none of its messages; the reader then reads the storage's own topic records
+instead, and fails loudly where it cannot.
+
+:class:`BagWriter` writes a bag into a hidden temporary folder and moves it into
+place only when closed without error, so a failed run never leaves a half-written
+bag that looks valid. It writes what ``ros2 bag record`` of the target distro
+writes: the metadata version, offered QoS profiles serialized for that version,
+and RIHS01 type description hashes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
 import yaml
 from rosbags.highlevel import AnyReader, AnyReaderError
-from rosbags.interfaces import Connection
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.interfaces import (
+    Connection,
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 from rosbags.rosbag2.errors import WriterError
 from rosbags.serde import SerdeError
 from rosbags.typesys.store import Typestore
 
-from vimpnet_ros.bags.typestore import DISTROS, distro_for_bag, make_typestore
+from vimpnet_ros.bags.typestore import DEFAULT_DISTRO, DISTROS, distro_for_bag, make_typestore
 from vimpnet_ros.errors import BagError
+
+LOGGER = logging.getLogger(__name__)
 
 #: Output storage name -> rosbags plugin.
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+#: rosbag2 metadata version written for each target distro. Jazzy and Kilted write 9: offered QoS
+#: profiles as a YAML list with named policies (rosbag2 PR #1476). Humble reads the profiles only
+#: as a YAML string with integer policies and fails on version 9 ("bad conversion", rosbag2 issue
+#: #2013); version 8 keeps that string form, and Humble decodes the fields it knows (it has no
+#: version gate). rosbags writes versions 8 and 9 only.
+BAG_VERSIONS: dict[str, int] = {"humble": 8, "jazzy": 9, "kilted": 9}
+
+#: An unset QoS duration as the ROS graph reports it and ``ros2 bag record`` stores it
+#: (RMW_DURATION_INFINITE: 9223372036 s + 854775807 ns).
+QOS_INFINITE = QosTime(9_223_372_036, 854_775_807)
+
+#: What ``ros2 bag record`` stores for a topic whose publisher uses the rclpy default profile
+#: (reliable, volatile): the graph reports neither history nor depth, and unset durations as
+#: infinite. Written for topics whose publisher QoS is not known; a reliable, volatile offer is
+#: also what lets ``ros2 bag play`` reach both reliable and best-effort subscribers.
+DEFAULT_OFFERED_QOS = Qos(
+    history=QosHistory.UNKNOWN,
+    depth=0,
+    reliability=QosReliability.RELIABLE,
+    durability=QosDurability.VOLATILE,
+    deadline=QOS_INFINITE,
+    lifespan=QOS_INFINITE,
+    liveliness=QosLiveliness.AUTOMATIC,
+    liveliness_lease_duration=QOS_INFINITE,
+    avoid_ros_namespace_conventions=False,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +112,39 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
+def _offered_or_default(qos: Sequence[Qos]) -> list[Qos]:
+    """The offered profiles to store: ``qos``, or :data:`DEFAULT_OFFERED_QOS` when none are known."""
+    return list(qos) or [DEFAULT_OFFERED_QOS]
+
+
+def _same_topic_record(listed: Connection, stored: Connection) -> bool:
+    """Whether rosbags pairs a metadata.yaml topic with a storage topic record (rosbags 0.11's rule).
+
+    ``rosbags.rosbag2.Reader.messages`` reads a listed topic only from storage records with the same
+    name, type, serialization format and offered QoS profiles, and a type hash that is equal or
+    missing on one side; a topic matching none yields no messages and no error. Repeated here so
+    that the reader can see the problem when it opens the bag.
+    """
+    return (
+        listed.topic == stored.topic
+        and listed.msgtype == stored.msgtype
+        and listed.ext == stored.ext
+        and (not listed.digest or not stored.digest or listed.digest == stored.digest)
+    )
+
+
+def _topics_missing_from_storage(listed: Sequence[Connection], files: Sequence[Path]) -> list[str]:
+    """Topics with messages in metadata.yaml whose record matches no topic record in the storage ``files``."""
+    stored: list[Connection] = []
+    for file in files:
+        try:
+            with Reader(file) as storage:
+                stored.extend(storage.connections)
+        except (ReaderError, OSError) as error:
+            raise BagError(f"cannot read the storage file {file}: {error}") from error
+    return sorted({c.topic for c in listed if c.msgcount and not any(_same_topic_record(c, other) for other in stored)})
+
+
 class BagReader:
     """A rosbag2 opened for reading; use as a context manager.
 
@@ -98,14 +177,37 @@ class BagReader:
         info = _read_metadata(self.path)
         version = int(info.get("version", 9)) if str(info.get("version", "9")).isdigit() else 9
         distro = self.distro if self.distro != "auto" else distro_for_bag(version, info.get("ros_distro"))
+        typestore = make_typestore(distro)
+        reader = self._open_any([self.path], typestore)
+        # Compressed storage records cannot be read on their own: there, messages() fails loudly instead.
+        if str(info.get("compression_mode") or "").lower() in ("", "none"):
+            files = [self.path / PurePath(str(name)).name for name in info.get("relative_file_paths") or []]
+            try:
+                disagreeing = _topics_missing_from_storage(reader.connections, files)
+            except BagError:
+                reader.close()
+                raise
+            if disagreeing:
+                LOGGER.warning(
+                    "bag %s: metadata.yaml and the storage files disagree on %s (QoS profiles or type hash); "
+                    "reading the storage's own topic records (`ros2 bag reindex` rewrites metadata.yaml)",
+                    self.path,
+                    ", ".join(disagreeing),
+                )
+                reader.close()
+                reader = self._open_any(files, typestore)
+        self._reader = reader
+
+    def _open_any(self, paths: Sequence[Path], typestore: Typestore) -> AnyReader:
+        """An open ``AnyReader`` over ``paths`` (the bag folder, or its storage files); BagError if unreadable."""
         try:
-            reader = AnyReader([self.path], default_typestore=make_typestore(distro))
+            reader = AnyReader(list(paths), default_typestore=typestore)
             reader.open()
         except (AnyReaderError, OSError, ValueError, KeyError, SerdeError) as error:
             raise BagError(f"cannot read bag {self.path}: {error}") from error
         except Exception as error:  # storage back-ends raise their own types on corrupt files
             raise BagError(f"cannot read bag {self.path} (corrupt or unsupported file): {error}") from error
-        self._reader = reader
+        return reader
 
     def close(self) -> None:
         """Close the bag (idempotent)."""
@@ -165,11 +267,21 @@ class BagReader:
             for topic in wanted:
                 self.topic_type(topic)
         connections = [c for c in self.reader.connections if wanted is None or c.topic in wanted]
+        yielded: Counter[str] = Counter()
         try:
             for connection, timestamp, raw in self.reader.messages(connections=connections):
+                yielded[connection.topic] += 1
                 yield BagMessage(connection.topic, connection.msgtype, int(timestamp), bytes(raw), connection)
         except (AnyReaderError, SerdeError) as error:
             raise BagError(f"cannot read messages from bag {self.path}: {error}") from error
+        # rosbags skips topics whose metadata.yaml record matches no storage record; never end silently.
+        silent = sorted({c.topic for c in connections if c.msgcount and not yielded[c.topic]})
+        if silent:
+            raise BagError(
+                f"bag {self.path}: metadata.yaml lists messages on {', '.join(silent)} but the storage yielded none "
+                "(its topic records disagree with metadata.yaml, e.g. in QoS profiles or type hash); "
+                f"rewrite the metadata with `ros2 bag reindex {self.path}`"
+            )
 
     def deserialize(self, message: BagMessage) -> Any:
         """Message object (rosbags dataclass) of a raw bag message."""
@@ -182,9 +294,11 @@ class BagReader:
 class BagWriter:
     """Write a rosbag2 atomically: into a temporary folder, moved to ``path`` on a clean :meth:`close`.
 
-    ``storage`` is "mcap" (default) or "sqlite3". ``typestore`` gives the definitions
-    embedded in the bag (default: Kilted plus RainStatus). ``overwrite`` replaces an
-    existing bag at ``path`` only once the new one is complete.
+    ``storage`` is "mcap" (default) or "sqlite3". ``distro`` ("humble", "jazzy", "kilted") is the
+    ROS 2 release whose ``ros2 bag`` must read the bag: it sets the metadata version and how QoS
+    profiles are serialized (:data:`BAG_VERSIONS`). ``typestore`` gives the definitions embedded
+    in the bag (default: the distro's plus RainStatus). ``overwrite`` replaces an existing bag at
+    ``path`` only once the new one is complete.
     """
 
     def __init__(
@@ -194,11 +308,15 @@ class BagWriter:
         typestore: Typestore | None = None,
         overwrite: bool = False,
         custom_data: Mapping[str, str] | None = None,
+        distro: str = DEFAULT_DISTRO,
     ) -> None:
         if storage not in STORAGES:
             raise BagError(f"unknown bag storage {storage!r}; choose one of {', '.join(STORAGES)}")
+        if distro not in BAG_VERSIONS:
+            raise BagError(f"unknown ROS distro {distro!r} for the output bag; choose one of {', '.join(BAG_VERSIONS)}")
         self.path = Path(path)
         self.storage = storage
+        self.distro = distro
         self.overwrite = overwrite
         self._typestore = typestore
         self.custom_data = dict(custom_data or {})
@@ -223,7 +341,7 @@ class BagWriter:
     def typestore(self) -> Typestore:
         """The typestore messages are serialized with (created on first use)."""
         if self._typestore is None:
-            self._typestore = make_typestore()
+            self._typestore = make_typestore(self.distro)
         return self._typestore
 
     def open(self) -> None:
@@ -233,7 +351,7 @@ class BagWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
         writer = Writer(
-            self._tmpdir / self.path.name, version=Writer.VERSION_LATEST, storage_plugin=STORAGES[self.storage]
+            self._tmpdir / self.path.name, version=BAG_VERSIONS[self.distro], storage_plugin=STORAGES[self.storage]
         )
         for key, value in self.custom_data.items():
             writer.set_custom_data(key, value)
@@ -244,8 +362,12 @@ class BagWriter:
             raise BagError(f"cannot create bag {self.path}: {error}") from error
         self._writer = writer
 
-    def connection(self, topic: str, msgtype: str, qos: Sequence[Any] = ()) -> Connection:
-        """The connection for (topic, type), added on first use."""
+    def connection(self, topic: str, msgtype: str, qos: Sequence[Qos] = ()) -> Connection:
+        """The connection for (topic, type), added on first use.
+
+        ``qos``: the publishers' offered profiles, as the graph reports them (what ``ros2 bag record``
+        stores); none known means :data:`DEFAULT_OFFERED_QOS`. Ignored once the connection exists.
+        """
         key = (topic, msgtype)
         if key not in self._connections:
             if self._writer is None:
@@ -253,7 +375,7 @@ class BagWriter:
             if msgtype not in self.typestore.fielddefs:
                 raise BagError(f"cannot write {topic}: message type {msgtype} is unknown to the typestore")
             self._connections[key] = self._writer.add_connection(
-                topic, msgtype, typestore=self.typestore, offered_qos_profiles=list(qos)
+                topic, msgtype, typestore=self.typestore, offered_qos_profiles=_offered_or_default(qos)
             )
         return self._connections[key]
 
@@ -263,16 +385,17 @@ class BagWriter:
         if key not in self._connections:
             if self._writer is None:
                 raise BagError(f"bag {self.path} is not open for writing")
+            offered = getattr(connection.ext, "offered_qos_profiles", [])
             if connection.msgdef.data and connection.digest:
                 self._connections[key] = self._writer.add_connection(
                     connection.topic,
                     connection.msgtype,
                     msgdef=connection.msgdef.data,
                     rihs01=connection.digest,
-                    offered_qos_profiles=list(getattr(connection.ext, "offered_qos_profiles", [])),
+                    offered_qos_profiles=_offered_or_default(offered),
                 )
             else:
-                return self.connection(connection.topic, connection.msgtype)
+                return self.connection(connection.topic, connection.msgtype, offered)
         return self._connections[key]
 
     def write_raw(self, topic: str, msgtype: str, timestamp: int, raw: bytes | memoryview) -> None:

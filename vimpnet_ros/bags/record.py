@@ -7,7 +7,9 @@ publishers' reliability (``auto``: reliable only if every publisher is). For
 messages that start with a ``std_msgs/Header`` the recorder keeps the pair
 (header stamp, receive time): latency = receive time - header stamp, which is
 the end-to-end latency when the source was stamped at capture (or restamped by
-:mod:`vimpnet_ros.bags.play`).
+:mod:`vimpnet_ros.bags.play`). Like ``ros2 bag record``, the bag stores each
+topic's offered QoS profiles as the graph reports its publishers, in the format
+of the running distro (``$ROS_DISTRO``; Kilted for the PyPI wheels).
 """
 
 from __future__ import annotations
@@ -20,15 +22,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
 from vimpnet_ros.bags.io import BagWriter
 from vimpnet_ros.bags.play import message_class
 from vimpnet_ros.bags.stats import Percentiles, cdr_header_stamp, has_header_first
-from vimpnet_ros.bags.typestore import make_typestore
+from vimpnet_ros.bags.typestore import make_typestore, running_distro
 from vimpnet_ros.errors import BagError, ConfigError
 
 LOGGER = logging.getLogger(__name__)
 
 RELIABILITIES: tuple[str, ...] = ("auto", "reliable", "best_effort")
+
+
+def offered_qos(profile: Any) -> Qos:
+    """A publisher's rclpy ``QoSProfile`` (from ``get_publishers_info_by_topic``) as the bag stores it.
+
+    rclpy's policy enums carry rmw's values, which rosbags' enums share; durations become
+    (sec, nsec) as rmw splits them, so an unset one stays 9223372036 s + 854775807 ns.
+    """
+
+    def split(duration: Any) -> QosTime:
+        sec, nsec = divmod(int(duration.nanoseconds), 1_000_000_000)
+        return QosTime(sec, nsec)
+
+    return Qos(
+        history=QosHistory(int(profile.history)),
+        depth=int(profile.depth),
+        reliability=QosReliability(int(profile.reliability)),
+        durability=QosDurability(int(profile.durability)),
+        deadline=split(profile.deadline),
+        lifespan=split(profile.lifespan),
+        liveliness=QosLiveliness(int(profile.liveliness)),
+        liveliness_lease_duration=split(profile.liveliness_lease_duration),
+        avoid_ros_namespace_conventions=bool(profile.avoid_ros_namespace_conventions),
+    )
 
 
 @dataclass
@@ -94,6 +122,7 @@ class BagRecorder:
         reliability: str = "auto",
         depth: int = 100,
         overwrite: bool = False,
+        distro: str | None = None,
     ) -> None:
         if not topics:
             raise ConfigError("the recorder needs at least one topic")
@@ -108,6 +137,8 @@ class BagRecorder:
         self.reliability = reliability
         self.depth = depth
         self.overwrite = overwrite
+        #: Whose ``ros2 bag`` must read the bag (BagWriter's ``distro``); None: the running distro.
+        self.distro = distro or running_distro()
         self.stats = RecordStats()
         self._writer: BagWriter | None = None
         self._node: Any = None
@@ -120,8 +151,13 @@ class BagRecorder:
 
     def attach(self, node: Any) -> None:
         """Open the bag and subscribe (now, and later as topics appear) on ``node``."""
-        store = make_typestore()
-        self._writer = BagWriter(self.output, storage=self.storage, typestore=store, overwrite=self.overwrite)
+        self._writer = BagWriter(
+            self.output,
+            storage=self.storage,
+            typestore=make_typestore(self.distro),
+            overwrite=self.overwrite,
+            distro=self.distro,
+        )
         self._writer.open()
         self._node = node
         self._discover()
@@ -187,9 +223,11 @@ class BagRecorder:
             except BagError as error:
                 self.stats.skipped[topic] = str(error)
                 continue
+            offered = [offered_qos(info.qos_profile) for info in self._node.get_publishers_info_by_topic(topic)]
             with self._lock:
                 self.stats.topics[topic] = TopicRecord(msgtype)
                 self._header_first[topic] = has_header_first(self._writer.typestore, msgtype)
+                self._writer.connection(topic, msgtype, offered)  # as `ros2 bag record`: the offers at subscription
             self._subscriptions[topic] = self._node.create_subscription(
                 cls, topic, lambda raw, t=topic: self._on_message(t, raw), self._qos_for(topic), raw=True
             )

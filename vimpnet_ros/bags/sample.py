@@ -112,7 +112,9 @@ def write_sample_bag(path: str | Path, config: SampleBagConfig | None = None, ov
     period_ns = round(1e9 / config.fps)
     width, height = config.size
     custom = {SAMPLE_CUSTOM_KEY: json.dumps(dataclasses.asdict(config))}
-    with BagWriter(path, storage=config.storage, typestore=store, overwrite=overwrite, custom_data=custom) as writer:
+    with BagWriter(
+        path, storage=config.storage, typestore=store, overwrite=overwrite, custom_data=custom, distro=config.distro
+    ) as writer:
         for index in range(video.num_frames):
             stamp = SAMPLE_START_NS + index * period_ns
             header = make_header(store, stamp, config.frame_id)

@@ -58,6 +58,12 @@ def make_typestore(distro: str = DEFAULT_DISTRO) -> Typestore:
     return store
 
 
+def running_distro() -> str:
+    """The ROS 2 release this process runs on: ``$ROS_DISTRO`` if we know it, else Kilted (the PyPI wheels)."""
+    distro = os.environ.get("ROS_DISTRO", "")
+    return distro if distro in DISTROS else DEFAULT_DISTRO
+
+
 def distro_for_bag(version: int, ros_distro: str | None) -> str:
     """The distro whose typestore fills in missing definitions: the bag's own if known, else by bag version.
 

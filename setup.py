@@ -39,6 +39,7 @@ setup(
         "torch>=2.13,<2.14",
         "numpy>=1.26",
         "opencv-python-headless>=4.8",
+        "pillow>=10",  # reads a compressed image's declared size before it is decoded
         "scikit-image>=0.22",
         "scipy>=1.11",
         "pyyaml>=6",
@@ -60,6 +61,7 @@ setup(
             "ros-kilted-sensor-msgs",
             "ros-kilted-std-msgs",
             "ros-kilted-diagnostic-msgs",
+            "ros-kilted-std-srvs",
             "ros-kilted-rosidl-default-generators",
             "ros-kilted-ament-cmake",
             "ros-kilted-ament-cmake-pytest",  # BUILD_TESTING: the tests `colcon test` runs

@@ -3,7 +3,10 @@
 Examples:
     ros2 launch vimpnet_ros vimpnet.launch.py image:=/cam_front/image_raw
     ros2 launch vimpnet_ros vimpnet.launch.py namespace:=cam_front backend:=tensorrt
-    ros2 launch vimpnet_ros vimpnet.launch.py managed:=true     # lifecycle node (configure/activate)
+    ros2 launch vimpnet_ros vimpnet.launch.py managed:=true     # lifecycle node, waits for a manager
+    ros2 launch vimpnet_ros vimpnet.launch.py managed:=true autostart:=true   # lifecycle node, active at once
+    ros2 launch vimpnet_ros vimpnet.launch.py image:=/cam/image_raw input_transport:=compressed
+        # subscribes /cam/image_raw/compressed: the node appends the transport to the resolved topic
 
 Several cameras: either one node for all of them (one model in memory; set the
 ``cameras`` parameter in the params file, e.g. ``cameras: [front, rear]``, topics
@@ -28,18 +31,18 @@ PARAMETER_OVERRIDES: dict[str, str] = {
     "device": "device",
     "checkpoint": "checkpoint",
     "input_transport": "input_transport",
+    "autostart": "autostart",
 }
 
 
 def _make_node(context: LaunchContext) -> list[Node]:
     """Build the node action once the arguments are known (overrides only when given)."""
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    overrides = {param: get(arg) for arg, param in PARAMETER_OVERRIDES.items() if get(arg)}
+    overrides: dict[str, str | bool] = {param: get(arg) for arg, param in PARAMETER_OVERRIDES.items() if get(arg)}
+    if "autostart" in overrides:
+        overrides["autostart"] = str(overrides["autostart"]).lower() in ("true", "1", "yes")
     parameters = [get("params_file"), overrides] if overrides else [get("params_file")]
     remappings = [("image", get("image")), ("camera_info", get("camera_info"))]
-    transport = overrides.get("input_transport", "")
-    if transport == "compressed":
-        remappings = [("image/compressed", get("image") + "/compressed"), ("camera_info", get("camera_info"))]
     common = {
         "package": "vimpnet_ros",
         "executable": "vimpnet_node",
@@ -67,6 +70,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image", default_value="image", description="input image topic (remapped from image)"),
         DeclareLaunchArgument("camera_info", default_value="camera_info", description="input camera_info topic"),
         DeclareLaunchArgument("managed", default_value="false", description="run as a lifecycle node"),
+        DeclareLaunchArgument(
+            "autostart", default_value="", description="override: with managed, configure and activate at start"
+        ),
         DeclareLaunchArgument("log_level", default_value="info", description="ROS log level"),
         DeclareLaunchArgument("backend", default_value="", description="override: auto|torch|onnxruntime|tensorrt"),
         DeclareLaunchArgument("precision", default_value="", description="override: auto|fp32|bf16|fp16"),

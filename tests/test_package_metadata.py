@@ -53,6 +53,7 @@ ROSDEP_KEY_OF_REQUIREMENT: dict[str, str | None] = {
     "torch": None,  # python3-torch is the distro's old build (Jammy) and resolves to nothing on Noble
     "numpy": "python3-numpy",
     "opencv-python-headless": "python3-opencv",
+    "pillow": "python3-pil",
     "scikit-image": "python3-skimage",
     "scipy": None,  # not imported by the package; the distro's scikit-image depends on it
     "pyyaml": "python3-yaml",
@@ -68,7 +69,7 @@ ROSDEP_KEY_OF_REQUIREMENT: dict[str, str | None] = {
     "mcap-ros2-support": None,
 }
 #: Top-level modules that are ROS packages (resolved by rosdep from the distro, not from PyPI).
-ROS_MODULE = re.compile(r"(rclpy|launch|launch_ros|cv_bridge|rcl_interfaces|rosidl_runtime_py|\w+_msgs)")
+ROS_MODULE = re.compile(r"(rclpy|launch|launch_ros|cv_bridge|rcl_interfaces|rosidl_runtime_py|\w+_msgs|\w+_srvs)")
 IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", re.MULTILINE)
 
 
@@ -105,7 +106,7 @@ def test_ros_packages_the_code_imports_are_declared() -> None:
 def test_package_xml_declares_build_test_and_interface_parts() -> None:
     root = package_xml()
     assert {"ament_cmake", "ament_cmake_python", "rosidl_default_generators"} <= declared("buildtool_depend")
-    assert {"rosidl_default_runtime", "cv_bridge", "launch_ros"} <= declared("exec_depend")
+    assert {"rosidl_default_runtime", "std_srvs", "launch_ros"} <= declared("exec_depend")
     assert {"ament_cmake_pytest", "python3-pytest", "python3-pytest-timeout"} <= declared("test_depend")
     assert root.find("export/build_type").text == "ament_cmake"
     assert root.findtext("member_of_group") == "rosidl_interface_packages"

@@ -13,7 +13,7 @@ from tests.engine.conftest import CPU_ENV, moving_frames, random_model
 from vimpnet_ros.engine import EngineConfig, FrameResult, InferenceEngine
 from vimpnet_ros.engine.geometry import FrameGeometry
 from vimpnet_ros.engine.stream import Stream
-from vimpnet_ros.errors import CheckpointError
+from vimpnet_ros.errors import CheckpointError, ConfigError
 from vimpnet_ros.model import VimpNet, get_config
 
 FRAME_NS = 50_000_000
@@ -165,6 +165,8 @@ def test_missing_shipped_weights_is_a_checkpoint_error(tmp_path: Path) -> None:
     engine = InferenceEngine(EngineConfig(checkpoint=tmp_path / "nope.pth", device="cpu"), environment=CPU_ENV)
     with pytest.raises(CheckpointError, match="does not exist"):
         engine.load()
+    with pytest.raises(ConfigError, match=r"unknown model config 'vimpnet_tiny'; choose one of"):
+        EngineConfig(model="vimpnet_tiny", device="cpu")
 
 
 def test_load_from_checkpoint_file(tmp_path: Path, lite_model: VimpNet) -> None:

@@ -86,9 +86,14 @@ def test_wrong_config_is_named(tmp_path: Path, lite_model: VimpNet) -> None:
         load_model(path, "vimpnet")
 
 
-def test_missing_file(tmp_path: Path) -> None:
+def test_missing_empty_and_directory_paths_name_the_real_cause(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         load_model(tmp_path / "nope.pth", "vimpnet_lite")
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_model(tmp_path, "vimpnet_lite")
+    (tmp_path / "empty.pth").touch()
+    with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\)"):
+        load_model(tmp_path / "empty.pth", "vimpnet_lite")
 
 
 def test_no_shipped_weights_is_a_clear_error() -> None:

@@ -417,7 +417,7 @@ def test_overload_latest_wins_bounded_latency_and_flat_memory(
 
 
 def test_out_of_memory_reloads_with_tiling_and_keeps_publishing(ros_context: Any, checkpoint: Path) -> None:
-    """Fault injection: the backend raises torch.OutOfMemoryError once; the engine reloads with tiles, the node goes on."""
+    """Fault injection: the backend raises torch.OutOfMemoryError once; the engine reloads with tiles, goes on."""
     import torch
     from rclpy.node import Node
     from rclpy.parameter import Parameter
@@ -469,3 +469,44 @@ def test_processing_codes_match_the_message() -> None:
     assert Processing.RESTORED == RainStatus.PROCESSING_RESTORED
     assert Processing.GATED == RainStatus.PROCESSING_GATED
     assert Processing.FALLBACK == RainStatus.PROCESSING_FALLBACK
+
+
+def test_transport_naming_twelve_bit_mono16_and_the_enable_service(
+    start_node: Any, probe_factory: Any, checkpoint: Path
+) -> None:
+    """``-r image:=/cam/image_raw`` + compressed subscribes /cam/image_raw/compressed (image_transport); a 12-bit
+    PNG keeps its range end to end; ~/set_enabled pauses restoration."""
+    import array
+
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+    from std_srvs.srv import SetBool
+
+    node = _start(start_node, checkpoint, ros_args=["-r", "image:=/cam/image_raw"], input_transport="compressed")
+    probe = probe_factory()
+    assert node.wait_for_log("subscribed to /cam/image_raw/compressed", FRAME_TIMEOUT), node.log()
+    publisher = probe.node.create_publisher(CompressedImage, "/cam/image_raw/compressed", 10)
+    status_sub = probe.status_subscriptions[""]
+    assert probe.spin_until(
+        lambda: publisher.get_subscription_count() > 0 and status_sub.get_publisher_count() > 0, FRAME_TIMEOUT
+    )
+    probe.spin_for(1.0)
+    ramp = np.linspace(0, 4095, SIZE[0] * SIZE[1]).reshape(SIZE[1], SIZE[0]).astype(np.uint16)
+    png = CompressedImage(format="png", data=array.array("B", cv2.imencode(".png", ramp)[1].tobytes()))
+    png.header.stamp.sec, png.header.stamp.nanosec = divmod(BASE_STAMP, 1_000_000_000)
+    publisher.publish(png)
+    assert probe.spin_until(lambda: probe.has_stamp("/rain_status", BASE_STAMP), FRAME_TIMEOUT), node.log()
+    out = _by_stamp(probe, "/derained/image", BASE_STAMP)
+    values = np.frombuffer(out.data, "<u2")
+    assert out.encoding == "bgr16" and values.max() <= 4095 and len(np.unique(values)) > 500
+    client = probe.node.create_client(SetBool, "/vimpnet/set_enabled")
+    assert probe.spin_until(client.service_is_ready, FRAME_TIMEOUT)
+    future = client.call_async(SetBool.Request(data=False))
+    assert probe.spin_until(future.done, FRAME_TIMEOUT) and future.result().success
+    stamp = BASE_STAMP + 1_000_000_000
+    png.header.stamp.sec += 1
+    publisher.publish(png)
+    assert probe.spin_until(lambda: probe.has_stamp("/rain_status", stamp), FRAME_TIMEOUT), node.log()
+    status = next(m for m in probe.messages("/rain_status") if stamp_of(m) == stamp)
+    assert status.processing == status.PROCESSING_GATED
+    _assert_ok_shutdown(node)

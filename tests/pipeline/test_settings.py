@@ -81,6 +81,7 @@ def test_every_parameter_has_a_description_and_a_default_of_its_type() -> None:
         ({"device": "gpu0"}, "device"),
         ({"backend": "tensorrt", "device": "cpu"}, "tensorrt"),
         ({"max_input_width": 0}, "max_input_width"),
+        ({"model": "vimpnet_tiny"}, "unknown model config 'vimpnet_tiny'"),
         ({"oversize_policy": "crop"}, "oversize_policy"),
         ({"mask_threshold": 1.5}, "mask_threshold"),
         ({"jpeg_quality": 0}, "jpeg_quality"),
@@ -111,3 +112,12 @@ def test_default_values_returns_fresh_lists() -> None:
     first = default_values()
     first["cameras"].append("x")  # type: ignore[union-attr]
     assert default_values()["cameras"] == []
+
+
+def test_the_table_and_the_engine_rules_load_without_torch() -> None:
+    """Tools and the node's parameter checks read the table on machines without torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, vimpnet_ros.pipeline.settings, vimpnet_ros.engine.config; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -157,6 +157,8 @@ class BagReader:
         if distro != "auto" and distro not in DISTROS:
             raise BagError(f"unknown ROS distro {distro!r}; choose auto or one of {', '.join(DISTROS)}")
         self.distro = distro
+        #: The distro whose message definitions fill in for the bag (``distro``, or the bag's own when "auto").
+        self.resolved_distro = DEFAULT_DISTRO if distro == "auto" else distro
         self._reader: AnyReader | None = None
 
     def __enter__(self) -> BagReader:
@@ -177,6 +179,7 @@ class BagReader:
         info = _read_metadata(self.path)
         version = int(info.get("version", 9)) if str(info.get("version", "9")).isdigit() else 9
         distro = self.distro if self.distro != "auto" else distro_for_bag(version, info.get("ros_distro"))
+        self.resolved_distro = distro
         typestore = make_typestore(distro)
         reader = self._open_any([self.path], typestore)
         # Compressed storage records cannot be read on their own: there, messages() fails loudly instead.

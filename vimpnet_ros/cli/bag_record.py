@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--count", type=int, default=None, help="stop after this many messages on the first topic")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag at OUTPUT")
+    parser.add_argument(
+        "--distro",
+        choices=("humble", "jazzy", "kilted"),
+        default=None,
+        help="bag format of this ROS distro (default: $ROS_DISTRO, else kilted)",
+    )
     parser.add_argument("--stats", type=Path, default=None, help="write a JSON summary (counts, rates, latency)")
 
 
@@ -48,7 +54,12 @@ def run(args: argparse.Namespace) -> int:
     from vimpnet_ros.bags.stats import Percentiles
 
     recorder = BagRecorder(
-        args.output, args.topics, storage=args.storage, reliability=args.reliability, overwrite=args.overwrite
+        args.output,
+        args.topics,
+        storage=args.storage,
+        reliability=args.reliability,
+        overwrite=args.overwrite,
+        distro=args.distro,
     )
     rclpy.init()
     signal.signal(signal.SIGTERM, _interrupt)  # finish the bag on SIGTERM too (process managers, timeouts)

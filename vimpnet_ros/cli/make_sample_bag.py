@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default="/camera", help="topic namespace (default /camera)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default mcap)")
     parser.add_argument("--compressed", action="store_true", help="store rainy frames as JPEG image/compressed")
+    parser.add_argument(
+        "--distro", choices=("humble", "jazzy", "kilted"), default="kilted", help="bag format of this ROS distro"
+    )
     parser.add_argument("--rain-config", default=None, help="rain renderer YAML (default: the shipped one)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag at OUTPUT")
 
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         storage=args.storage,
         compressed=args.compressed,
         rain_config=args.rain_config,
+        distro=args.distro,
     )
     started = time.monotonic()
     topics = write_sample_bag(args.output, config, overwrite=args.overwrite)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.model.config import get_config
 
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
@@ -95,6 +96,7 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ConfigError(f"engine model must be a config name such as 'vimpnet_lite'; got {self.model!r}")
+        get_config(self.model)  # an unknown name fails here, listing the known ones
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("output_frame", self.output_frame, OUTPUT_FRAMES)

@@ -470,7 +470,13 @@ def evaluate_bag(
             engine = InferenceEngine(settings.engine_config()).load()
         writer = None
         if options.output_bag is not None:
-            writer = BagWriter(options.output_bag, options.storage, make_typestore(), overwrite=options.overwrite)
+            writer = BagWriter(
+                options.output_bag,
+                options.storage,
+                make_typestore(reader.resolved_distro),
+                overwrite=options.overwrite,
+                distro=reader.resolved_distro,
+            )  # readable where the input was
         evaluation = _Evaluation(reader, settings, options, engine, writer)
         progress = tqdm(
             total=evaluation.total, unit="frame", desc="bag-eval", disable=not options.progress, leave=False

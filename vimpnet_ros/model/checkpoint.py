@@ -36,6 +36,8 @@ MMEDIT_PREFIX = "generator."
 #: Folder of the weights shipped inside the package: ``vimpnet_ros/weights/<config name>.pth``.
 SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 _LIST_LIMIT = 5
+#: Larger files are refused before reading: the published checkpoint with optimizer state is ~0.45 GB.
+MAX_CHECKPOINT_BYTES = 4 * 2**30
 
 
 #: Prefix renames from the reference's checkpoint names to ours (first match wins; transformer sets below).
@@ -187,8 +189,20 @@ def infer_config(state: Mapping[str, Tensor]) -> VimpNetConfig | None:
 def read_checkpoint_file(path: str | os.PathLike[str]) -> object:
     """``torch.load(weights_only=True)`` with the failure modes turned into CheckpointError."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; give the path of the .pth file inside it")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist (or is not a file); check the path")
+        raise CheckpointError(f"checkpoint {path} is not a regular file (a device or a pipe?); give a .pth file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted download or copy; copy it again")
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"checkpoint {path} is {size / 2**30:.1f} GiB, more than any ViMP-Net checkpoint "
+            f"({MAX_CHECKPOINT_BYTES / 2**30:.0f} GiB at most, optimizer state included); refusing to load it"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -38,10 +38,8 @@ def test_settings_fields_are_the_table() -> None:
 
 def test_generated_files_are_up_to_date() -> None:
     """config/vimpnet.yaml and the README table are generated from the table; regenerate them when this fails."""
-    assert (REPO / "config" / "vimpnet.yaml").read_text() == params_yaml(), (
-        "python -m vimpnet_ros.pipeline.settings --yaml"
-    )
-    assert markdown_table() in (REPO / "README.md").read_text(), "python -m vimpnet_ros.pipeline.settings (README)"
+    assert (REPO / "config" / "vimpnet.yaml").read_text() == params_yaml(), "python tools/regenerate_docs.py"
+    assert markdown_table() in (REPO / "README.md").read_text(), "python tools/regenerate_docs.py"
     assert read_params_file(REPO / "config" / "vimpnet.yaml") == default_values()
 
 

@@ -4,7 +4,7 @@
 parameters (with ROS descriptors built from them, :mod:`vimpnet_ros.node.ros_params`);
 :class:`NodeSettings` has one typed field per entry (a test checks they agree);
 ``config/vimpnet.yaml`` and the README's parameter table are generated from the table by
-:func:`params_yaml` and :func:`markdown_table` (a test checks the files are up to date);
+:func:`params_yaml` and :func:`markdown_table` (``tools/regenerate_docs.py``; a test checks they are current);
 bag evaluation reads the same settings from a params file and ``-p`` overrides here.
 Engine choices and ranges (backends, precisions, window sizes, the device syntax, the
 tiling rules) are the engine's own (:mod:`vimpnet_ros.engine.config`), imported, never
@@ -626,7 +626,7 @@ def params_yaml() -> str:
     """``config/vimpnet.yaml``: every parameter with its default and description (generated; a test compares)."""
     lines = [
         "# Parameters of vimpnet_node, every one with its default. Generated from the parameter table",
-        "# (vimpnet_ros/pipeline/settings.py): `python -m vimpnet_ros.pipeline.settings --yaml > config/vimpnet.yaml`.",
+        "# (vimpnet_ros/pipeline/settings.py) by `python tools/regenerate_docs.py`; do not edit by hand.",
         "# Use: vimpnet_node --ros-args --params-file config/vimpnet.yaml -r image:=/cam/image_raw",
         "/**:",
         "  ros__parameters:",
@@ -653,9 +653,3 @@ def markdown_table() -> str:
             f"{spec.description}; {spec.allowed} |"
         )
     return "\n".join(rows) + "\n"
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.stdout.write(params_yaml() if "--yaml" in sys.argv else markdown_table())

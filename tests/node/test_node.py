@@ -510,3 +510,39 @@ def test_transport_naming_twelve_bit_mono16_and_the_enable_service(
     status = next(m for m in probe.messages("/rain_status") if stamp_of(m) == stamp)
     assert status.processing == status.PROCESSING_GATED
     _assert_ok_shutdown(node)
+
+
+def test_qos_follows_the_camera_and_rep2003_overrides_win(
+    start_node: Any, probe_factory: Any, checkpoint: Path
+) -> None:
+    """input_reliability auto subscribes as the camera offers; a qos_overrides parameter wins and is reported."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    node = _start(start_node, checkpoint)
+    probe = probe_factory(reliable=False)
+    assert probe.wait_connected(), node.log()
+    infos = probe.node.get_subscriptions_info_by_topic("/image")
+    assert [i.qos_profile.reliability for i in infos] == [ReliabilityPolicy.BEST_EFFORT]
+    _assert_ok_shutdown(node)
+    node = _start(start_node, checkpoint, ros_args=["-p", "qos_overrides./image.subscription.reliability:=reliable"])
+    probe = probe_factory(reliable=True)
+    assert probe.wait_connected(), node.log()
+    infos = probe.node.get_subscriptions_info_by_topic("/image")
+    assert [i.qos_profile.reliability for i in infos] == [ReliabilityPolicy.RELIABLE]
+    best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    probe.node.create_publisher(Image, "/image", best_effort)
+    assert node.wait_for_log("qos_overrides./image.subscription.reliability", FRAME_TIMEOUT), node.log()
+    _assert_ok_shutdown(node)
+
+
+def test_managed_node_with_autostart_is_active_at_once(start_node: Any, probe_factory: Any, checkpoint: Path) -> None:
+    node = _start(start_node, checkpoint, args=["--managed"], autostart=True)
+    probe = probe_factory()
+    assert probe.wait_connected(), node.log()
+    status = _send_and_wait(probe, image_msg(make_rgb(0), "rgb8", BASE_STAMP))
+    assert status.processing == status.PROCESSING_RESTORED
+    _assert_ok_shutdown(node)
+    failing = _start(start_node, Path("/nonexistent.pth"), args=["--managed"], autostart=True)
+    assert failing.wait(FRAME_TIMEOUT) == 2, failing.log()
+    assert "does not exist" in failing.log()

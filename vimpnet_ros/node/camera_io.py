@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from rclpy.publisher import Publisher
-from rclpy.qos import QoSProfile
-from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from vimpnet_ros.node.diagnostics import CameraStats
 from vimpnet_ros.node.messages import camera_info_with_header, compressed_message, image_message, status_message
+from vimpnet_ros.node.qos import InputSubscription
 from vimpnet_ros.pipeline.camera import CameraPipeline, header_stamp_ns
 from vimpnet_ros.pipeline.outputs import FrameOutputs, Processing
 from vimpnet_ros.pipeline.settings import NodeSettings
@@ -27,8 +26,8 @@ from vimpnet_ros.pipeline.topics import CameraTopics
 
 #: CameraInfo messages kept per camera to find the one matching a frame's stamp.
 CAMERA_INFO_HISTORY = 8
-#: ``create_publisher`` or ``create_lifecycle_publisher`` of the node: (type, topic, qos) -> publisher.
-PublisherFactory = Callable[..., Publisher]
+#: (message type, topic) -> a publisher with the node's output QoS (see node/qos.py create_output_publisher).
+PublisherFactory = Callable[[type, str], Publisher]
 
 
 @dataclass
@@ -44,16 +43,16 @@ class CameraPublishers:
 
     @classmethod
     def create(
-        cls, create: PublisherFactory, topics: CameraTopics, qos: QoSProfile, status_type: type, with_info: bool
+        cls, create: PublisherFactory, topics: CameraTopics, status_type: type, with_info: bool
     ) -> CameraPublishers:
-        """Create every output of a camera."""
+        """Create every output of a camera; ``create(type, topic)`` makes one publisher with its QoS."""
         return cls(
-            image=create(Image, topics.output("image"), qos),
-            compressed=create(CompressedImage, topics.output("compressed"), qos),
-            mask=create(Image, topics.output("mask"), qos),
-            streak=create(Image, topics.output("streak"), qos),
-            status=create(status_type, topics.output("status"), qos),
-            info=create(CameraInfo, topics.output("info"), qos) if with_info else None,
+            image=create(Image, topics.output("image")),
+            compressed=create(CompressedImage, topics.output("compressed")),
+            mask=create(Image, topics.output("mask")),
+            streak=create(Image, topics.output("streak")),
+            status=create(status_type, topics.output("status")),
+            info=create(CameraInfo, topics.output("info")) if with_info else None,
         )
 
     def all(self) -> list[Publisher]:
@@ -69,9 +68,14 @@ class CameraIO:
         self.pipeline = pipeline
         self.publishers = publishers
         self.stats = CameraStats(pipeline.label, pipeline.counters)
-        self.subscriptions: list[Subscription] = []
+        self.inputs: list[InputSubscription] = []
         self._infos: deque[CameraInfo] = deque(maxlen=CAMERA_INFO_HISTORY)
         self._info_lock = threading.Lock()
+
+    @property
+    def lost_in_transport(self) -> int:
+        """Frames the middleware reported lost on this camera's inputs (a best-effort reader missing fragments)."""
+        return sum(i.lost for i in self.inputs)
 
     @property
     def name(self) -> str:

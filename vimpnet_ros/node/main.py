@@ -3,17 +3,24 @@
     vimpnet_node [--managed] --ros-args --params-file config/vimpnet.yaml -r image:=/cam/image_raw
 
 ``--managed`` starts a lifecycle node (configure loads the model, activate starts
-processing); without it the node loads and starts at once. Bad parameters or a
+processing; with the ``autostart`` parameter it does both at once); without it the node
+loads and starts at once. Bad parameters or a
 missing/corrupt checkpoint end the process with exit code 2 and one error line.
 rclpy's signal handlers turn SIGINT and SIGTERM into a context shutdown, after
-which the worker is stopped and the process exits 0. The CPU allocator is tuned
+which the worker is stopped and the process exits 0 within seconds, even mid-inference:
+an inference still running after the worker's stop timeout is abandoned and the process
+exits without interpreter teardown. The CPU allocator is tuned
 (:mod:`vimpnet_ros.engine.allocator`) before rclpy starts any thread, so every
 thread, the inference worker included, shares the arena that keeps freed memory.
+The DDS transport is chosen before ``rclpy.init`` too (:mod:`vimpnet_ros.node.transport`:
+UDP with large socket buffers so camera-sized frames arrive, unless Fast DDS is configured
+by the user); the choice is logged once rclpy is up.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,23 +49,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from vimpnet_ros.engine.allocator import keep_freed_memory
     from vimpnet_ros.errors import VimpnetError
+    from vimpnet_ros.node.transport import configure_transport
 
     keep_freed_memory()
     args_in = list(sys.argv if argv is None else ["vimpnet_node", *argv])
     options = build_parser().parse_args(remove_ros_args(args_in)[1:])
+    transport = configure_transport()
     rclpy.init(args=args_in)
     logger = rclpy.logging.get_logger("vimpnet_node")
+    (logger.warning if transport.warn else logger.info)(transport.summary)
     node = None
     code = 0
     try:
         from vimpnet_ros.node.node import VimpnetLifecycleNode, VimpnetNode
 
-        if options.managed:
-            node = VimpnetLifecycleNode()
-            logger.info("managed mode: waiting for configure/activate transitions")
-        else:
-            node = VimpnetNode()
-            node.start()
+        node = VimpnetLifecycleNode() if options.managed else VimpnetNode()
+        node.start()  # the lifecycle node configures and activates itself only with autostart
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
@@ -79,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Exception as error:  # shutting down: report, still exit
                 logger.warning(f"while shutting down: {error}")
         rclpy.try_shutdown()
+    if node is not None and node.core.abandoned_inference:
+        # An inference is still running in the worker thread (it never touches ROS again). Tearing the
+        # interpreter down under it can abort inside torch's thread pool, so leave without teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 

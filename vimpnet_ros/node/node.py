@@ -38,7 +38,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vimpnet_ros.errors import ConfigError, EngineError, InputError, VimpnetError
 from vimpnet_ros.node.camera_io import CameraIO, CameraPublishers
 from vimpnet_ros.node.diagnostics import Thresholds, make_array, make_status
-from vimpnet_ros.node.qos import DIAGNOSTICS_QOS, make_qos
+from vimpnet_ros.node.qos import DIAGNOSTICS_QOS, InputSubscription, create_output_publisher
 from vimpnet_ros.node.ros_params import ParameterBridge
 from vimpnet_ros.node.scheduler import Batch, InferenceWorker
 from vimpnet_ros.pipeline.camera import CameraPipeline, Turn, restore_turn
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
 #: Seconds the worker gets to finish its turn when processing stops; a longer inference is abandoned.
 WORKER_STOP_TIMEOUT_S = 2.0
+#: How often inputs waiting for their first publisher (``input_reliability: auto``) look again [s].
+INPUT_POLL_S = 0.5
 
 
 class LogThrottle:
@@ -96,6 +98,7 @@ class DerainCore:
         self._diagnostics: Publisher | None = None
         self._diagnostics_timer: Timer | None = None
         self._enable_service: Service | None = None
+        self._input_timer: Timer | None = None
         #: Set when processing stopped while an inference was still running: its thread is abandoned (see main).
         self.abandoned_inference = False
 
@@ -138,15 +141,25 @@ class DerainCore:
                 f"loading model {settings.model!r} from {source} failed: {type(error).__name__}: {error}"
             ) from error
         self.engine = engine
-        output_qos = make_qos(settings.output_reliability, settings.output_depth)
+
+        def output(msg_type: type, topic: str) -> Publisher:
+            """One output publisher: the output_* parameters, REP-2003 overrides, incompatible viewers reported."""
+            return create_output_publisher(
+                self._create_publisher,
+                self.node,
+                msg_type,
+                topic,
+                settings.output_reliability,
+                settings.output_depth,
+                lambda text: self.report("outputs", "qos", text),
+            )
+
         for namespace in settings.camera_namespaces:
             topics = CameraTopics.for_camera(namespace)
             pipeline = CameraPipeline(
                 namespace.strip("/"), engine.open_stream(namespace.strip("/") or "camera"), self.report
             )
-            publishers = CameraPublishers.create(
-                self._create_publisher, topics, output_qos, RainStatus, settings.use_camera_info
-            )
+            publishers = CameraPublishers.create(output, topics, RainStatus, settings.use_camera_info)
             self.cameras[pipeline.name] = CameraIO(topics, pipeline, publishers)
         self._diagnostics = self.node.create_publisher(_diagnostic_array_type(), "/diagnostics", DIAGNOSTICS_QOS)
         self._diagnostics_timer = self.node.create_timer(settings.diagnostics_period_s, self.publish_diagnostics)
@@ -160,44 +173,68 @@ class DerainCore:
         )
 
     def activate(self) -> None:
-        """Subscribe every camera and start the worker (streams keep their frames across deactivate/activate)."""
+        """Subscribe every camera and start the worker (streams keep their frames across deactivate/activate).
+
+        With ``input_reliability: auto`` an input is subscribed once its first publisher appears
+        (a timer looks every ``INPUT_POLL_S``); a bad ``qos_overrides`` parameter is a ConfigError.
+        """
         settings = self.settings
-        qos = make_qos(settings.input_reliability, settings.input_depth)
         for camera in self.cameras.values():
             camera.pipeline.gate.reset()
             base = self.node.resolve_topic_name(camera.topics.image)
-            if settings.input_transport == "compressed":
-                camera.subscriptions = [
-                    self.node.create_subscription(
-                        CompressedImage,
-                        transport_topic(base, "compressed"),
-                        lambda m, c=camera: self._on_message(c, m, compressed=True),
-                        qos,
-                    )
-                ]
-            else:
-                camera.subscriptions = [
-                    self.node.create_subscription(
-                        Image, base, lambda m, c=camera: self._on_message(c, m, compressed=False), qos
-                    )
-                ]
-            if settings.use_camera_info:
-                camera.subscriptions.append(
-                    self.node.create_subscription(CameraInfo, camera.topics.camera_info, camera.remember_info, qos)
+            compressed = settings.input_transport == "compressed"
+            topic = transport_topic(base, "compressed") if compressed else base
+            inputs = [
+                (
+                    CompressedImage if compressed else Image,
+                    topic,
+                    lambda m, c=camera, z=compressed: self._on_message(c, m, compressed=z),
                 )
+            ]
+            if settings.use_camera_info:
+                inputs.append((CameraInfo, camera.topics.camera_info, camera.remember_info))
+            camera.inputs = [
+                InputSubscription(
+                    self.node,
+                    msg_type,
+                    name,
+                    callback,
+                    settings.input_reliability,
+                    settings.input_depth,
+                    lambda text, c=camera: self.report(c.name, "transport", text),
+                )
+                for msg_type, name, callback in inputs
+            ]
         self.worker = InferenceWorker(list(self.cameras), settings.window_size, self._turn)
         self.worker.start()
         self.active = True
-        topics = ", ".join(s.topic_name for c in self.cameras.values() for s in c.subscriptions)
-        self.logger.info(f"active: subscribed to {topics}")
+        self._poll_inputs()  # fixed reliabilities subscribe now
+        if any(i.subscription is None for c in self.cameras.values() for i in c.inputs):
+            self._input_timer = self.node.create_timer(INPUT_POLL_S, self._poll_inputs)
+        described = [
+            f"{i.topic} ({i.effective_reliability or 'waiting for a publisher'})"
+            for c in self.cameras.values()
+            for i in c.inputs
+        ]
+        self.logger.info(f"active: subscribed to {', '.join(described)}")
+
+    def _poll_inputs(self) -> None:
+        """Subscribe inputs whose first publisher appeared (auto); stop polling when all are subscribed."""
+        waiting = [i for c in self.cameras.values() for i in c.inputs if not i.poll()]
+        if not waiting and self._input_timer is not None:
+            self.node.destroy_timer(self._input_timer)
+            self._input_timer = None
 
     def deactivate(self) -> None:
         """Unsubscribe and stop the worker (bounded: a long inference is abandoned; the model stays loaded)."""
         self.active = False
+        if self._input_timer is not None:
+            self.node.destroy_timer(self._input_timer)
+            self._input_timer = None
         for camera in self.cameras.values():
-            for subscription in camera.subscriptions:
-                self.node.destroy_subscription(subscription)
-            camera.subscriptions = []
+            for subscription in camera.inputs:
+                subscription.destroy()
+            camera.inputs = []
         if self.worker is not None:
             if not self.worker.stop(timeout=WORKER_STOP_TIMEOUT_S):
                 self.abandoned_inference = True
@@ -288,6 +325,13 @@ class DerainCore:
         statuses = []
         for camera in self.cameras.values():
             level, message, values = camera.stats.status(thresholds, camera.pipeline.gate.gated)
+            lost = camera.lost_in_transport
+            values.append(("frames_lost_in_transport", str(lost)))
+            if lost:
+                level = max(level, 1)
+                message = (
+                    f"{lost} frame(s) lost in transport (README: camera-sized frames and the DDS transport); {message}"
+                )
             if not self.active:
                 message = f"inactive; {message}"
             elif not settings.enabled:

@@ -1,23 +1,47 @@
-"""QoS profiles from validated strings (no magic integers in parameters).
+"""QoS of the node's topics: profiles from validated strings, adaptive input reliability, REP-2003 overrides.
 
-Inputs default to sensor-data QoS (best effort, keep last, volatile): a best-effort
-subscription matches both reliable and best-effort camera drivers, and stale
-frames are never retransmitted. Outputs default to reliable so that recorders and
-detectors that ask for reliable QoS match.
+Inputs default to ``auto`` reliability, chosen the way rosbag2 records: once a camera
+publishes, the subscription is reliable if every publisher on the topic offers reliable
+and best effort otherwise (a best-effort subscription matches both). A reliable
+subscription to a reliable camera gets lost fragments of large frames sent again; a
+best-effort one loses the whole frame (README "Camera-sized frames and the DDS
+transport"). Stale frames are never asked for again either way (keep-last, volatile).
+Outputs default to reliable so that recorders and detectors that ask for reliable match.
+
+Every input subscription and output publisher also takes the standard REP-2003 overrides
+(``qos_overrides./<topic>.subscription.reliability``, ``.depth``, ``.history``, and
+``.publisher.`` for outputs): the node's ``input_*``/``output_*`` parameters give the
+defaults for all cameras, a per-topic override wins. ``auto`` decides once, when the
+subscription is created; an explicit override of its reliability is applied by rclpy at
+that moment, so the override always wins.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from rclpy.event_handler import (
+    PublisherEventCallbacks,
+    QoSMessageLostInfo,
+    QoSOfferedIncompatibleQoSInfo,
+    QoSRequestedIncompatibleQoSInfo,
+    SubscriptionEventCallbacks,
+    UnsupportedEventTypeError,
+)
+from rclpy.exceptions import ParameterException
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
     QoSProfile,
     ReliabilityPolicy,
+    qos_policy_name_from_kind,
     qos_profile_sensor_data,
 )
+from rclpy.qos_overriding_options import InvalidQosOverridesError, QosCallbackResult, QoSOverridingOptions
 
 from vimpnet_ros.errors import ConfigError
-from vimpnet_ros.pipeline.settings import RELIABILITIES
+from vimpnet_ros.pipeline.settings import AUTO_RELIABILITY, INPUT_RELIABILITIES, RELIABILITIES
 
 _RELIABILITY: dict[str, ReliabilityPolicy] = {
     "best_effort": ReliabilityPolicy.BEST_EFFORT,
@@ -28,6 +52,14 @@ assert set(_RELIABILITY) == set(RELIABILITIES)
 
 #: QoS of /diagnostics, as diagnostic_updater uses it (reliable, keep last 10).
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+#: What a user sees when frames are lost in transport (README section to read).
+LOSS_HINT = (
+    "frames larger than the publisher's shared-memory segment (512 KiB by default) are lost by best-effort "
+    "subscriptions; see the README section 'Camera-sized frames and the DDS transport'"
+)
+
+Report = Callable[[str], None]
+T = TypeVar("T")
 
 
 def make_qos(reliability: str, depth: int) -> QoSProfile:
@@ -49,3 +81,184 @@ def sensor_data_qos(depth: int | None = None) -> QoSProfile:
     if depth is None:
         return qos_profile_sensor_data
     return make_qos("best_effort", depth)
+
+
+def adapt_reliability(offered: Iterable[QoSProfile]) -> str | None:
+    """rosbag2's rule for the publishers' offered profiles: ``reliable`` if all offer it, else ``best_effort``.
+
+    None when there is no publisher yet (nothing to adapt to).
+    """
+    kinds = [profile.reliability for profile in offered]
+    if not kinds:
+        return None
+    return "reliable" if all(kind == ReliabilityPolicy.RELIABLE for kind in kinds) else "best_effort"
+
+
+def _validate_override(qos: QoSProfile) -> QosCallbackResult:
+    """Refuse overrides that would make a keep-last history hold nothing."""
+    result = QosCallbackResult(successful=True)
+    if qos.history == HistoryPolicy.KEEP_LAST and qos.depth < 1:
+        result.successful = False
+        result.reason = f"a keep_last history needs depth >= 1, got {qos.depth}"
+    return result
+
+
+def qos_overrides() -> QoSOverridingOptions:
+    """REP-2003 overrides of history, depth and reliability, validated (pass to create_subscription/publisher)."""
+    return QoSOverridingOptions.with_default_policies(callback=_validate_override)
+
+
+def with_overrides(create: Callable[[], T], topic: str) -> T:
+    """Run ``create`` (a create_subscription/create_publisher call with :func:`qos_overrides`).
+
+    A bad ``qos_overrides.<topic>.*`` parameter becomes a :class:`ConfigError` naming it
+    (rclpy raises RuntimeError for an unknown policy value, InvalidQosOverridesError when the
+    validation refuses the result and a ParameterException for a wrong type).
+    """
+    try:
+        return create()
+    except (InvalidQosOverridesError, ParameterException) as error:
+        raise ConfigError(f"invalid qos_overrides.{topic}.* parameter: {error}") from error
+    except RuntimeError as error:
+        if "QoS override" not in str(error):  # an RMW failure, not a parameter
+            raise
+        raise ConfigError(f"invalid qos_overrides.{topic}.* parameter: {error}") from error
+
+
+def output_event_callbacks(topic: str, report: Report) -> PublisherEventCallbacks:
+    """Say which override fixes a subscriber whose QoS our publisher cannot serve (e.g. it asks reliable)."""
+
+    def incompatible(event: QoSOfferedIncompatibleQoSInfo) -> None:
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
+        report(
+            f"a subscriber of {topic} requests QoS this publisher does not offer ({policy}); it receives nothing. "
+            f"Set output_reliability or qos_overrides.{topic}.publisher.{policy.lower()}"
+        )
+
+    return PublisherEventCallbacks(incompatible_qos=incompatible)
+
+
+def create_output_publisher(
+    create: Callable[..., T], node: Any, msg_type: type, topic: str, reliability: str, depth: int, report: Report
+) -> T:
+    """One output publisher with REP-2003 overrides and an incompatible-subscriber report.
+
+    ``create`` is ``node.create_publisher`` or ``node.create_lifecycle_publisher``. Each
+    publisher gets a profile of its own: rclpy writes the overrides into the profile object
+    it is given, so a shared one would carry one topic's override to the next.
+    """
+    resolved = node.resolve_topic_name(topic)
+    return with_overrides(
+        lambda: create(
+            msg_type,
+            topic,
+            make_qos(reliability, depth),
+            qos_overriding_options=qos_overrides(),
+            event_callbacks=output_event_callbacks(resolved, report),
+        ),
+        resolved,
+    )
+
+
+class InputSubscription:
+    """One input topic: subscribed with adapted or fixed reliability, REP-2003 overrides, losses reported.
+
+    The node creates one per input topic at activation and calls :meth:`poll` from a
+    timer until it returns True: with ``auto`` the subscription waits for the first
+    publisher (rosbag2 style), otherwise it is created at the first poll. ``topic`` is
+    resolved (namespace, remapping) here: the publisher lookup and the REP-2003 parameter
+    names use the resolved name.
+    """
+
+    def __init__(
+        self,
+        node: Any,
+        msg_type: type,
+        topic: str,
+        callback: Callable[[Any], None],
+        reliability: str,
+        depth: int,
+        report: Report,
+    ) -> None:
+        if reliability not in INPUT_RELIABILITIES:
+            raise ConfigError(
+                f"input QoS reliability must be one of {', '.join(INPUT_RELIABILITIES)}; got '{reliability}'"
+            )
+        if depth < 1:
+            raise ConfigError(f"QoS depth must be >= 1, got {depth}")
+        self.node = node
+        self.msg_type = msg_type
+        self.topic: str = node.resolve_topic_name(topic)
+        self.callback = callback
+        self.reliability = reliability
+        self.depth = depth
+        self.report = report
+        self.subscription: Any = None
+        #: Frames the middleware reported lost (a best-effort reader missing fragments), since creation.
+        self.lost = 0
+        #: The reliability the subscription was created with (after adaptation and overrides), or None.
+        self.effective_reliability: str | None = None
+
+    def chosen_reliability(self) -> str | None:
+        """The reliability to subscribe with now (None: ``auto`` and no publisher yet)."""
+        if self.reliability != AUTO_RELIABILITY:
+            return self.reliability
+        infos = self.node.get_publishers_info_by_topic(self.topic)
+        return adapt_reliability(info.qos_profile for info in infos)
+
+    def poll(self) -> bool:
+        """Create the subscription when it can be; True once it exists (ConfigError for a bad override)."""
+        if self.subscription is not None:
+            return True
+        reliability = self.chosen_reliability()
+        if reliability is None:
+            return False
+        qos = make_qos(reliability, self.depth)
+        try:
+            self.subscription = self._create(qos, with_loss_events=True)
+        except UnsupportedEventTypeError:  # an RMW without the message-lost event: still subscribe
+            self.subscription = self._create(qos, with_loss_events=False)
+        effective = self.subscription.qos_profile.reliability
+        self.effective_reliability = effective.name.lower()
+        if self.reliability == AUTO_RELIABILITY:
+            how = f"input_reliability auto: {reliability} for the publishers present"
+            if self.effective_reliability != reliability:
+                how += f", overridden by qos_overrides.{self.topic}.subscription.reliability"
+            self.node.get_logger().info(f"{self.topic}: {self.effective_reliability} subscription ({how})")
+        return True
+
+    def _create(self, qos: QoSProfile, with_loss_events: bool) -> Any:
+        events = SubscriptionEventCallbacks(
+            incompatible_qos=self._incompatible, message_lost=self._lost if with_loss_events else None
+        )
+        return with_overrides(
+            lambda: self.node.create_subscription(
+                self.msg_type,
+                self.topic,
+                self.callback,
+                qos,
+                event_callbacks=events,
+                qos_overriding_options=qos_overrides(),
+            ),
+            self.topic,
+        )
+
+    def _incompatible(self, event: QoSRequestedIncompatibleQoSInfo) -> None:
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
+        self.report(
+            f"a publisher on {self.topic} offers QoS incompatible with this {self.effective_reliability} subscription "
+            f"({policy}); nothing is received from it. Set input_reliability:=best_effort or "
+            f"qos_overrides.{self.topic}.subscription.{policy.lower()}"
+        )
+
+    def _lost(self, event: QoSMessageLostInfo) -> None:
+        self.lost = int(event.total_count)
+        self.report(
+            f"{event.total_count_change} frame(s) on {self.topic} lost in transport ({self.lost} so far): {LOSS_HINT}"
+        )
+
+    def destroy(self) -> None:
+        """Unsubscribe (the REP-2003 parameters stay declared: a later subscription reuses them)."""
+        if self.subscription is not None:
+            self.node.destroy_subscription(self.subscription)
+            self.subscription = None

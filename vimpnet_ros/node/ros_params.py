@@ -24,7 +24,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from vimpnet_ros.errors import ConfigError, VimpnetError
-from vimpnet_ros.pipeline.settings import PARAMETERS, NodeSettings, ParamSpec, validate_settings
+from vimpnet_ros.pipeline.settings import PARAMETERS, PARAMETERS_BY_NAME, NodeSettings, ParamSpec, validate_settings
 
 _ROS_TYPES: dict[str, int] = {
     "bool": ParameterType.PARAMETER_BOOL,
@@ -93,15 +93,20 @@ class ParameterBridge:
         return self.settings
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        """Validate updates against the same rules as at start; apply valid ones at once."""
-        changes = {p.name: p.value for p in parameters}
+        """Validate updates against the same rules as at start; apply valid ones at once.
+
+        Parameters that are not in the table (rclpy's own ``qos_overrides.*``, ``use_sim_time``) are
+        rclpy's to check.
+        """
+        changes = {p.name: p.value for p in parameters if p.name in PARAMETERS_BY_NAME}
+        if not changes:
+            return SetParametersResult(successful=True)
         try:
             if self.settings is None:  # not configured yet: configure validates everything
                 validate_settings({**self.current_values(), **changes})
                 return SetParametersResult(successful=True)
             for name in changes:
-                spec = next((s for s in PARAMETERS if s.name == name), None)
-                if spec is not None and spec.read_only:
+                if PARAMETERS_BY_NAME[name].read_only:
                     raise ConfigError(f"parameter '{name}' is read-only: restart the node (or cleanup/configure)")
             new = self.settings.replace(**changes)
         except (VimpnetError, TypeError) as error:

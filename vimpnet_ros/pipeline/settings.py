@@ -45,6 +45,9 @@ ParamValue = bool | int | float | str | list[str]
 
 INPUT_TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
 RELIABILITIES: tuple[str, ...] = ("best_effort", "reliable", "system_default")
+#: ``input_reliability`` value that adapts to the publishers, as rosbag2 records (node/qos.py).
+AUTO_RELIABILITY = "auto"
+INPUT_RELIABILITIES: tuple[str, ...] = (AUTO_RELIABILITY, *RELIABILITIES)
 STREAK_ENCODINGS: tuple[str, ...] = ("mono8", "32FC1")
 #: The node's own name; bag evaluation looks for its section in params files.
 NODE_NAME = "vimpnet"
@@ -238,14 +241,27 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "input_reliability",
         "string",
-        "best_effort",
-        "input QoS reliability (best_effort accepts reliable and best-effort publishers)",
+        AUTO_RELIABILITY,
+        "input QoS reliability: auto = reliable if every publisher offers reliable, else best effort, decided when "
+        "the first publisher appears (as ros2 bag record); qos_overrides.<topic>.subscription.reliability wins",
+        read_only=True,
+        choices=INPUT_RELIABILITIES,
+    ),
+    ParamSpec(
+        "input_depth",
+        "int",
+        5,
+        "input QoS history depth (default of every input; qos_overrides.<topic>.subscription.depth wins)",
+        read_only=True,
+        int_range=(1, 1000, 0),
+    ),
+    ParamSpec(
+        "output_reliability",
+        "string",
+        "reliable",
+        "output QoS reliability (default of every output; qos_overrides.<topic>.publisher.reliability wins)",
         read_only=True,
         choices=RELIABILITIES,
-    ),
-    ParamSpec("input_depth", "int", 5, "input QoS history depth", read_only=True, int_range=(1, 1000, 0)),
-    ParamSpec(
-        "output_reliability", "string", "reliable", "output QoS reliability", read_only=True, choices=RELIABILITIES
     ),
     ParamSpec("output_depth", "int", 5, "output QoS history depth", read_only=True, int_range=(1, 1000, 0)),
     ParamSpec(

@@ -10,22 +10,16 @@ import numpy as np
 import pytest
 
 from tests.engine.conftest import CPU_ENV, moving_frames
+from vimpnet_ros.benchmark.engine import add_peak_fractions, build_cases, format_table, measure_matmul_peak, run_case
+from vimpnet_ros.cli.benchmark import add_engine_arguments
 from vimpnet_ros.engine import EngineConfig
-from vimpnet_ros.benchmark.engine import (
-    add_arguments,
-    add_peak_fractions,
-    build_cases,
-    format_table,
-    measure_matmul_peak,
-    run_case,
-)
 from vimpnet_ros.evaluation.output_frames import measure_output_frames, psnr
 from vimpnet_ros.model import VimpNet
 
 
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_engine_arguments(parser)
     return parser.parse_args(list(argv))
 
 
@@ -41,8 +35,29 @@ def test_cases_cover_backends_precisions_and_baselines() -> None:
     assert {c["tile_size"] for c in cases if c["size"] == (256, 256)} == {0}
 
 
+def test_compiled_and_multi_camera_cases() -> None:
+    args = _args("--models", "vimpnet_lite", "--backends", "torch,compiled", "--precisions", "fp16", "--sizes",
+                 "1280x720", "--cameras", "1,4", "--device", "cuda", "--cache-dir", "/tmp/engines")  # fmt: skip
+    streams = {(c["backend"], c["cameras"]) for c in build_cases(args) if c["kind"] == "stream"}
+    assert streams == {("torch", 1), ("torch", 4), ("compiled", 1), ("compiled", 4)}
+    assert {c["device"] for c in build_cases(args)} == {"cuda"}
+    assert {c["cache_dir"] for c in build_cases(args)} == {"/tmp/engines"}
+    with pytest.raises(SystemExit):
+        _args("--cameras", "0")
+
+
+def test_baselines_run_on_the_device_asked_for() -> None:
+    """--device cuda times the naive and reference baselines on CUDA (here: none, so an error), never on the CPU."""
+    args = _args("--models", "vimpnet_lite", "--backends", "torch", "--precisions", "fp16", "--sizes", "48x32",
+                 "--device", "cuda", "--baseline-frames", "1")  # fmt: skip
+    for case in build_cases(args):
+        if case["kind"] != "stream":
+            record = run_case(case)
+            assert "CUDA" in record["error"], record
+
+
 def test_matmul_peak_is_measured_for_both_precisions() -> None:
-    peaks = measure_matmul_peak(threads=0, seconds=0.05)
+    peaks = measure_matmul_peak(threads=0, seconds=0.05, device="cpu")
     assert set(peaks) == {"fp32", "bf16"} and all(value > 0 for value in peaks.values())
 
 
@@ -66,19 +81,22 @@ def test_peak_fractions_and_floor() -> None:
 @pytest.mark.slow
 def test_stream_naive_and_reference_records(tmp_path: Path) -> None:
     args = _args("--models", "vimpnet_lite", "--backends", "torch", "--precisions", "fp32", "--sizes", "48x32",
-                 "--frames", "2", "--baseline-frames", "1", "--window", "3")  # fmt: skip
+                 "--frames", "2", "--baseline-frames", "1", "--window", "3", "--cameras", "1,2")  # fmt: skip
     records = [run_case(case) for case in build_cases(args)]
     add_peak_fractions(records, {"fp32": 100.0, "bf16": 1.0})
-    assert [r["kind"] for r in records] == ["stream", "naive", "reference"]
+    assert [r["kind"] for r in records] == ["stream", "stream", "naive", "reference"]
+    assert [r.get("cameras", 1) for r in records] == [1, 2, 1, 1]
     for record in records:
         assert "error" not in record, record
         assert record["p95_ms"] >= record["p50_ms"] > 0 and record["peak_rss_mib"] > 0
         assert record["gflop_per_frame"] > 0 and record["gflops"] > 0
         assert record["peak_fraction"] == pytest.approx(record["gflops"] / 100.0)
-    assert records[0]["gflop_per_frame"] < records[1]["gflop_per_frame"]  # caching saves work
-    assert records[2]["tiles"] == 1 and records[2]["reference_code_ms"] == 5360.0
+        assert record["launches_per_push"]["aten_ops"] > 100  # the profiler's count (kernel launches on CUDA)
+    assert records[0]["gflop_per_frame"] < records[2]["gflop_per_frame"]  # caching saves work
+    assert records[1]["gflop_per_frame"] == pytest.approx(records[0]["gflop_per_frame"], rel=0.01)  # per frame
+    assert records[3]["tiles"] == 1 and records[3]["reference_code_ms"] == 5360.0
     table = format_table(records)
-    assert table.count("\n") == 4 and "| vimpnet_lite | stream | torch | fp32 | 48x32 |" in table
+    assert table.count("\n") == 5 and "| vimpnet_lite | stream | torch | fp32 | 48x32 | 2 |" in table
     json.dumps(records, default=str)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vimpnet_ros.benchmark.model import count_flops, main
+from vimpnet_ros.benchmark.model import count_flops
+from vimpnet_ros.cli.benchmark import main
 
 
 def test_flop_count_scales_with_frames_and_area() -> None:
@@ -18,7 +19,7 @@ def test_flop_count_scales_with_frames_and_area() -> None:
 
 def test_benchmark_writes_json(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
-    code = main(["--configs", "vimpnet_lite", "--sizes", "32x32", "--precisions", "fp32",
+    code = main(["model", "--configs", "vimpnet_lite", "--sizes", "32x32", "--precisions", "fp32",
                  "--frames", "2", "--repeats", "1", "--warmup", "0", "--output", str(output)])  # fmt: skip
     assert code == 0
     data = json.loads(output.read_text())

@@ -1,17 +1,22 @@
 """``vimpnet-ros benchmark engine``: streaming latency, throughput, memory and GFLOP/s vs naive and reference.
 
-Cases (each in a fresh subprocess so peak RSS belongs to that case alone):
+Cases (each in a fresh subprocess so peak RSS and GPU memory belong to that case alone):
 
 - ``stream``: the engine as the node runs it (per-frame caches, output frame decoded
-  only), steady state after the window filled; per-push wall time.
+  only), steady state after the window filled; wall time per push, with ``cameras``
+  streams of the same size restored in one batch per push (as the node does).
 - ``naive``: one whole-window ``VimpNet.forward`` per frame at the same size/tiling
-  (what an engine without caches would do).
+  (what an engine without caches would do), on the chosen device and precision.
 - ``reference``: the reference test procedure's cost per frame: one 5-frame 256x256
-  clip per 256-pixel tile (32 overlap), fp32, i.e. tiles x forward(1, 5, 3, 256, 256).
+  clip per 256-pixel tile (32 overlap), fp32, i.e. tiles x forward(1, 5, 3, 256, 256),
+  on the chosen device.
 
-Random-initialised weights unless ``--checkpoint`` is given (timing does not depend
-on the values). ``--quality`` instead measures PSNR of ``latest`` vs ``center`` on
-synthetic rain (:mod:`vimpnet_ros.evaluation.output_frames`), which needs trained weights to mean anything.
+Each record carries the machine (GPU name and memory, torch/CUDA versions), the peak GPU
+memory and, per frame, the kernel launches (``torch.profiler``; operator calls on CPU).
+Random-initialised weights unless a checkpoint is given (timing does not depend on the
+values). The quality mode instead measures PSNR of ``latest`` vs ``center`` on synthetic
+rain (:mod:`vimpnet_ros.evaluation.output_frames`), which needs trained weights to mean
+anything. The command-line front end is ``vimpnet_ros.cli.benchmark``.
 """
 
 from __future__ import annotations
@@ -23,43 +28,25 @@ import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
 
-from vimpnet_ros.cli.arguments import size_list_type, size_type
+from vimpnet_ros.benchmark.measure import (
+    StreamBench,
+    count_launches,
+    device_memory,
+    machine_record,
+    percentiles,
+    synchronize,
+)
 
 LOGGER = logging.getLogger(__name__)
 #: What the reference code takes on this class of 2-core CPU for one 5-frame 256x256 fp32 clip (issue 4).
 REFERENCE_CLIP_SECONDS = 5.36
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Benchmark options; defaults cover the issue's table (slow on CPU: narrow them for a quick look)."""
-    parser.add_argument("--models", default="vimpnet_lite,vimpnet", help="comma-separated model configs")
-    parser.add_argument("--backends", default="torch,onnxruntime", help="comma-separated: torch, onnxruntime, tensorrt")
-    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16 (CPU), fp16 (CUDA)")
-    parser.add_argument(
-        "--sizes", type=size_list_type(), default="256x256,640x384,1280x720", help="comma-separated WIDTHxHEIGHT"
-    )
-    parser.add_argument("--tile-above", type=int, default=640 * 384, help="tile frames with more pixels than this")
-    parser.add_argument("--tile-size", type=int, default=256, help="tile size for tiled sizes")
-    parser.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in pixels")
-    parser.add_argument("--tile-batch", type=int, default=4, help="tiles per network call")
-    parser.add_argument("--window", type=int, default=5, help="frames per window T (odd, 3..9)")
-    parser.add_argument("--output-frame", default="latest", choices=("latest", "center"), help="output frame mode")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
-    parser.add_argument("--frames", type=int, default=10, help="timed frames per case (after warm-up)")
-    parser.add_argument("--baseline-frames", type=int, default=2, help="timed forwards for naive/reference")
-    parser.add_argument("--no-baselines", action="store_true", help="skip the naive and reference cases")
-    parser.add_argument("--checkpoint", default=None, help="weights to time (default: random init)")
-    parser.add_argument("--json", type=Path, default=None, help="write all records here")
-    parser.add_argument("--quality", action="store_true", help="measure PSNR latest vs center instead of timing")
-    parser.add_argument("--quality-clips", type=int, default=4, help="synthetic clips for --quality")
-    parser.add_argument("--quality-frames", type=int, default=12, help="frames per clip for --quality")
-    parser.add_argument(
-        "--quality-size", type=size_type(), default="256x256", help="WIDTHxHEIGHT of the --quality clips"
-    )
+#: Defaults of the command line (the issue's table; slow on CPU: narrow them for a quick look).
+DEFAULT_MODELS = "vimpnet_lite,vimpnet"
+DEFAULT_BACKENDS = "torch,onnxruntime"
+DEFAULT_PRECISIONS = "fp32,bf16"
+DEFAULT_SIZES = "256x256,640x384,1280x720"
 
 
 # -- cases (run in a child process) ----------------------------------------------------------------------
@@ -77,57 +64,34 @@ def _model(name: str, checkpoint: str | None) -> Any:
     return VimpNet(get_config(name)).eval()
 
 
-def _frames(count: int, width: int, height: int) -> list[Any]:
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (height + count, width + count, 3), dtype=np.uint8)
-    return [np.ascontiguousarray(base[k : k + height, k : k + width]) for k in range(count)]
-
-
-def _percentiles(times_ms: list[float]) -> dict[str, float]:
-    import numpy as np
-
-    values = np.asarray(times_ms)
-    return {
-        "p50_ms": float(np.percentile(values, 50)),
-        "p95_ms": float(np.percentile(values, 95)),
-        "mean_ms": float(values.mean()),
-        "fps": float(1000.0 / values.mean()),
-    }
-
-
 def _stream_case(case: dict[str, Any]) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from vimpnet_ros.engine import EngineConfig, InferenceEngine
 
     width, height = case["size"]
+    cameras = case.get("cameras", 1)
     config = EngineConfig(
         model=case["model"], backend=case["backend"], precision=case["precision"], device=case["device"],
         window_size=case["window"], output_frame=case["output_frame"], tile_size=case["tile_size"],
-        tile_overlap=case["tile_overlap"], tile_batch=case["tile_batch"], engine_cache_dir=case.get("cache_dir"),
-        cpu_threads=case["threads"],
+        tile_overlap=case["tile_overlap"], tile_batch=max(case["tile_batch"], cameras),
+        engine_cache_dir=case.get("cache_dir"), cpu_threads=case["threads"],
     )  # fmt: skip
     engine = InferenceEngine(config).load(_model(case["model"], case["checkpoint"]))
-    start = time.perf_counter()
-    engine.prepare(width, height)
-    prepare_s = time.perf_counter() - start
-    stream = engine.open_stream("bench")
-    frames = _frames(case["window"] + case["frames"] + 1, width, height)
-    for k in range(case["window"]):  # fill the window (context only, then one restore): steady state from here
-        stream.push(frames[k], k, restore=k == case["window"] - 1)
-    times = []
-    for k in range(case["window"], case["window"] + case["frames"]):
-        start = time.perf_counter()
-        stream.push(frames[k], k)
-        times.append((time.perf_counter() - start) * 1000.0)
-    record = {**_percentiles(times), "prepare_s": prepare_s}
+    bench = StreamBench(engine, width, height, cameras, case["frames"] + 2)
+    record = {**percentiles(bench.time(case["frames"])), "prepare_s": bench.prepare_s, "cameras": cameras}
+    record["camera_hz"] = record["fps"]  # every push restores one frame of each camera
+    record["launches_per_push"] = bench.launches()
     if case["backend"] == "torch":
         with FlopCounterMode(display=False) as counter:
-            stream.push(frames[-1], len(frames))
-        record["gflop_per_frame"] = counter.get_total_flops() / 1e9
+            bench.push()
+        record["gflop_per_frame"] = counter.get_total_flops() / 1e9 / cameras
+    status = getattr(engine.backend, "status", None)
+    if callable(status):
+        record["backend_status"] = status()
     record["tiles"] = engine.geometry_for(height, width).num_tiles
+    record.update(device_memory(engine.device))
+    engine.close()
     return record
 
 
@@ -137,28 +101,31 @@ def _naive_case(case: dict[str, Any]) -> dict[str, Any]:
 
     from vimpnet_ros.engine import EngineConfig
     from vimpnet_ros.engine.geometry import FrameGeometry
+    from vimpnet_ros.engine.hardware import Environment, autocast_dtype, resolve_device
 
     width, height = case["size"]
     if case["threads"]:
         torch.set_num_threads(case["threads"])
-    model = _model(case["model"], case["checkpoint"])
+    device = torch.device(resolve_device(case["device"], Environment.probe()))
+    model = _model(case["model"], case["checkpoint"]).to(device)
     if case["kind"] == "reference":  # one 5-frame 256x256 clip per 256 tile (32 overlap), fp32
         tiles = FrameGeometry.plan(height, width, EngineConfig(tile_size=256, tile_overlap=32)).num_tiles
-        clip = torch.rand(1, 5, 3, 256, 256)
+        clip = torch.rand(1, 5, 3, 256, 256, device=device)
         precision = "fp32"
     else:
         geometry = FrameGeometry.plan(height, width, EngineConfig(tile_size=case["tile_size"],
                                                                   tile_overlap=case["tile_overlap"]))  # fmt: skip
         tiles = geometry.num_tiles
         ph, pw = geometry.padded_shape
-        clip = torch.rand(min(tiles, case["tile_batch"]), case["window"], 3, ph, pw)
+        clip = torch.rand(min(tiles, case["tile_batch"]), case["window"], 3, ph, pw, device=device)
         precision = case["precision"]
     chunks = tiles if case["kind"] == "reference" else -(-tiles // clip.shape[0])
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    dtype = autocast_dtype(precision)
 
     def forward() -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             model(clip)
+        synchronize(device)
 
     forward()
     times = []
@@ -168,32 +135,46 @@ def _naive_case(case: dict[str, Any]) -> dict[str, Any]:
         times.append((time.perf_counter() - start) * 1000.0 * chunks)
     with FlopCounterMode(display=False) as counter:
         forward()
-    record = _percentiles(times)
+    record = percentiles(times)
     record["gflop_per_frame"] = counter.get_total_flops() * chunks / 1e9
+    record["launches_per_push"] = {k: v * chunks for k, v in count_launches(forward, device).items()}
     record["tiles"] = tiles
+    record.update(device_memory(device))
     if case["kind"] == "reference":
         record["reference_code_ms"] = REFERENCE_CLIP_SECONDS * 1000.0 * tiles
     return record
 
 
-def measure_matmul_peak(threads: int, seconds: float = 1.0) -> dict[str, float]:
-    """GFLOP/s of a square matmul in fp32 (1024) and bf16 (256): the machine's floor for these graphs.
+def measure_matmul_peak(threads: int, seconds: float = 1.0, device: str = "cpu") -> dict[str, float]:
+    """GFLOP/s of a square matmul per precision on ``device``: the machine's floor for these graphs.
 
-    A convolution graph cannot beat the dense matmul rate, so ``GFLOP/frame / peak``
-    is the best latency this machine allows for a model at a size.
+    CPU: fp32 (1024) and bf16 (256); CUDA: fp32, bf16 and fp16 (4096). A convolution graph
+    cannot beat the dense matmul rate, so ``GFLOP/frame / peak`` is the best latency this
+    machine allows for a model at a size.
     """
     import torch
 
+    from vimpnet_ros.engine.hardware import Environment, resolve_device
+
     if threads:
         torch.set_num_threads(threads)
+    target = torch.device(resolve_device(device, Environment.probe()))
+    if target.type == "cuda":
+        plan = (("fp32", torch.float32, 4096), ("bf16", torch.bfloat16, 4096), ("fp16", torch.float16, 4096))
+    else:
+        plan = (("fp32", torch.float32, 1024), ("bf16", torch.bfloat16, 256))
     peaks = {}
-    for name, dtype, n in (("fp32", torch.float32, 1024), ("bf16", torch.bfloat16, 256)):
-        a, b = torch.rand(n, n, dtype=dtype), torch.rand(n, n, dtype=dtype)
+    for name, dtype, n in plan:
+        a, b = torch.rand(n, n, dtype=dtype, device=target), torch.rand(n, n, dtype=dtype, device=target)
         a @ b  # warm-up
+        synchronize(target)
         count, start = 0, time.perf_counter()
         while count == 0 or time.perf_counter() - start < seconds:
             a @ b
             count += 1
+            if target.type == "cuda" and count % 10 == 0:
+                synchronize(target)
+        synchronize(target)
         peaks[name] = 2.0 * n**3 * count / (time.perf_counter() - start) / 1e9
     return peaks
 
@@ -214,7 +195,7 @@ def add_peak_fractions(records: list[dict[str, Any]], peaks: dict[str, float]) -
         if gflop is None:
             continue
         record["gflops"] = gflop / (record["mean_ms"] / 1000.0)
-        peak = peaks.get("bf16" if record["precision"] == "bf16" else "fp32")
+        peak = peaks.get(record["precision"]) or peaks.get("fp32")
         if peak:
             record["peak_fraction"] = record["gflops"] / peak
             record["floor_ms"] = gflop / peak * 1000.0
@@ -242,12 +223,15 @@ def build_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "tile_size": args.tile_size if tiled else 0, "tile_overlap": args.tile_overlap,
                 "tile_batch": args.tile_batch, "device": args.device, "checkpoint": args.checkpoint,
                 "frames": args.frames, "baseline_frames": args.baseline_frames, "threads": args.threads,
+                "cache_dir": str(args.cache_dir) if args.cache_dir else None,
             }  # fmt: skip
             for backend in args.backends.split(","):
                 for precision in args.precisions.split(","):
                     if backend == "onnxruntime" and precision != "fp32":
                         continue
-                    cases.append({**common, "kind": "stream", "backend": backend, "precision": precision})
+                    for cameras in args.cameras:
+                        cases.append({**common, "kind": "stream", "backend": backend, "precision": precision,
+                                      "cameras": cameras})  # fmt: skip
             if not args.no_baselines:
                 for precision in args.precisions.split(","):
                     cases.append({**common, "kind": "naive", "backend": "torch", "precision": precision})
@@ -259,20 +243,28 @@ def _number(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def launches(record: dict[str, Any]) -> int | None:
+    """Kernel launches per push (CPU-side launch calls on CUDA, operator calls on CPU) of a record, if measured."""
+    counts = record.get("launches_per_push") or {}
+    return counts.get("launch_calls", counts.get("aten_ops"))
+
+
 def format_table(records: list[dict[str, Any]]) -> str:
     """Markdown table of the records (README-ready)."""
-    header = ("| model | case | backend | precision | size | tiles | p50 ms | p95 ms | frames/s | peak RSS MiB "
-              "| GFLOP/frame | GFLOP/s | % of matmul peak | floor ms |")  # fmt: skip
-    lines = [header, "|" + " --- |" * 14]
+    header = ("| model | case | backend | precision | size | cameras | tiles | p50 ms | p95 ms | pushes/s "
+              "| launches/push | peak RSS MiB | GFLOP/frame | GFLOP/s | % of matmul peak | floor ms |")  # fmt: skip
+    lines = [header, "|" + " --- |" * 16]
     for r in records:
         size = "x".join(map(str, r["size"]))
+        cameras = r.get("cameras", 1)
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['kind']} | {r['backend']} | {r['precision']} | {size} | | "
-                         f"error: {r['error'][:80]} | | | | | | | |")  # fmt: skip
+            lines.append(f"| {r['model']} | {r['kind']} | {r['backend']} | {r['precision']} | {size} | {cameras} | | "
+                         f"error: {r['error'][:80]} | | | | | | | | |")  # fmt: skip
             continue
         lines.append(
-            f"| {r['model']} | {r['kind']} | {r['backend']} | {r['precision']} | {size} | {r.get('tiles', 1)} | "
-            f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['fps']:.2f} | {r['peak_rss_mib']:.0f} | "
+            f"| {r['model']} | {r['kind']} | {r['backend']} | {r['precision']} | {size} | {cameras} | "
+            f"{r.get('tiles', 1)} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['fps']:.2f} | "
+            f"{launches(r) if launches(r) is not None else '–'} | {r['peak_rss_mib']:.0f} | "
             f"{_number(r.get('gflop_per_frame'))} | {_number(r.get('gflops'))} | "
             f"{_number(100.0 * r['peak_fraction'] if 'peak_fraction' in r else None)} | "
             f"{_number(r.get('floor_ms'), 0)} |"
@@ -314,19 +306,21 @@ def run(args: argparse.Namespace) -> int:
     records = []
     cases = build_cases(args)
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        peaks = pool.submit(measure_matmul_peak, args.threads).result()
+        peaks = pool.submit(measure_matmul_peak, args.threads, 1.0, args.device).result()
+        machine = pool.submit(machine_record, args.device).result()
     for index, case in enumerate(cases, 1):
         LOGGER.info("case %d/%d: %s %s %s %s %s", index, len(cases), case["kind"], case["model"], case["backend"],
                     case["precision"], case["size"])  # fmt: skip
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             records.append(pool.submit(run_case, case).result())
     add_peak_fractions(records, peaks)
-    print(
-        f"matmul peak on this machine ({args.threads or 'default'} threads): fp32 {peaks['fp32']:.0f} GFLOP/s, "
-        f"bf16 {peaks['bf16']:.1f} GFLOP/s; floor ms = GFLOP/frame at that peak"
-    )
+    rates = ", ".join(f"{name} {value:.0f} GFLOP/s" for name, value in peaks.items())
+    print(f"machine: {machine.get('gpu') or machine['cpu']}, torch {machine['torch']} (CUDA {machine['cuda']})")
+    print(f"matmul peak on {args.device} ({args.threads or 'default'} threads): {rates}; "
+          "floor ms = GFLOP/frame at that peak")  # fmt: skip
     print(format_table(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"matmul_peak_gflops": peaks, "records": records}, indent=1, default=str))
+        args.json.write_text(json.dumps({"machine": machine, "matmul_peak_gflops": peaks, "records": records},
+                                        indent=1, default=str))  # fmt: skip
     return 0

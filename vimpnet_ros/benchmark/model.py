@@ -5,7 +5,8 @@ resident memory (``ru_maxrss``) is its own. FLOPs come from
 ``torch.utils.flop_counter.FlopCounterMode`` on a forward over meta tensors (shapes
 only, no arithmetic). Besides wall time the table gives the process CPU time per
 clip, which stays meaningful on a machine shared with other jobs. Prints a table
-and writes JSON. Torch is imported only inside the worker and ``run``.
+and writes JSON. Torch is imported only inside the worker and ``run``; the command-line
+front end is ``vimpnet_ros.cli.benchmark``.
 """
 
 from __future__ import annotations
@@ -20,33 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vimpnet_ros.cli.arguments import size_type
-
 DEFAULT_SIZES = ("256x256", "640x384")
 DEFAULT_CONFIGS = ("vimpnet", "vimpnet_lite")
 DEFAULT_PRECISIONS = ("fp32", "bf16")
-
-#: ``WIDTHxHEIGHT`` argument: the model needs multiples of 4.
-SIZE = size_type(minimum=4, multiple=4)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``vimpnet-ros benchmark model``."""
-    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), help="model configs")
-    parser.add_argument("--sizes", nargs="+", type=SIZE, default=[SIZE(s) for s in DEFAULT_SIZES],
-                        metavar="WxH", help="frame sizes (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--precisions", nargs="+", default=list(DEFAULT_PRECISIONS), choices=["fp32", "bf16", "fp16"],
-                        help="fp32; bf16 = CPU/CUDA autocast; fp16 = CUDA autocast")  # fmt: skip
-    parser.add_argument("--frames", type=int, default=5, help="clip length t")
-    parser.add_argument("--repeats", type=int, default=3, help="timed forwards per case (median reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed forwards before timing")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case before it is reported as such")
-    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (saves one forward per case)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 256x256, fp32, one repeat, no warm-up, t=3")
-    parser.add_argument("--output", type=Path, default=None, help="JSON results file")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
 
 
 def _peak_rss_mib() -> float:
@@ -125,7 +102,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
 
 def _spawn(case: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run one case in a fresh interpreter; a crash or timeout becomes a status, not an exception."""
-    command = [sys.executable, "-m", "vimpnet_ros.benchmark.model", "--worker", json.dumps(case)]
+    command = [sys.executable, "-m", "vimpnet_ros.benchmark.model", json.dumps(case)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -185,10 +162,7 @@ def machine_description() -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run every case, print the table, write JSON."""
-    if args.worker:
-        print(json.dumps(run_case(json.loads(args.worker))))
-        return 0
+    """Run every case (options as ``vimpnet-ros benchmark model`` parses them), print the table, write JSON."""
     from vimpnet_ros.errors import ConfigError
     from vimpnet_ros.model.config import get_config
 
@@ -229,12 +203,5 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vimpnet_ros.benchmark.model`` (also the per-case worker entry)."""
-    parser = argparse.ArgumentParser(prog="vimpnet-ros benchmark model", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the per-case worker: python -m vimpnet_ros.benchmark.model CASE_JSON
+    print(json.dumps(run_case(json.loads(sys.argv[1]))))

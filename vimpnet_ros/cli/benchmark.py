@@ -1,30 +1,122 @@
-"""``vimpnet-ros benchmark {model,engine}``: timing tables and JSON.
+"""``vimpnet-ros benchmark {model,engine,gpu}``: timing tables and JSON.
 
-Each target is a module with ``add_arguments(parser)`` and ``run(args) -> int``:
-``vimpnet_ros.benchmark.model`` and ``vimpnet_ros.benchmark.engine``.
+The options of each target are defined here (the command line); the measuring lives in
+``vimpnet_ros.benchmark.model``, ``.engine`` and ``.gpu``, each with ``run(args) -> int``.
+The GPU check is the exception: it must start on a bare GPU machine as
+``python -m vimpnet_ros.benchmark.gpu``, so its few options are defined in that module
+(``add_arguments``) and reused here.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Callable
+from pathlib import Path
 
-TARGETS: dict[str, tuple[str, str]] = {
-    "model": ("vimpnet_ros.benchmark.model", "whole-clip forward time, memory and FLOPs per config and precision"),
-    "engine": ("vimpnet_ros.benchmark.engine", "streaming per-frame latency per backend, precision and resolution"),
-}
+from vimpnet_ros.cli.arguments import size_list_type, size_type
+
+
+def _positive_list(text: str) -> list[int]:
+    """``1,4`` -> [1, 4] (each at least 1)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 1,4; got {text!r}")
+    return values
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``vimpnet-ros benchmark model``."""
+    from vimpnet_ros.benchmark.model import DEFAULT_CONFIGS, DEFAULT_PRECISIONS, DEFAULT_SIZES
+
+    size = size_type(minimum=4, multiple=4)  # the model needs multiples of 4
+    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), help="model configs")
+    parser.add_argument("--sizes", nargs="+", type=size, default=[size(s) for s in DEFAULT_SIZES],
+                        metavar="WxH", help="frame sizes (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--precisions", nargs="+", default=list(DEFAULT_PRECISIONS), choices=["fp32", "bf16", "fp16"],
+                        help="fp32; bf16 = CPU/CUDA autocast; fp16 = CUDA autocast")  # fmt: skip
+    parser.add_argument("--frames", type=int, default=5, help="clip length t")
+    parser.add_argument("--repeats", type=int, default=3, help="timed forwards per case (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed forwards before timing")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case before it is reported as such")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (saves one forward per case)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 256x256, fp32, one repeat, no warm-up, t=3")
+    parser.add_argument("--output", type=Path, default=None, help="JSON results file")
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``vimpnet-ros benchmark engine``; defaults cover the issue's table (slow on CPU: narrow them)."""
+    from vimpnet_ros.benchmark.engine import DEFAULT_BACKENDS, DEFAULT_MODELS, DEFAULT_PRECISIONS, DEFAULT_SIZES
+
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated model configs")
+    parser.add_argument("--backends", default=DEFAULT_BACKENDS,
+                        help="comma-separated: torch, compiled, onnxruntime, tensorrt")  # fmt: skip
+    parser.add_argument("--precisions", default=DEFAULT_PRECISIONS, help="comma-separated: fp32, bf16, fp16 (CUDA)")
+    parser.add_argument("--sizes", type=size_list_type(), default=DEFAULT_SIZES, help="comma-separated WIDTHxHEIGHT")
+    parser.add_argument("--cameras", type=_positive_list, default=[1],
+                        help="comma-separated camera counts (cameras of one size share each step call)")  # fmt: skip
+    parser.add_argument("--tile-above", type=int, default=640 * 384, help="tile frames with more pixels than this")
+    parser.add_argument("--tile-size", type=int, default=256, help="tile size for tiled sizes")
+    parser.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in pixels")
+    parser.add_argument("--tile-batch", type=int, default=4, help="tiles per network call")
+    parser.add_argument("--window", type=int, default=5, help="frames per window T (odd, 3..9)")
+    parser.add_argument("--output-frame", default="latest", choices=("latest", "center"), help="output frame mode")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    parser.add_argument("--frames", type=int, default=10, help="timed frames per case (after warm-up)")
+    parser.add_argument("--baseline-frames", type=int, default=2, help="timed forwards for naive/reference")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the naive and reference cases")
+    parser.add_argument("--checkpoint", default=None, help="weights to time (default: random init)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="engine cache for compiled programs (default: the engine's)")  # fmt: skip
+    parser.add_argument("--json", type=Path, default=None, help="write all records here")
+    parser.add_argument("--quality", action="store_true", help="measure PSNR latest vs center instead of timing")
+    parser.add_argument("--quality-clips", type=int, default=4, help="synthetic clips for --quality")
+    parser.add_argument("--quality-frames", type=int, default=12, help="frames per clip for --quality")
+    parser.add_argument(
+        "--quality-size", type=size_type(), default="256x256", help="WIDTHxHEIGHT of the --quality clips"
+    )
+
+
+def _gpu_arguments(parser: argparse.ArgumentParser) -> None:
+    from vimpnet_ros.benchmark.gpu import add_arguments
+
+    add_arguments(parser)
+
+
+#: target -> (module with ``run(args)``, one-line help, options).
+TARGETS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
+    "model": ("vimpnet_ros.benchmark.model", "whole-clip forward time, memory and FLOPs per config and precision",
+              add_model_arguments),
+    "engine": ("vimpnet_ros.benchmark.engine", "streaming per-frame latency per backend, precision and resolution",
+               add_engine_arguments),
+    "gpu": ("vimpnet_ros.benchmark.gpu", "the one GPU check: fidelity, latency per backend, cameras, compile and "
+            "restart times, in a time budget", _gpu_arguments),
+}  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One nested subcommand per benchmark target."""
     targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
-    for name, (module_name, help_text) in TARGETS.items():
-        module = importlib.import_module(module_name)
+    for name, (module_name, help_text, add_options) in TARGETS.items():
         sub = targets.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(sub)
-        sub.set_defaults(_target_run=module.run)
+        add_options(sub)
+        sub.set_defaults(_target_module=module_name)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen target."""
-    return int(args._target_run(args) or 0)
+    module = importlib.import_module(args._target_module)
+    return int(module.run(args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``vimpnet-ros benchmark ...`` without the rest of the command line (used by tests and scripts)."""
+    parser = argparse.ArgumentParser(prog="vimpnet-ros benchmark")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -16,7 +16,7 @@ from pathlib import Path
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.model.config import get_config
 
-BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt", "compiled")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 OUTPUT_FRAMES: tuple[str, ...] = ("latest", "center")
 MIN_WINDOW, MAX_WINDOW = 3, 9
@@ -33,7 +33,7 @@ SIZE_MULTIPLE = 4
 
 
 def default_engine_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/vimpnet_ros/engines`` (``~/.cache/...`` when unset): where TensorRT programs are kept."""
+    """``$XDG_CACHE_HOME/vimpnet_ros/engines`` (``~/.cache/...`` when unset): where compiled programs are kept."""
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "vimpnet_ros" / "engines"
 
@@ -86,9 +86,12 @@ class EngineConfig:
     #: CPU threads for torch and ONNX Runtime (0 = library default). On a CPU shared with other
     #: processes 1 thread can beat 2: OpenMP barriers stall when a worker thread is descheduled.
     cpu_threads: int = 0
-    #: Static-shape backends (ONNX Runtime) build a new shape profile in a child process while
-    #: eager PyTorch serves its frames, instead of holding the first frame until the build ends.
+    #: Static-shape backends (compiled, ONNX Runtime) build a new shape profile in a child process
+    #: while eager PyTorch serves its frames, instead of holding the first frame until the build ends.
     background_build: bool = True
+    #: The compiled backend on CUDA replays each program as a CUDA graph (one launch per step call
+    #: instead of thousands); off = plain AOTInductor calls (for comparison or a driver that misbehaves).
+    cuda_graphs: bool = True
     #: On CPU, keep freed tensor memory in the process (glibc malloc tuning, process-wide; see
     #: ``engine/allocator.py``): large frames run ~20 % faster, the resident size stays at its peak.
     reuse_cpu_memory: bool = True
@@ -107,7 +110,7 @@ class EngineConfig:
         self._check_tiling()
         if isinstance(self.max_gap_s, bool) or not isinstance(self.max_gap_s, int | float) or not self.max_gap_s > 0:
             raise ConfigError(f"engine max_gap_s must be a positive number of seconds; got {self.max_gap_s!r}")
-        for name in ("background_build", "reuse_cpu_memory"):
+        for name in ("background_build", "reuse_cpu_memory", "cuda_graphs"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"engine {name} must be true or false; got {getattr(self, name)!r}")
         self._check_combination()
@@ -170,7 +173,7 @@ class EngineConfig:
 
     @property
     def cache_dir(self) -> Path:
-        """The TensorRT engine cache directory this config points at."""
+        """The directory of compiled programs (TensorRT, AOTInductor, ONNX) this config points at."""
         return Path(self.engine_cache_dir).expanduser() if self.engine_cache_dir else default_engine_cache_dir()
 
     @property

@@ -175,6 +175,11 @@ class InferenceEngine:
         device = torch.device(selection.device)
         if selection.backend == "torch":
             return TorchBackend(steps, device, selection.precision, channels_last=device.type == "cuda")
+        if selection.backend == "compiled":
+            from vimpnet_ros.engine.backends.compiled import CompiledBackend
+
+            return CompiledBackend(steps, device, selection.precision, self.config.cache_dir,
+                                   self.config.background_build, self.config.cuda_graphs)  # fmt: skip
         if selection.backend == "onnxruntime":
             from vimpnet_ros.engine.backends.onnx import OnnxRuntimeBackend
 
@@ -225,8 +230,9 @@ class InferenceEngine:
         backend = self.require_loaded()
         ph, pw = self.geometry_for(height, width).padded_shape
         with self._lock:
-            for batch in self.batch_sizes(width, height, streams):
-                backend.prepare(batch, self.config.window_size, ph, pw)
+            backend.prepare_profiles(
+                [(batch, self.config.window_size, ph, pw) for batch in self.batch_sizes(width, height, streams)]
+            )
 
     def building(self) -> list[str]:
         """Shape profiles the backend builds in the background (their frames run eagerly meanwhile)."""

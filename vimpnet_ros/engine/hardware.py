@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +27,9 @@ from vimpnet_ros.errors import BackendUnavailableError, ConfigError
 
 if TYPE_CHECKING:
     import torch
+
+#: The C++ compiler inductor calls (its own default, overridden by ``$CXX`` as inductor reads it).
+DEFAULT_CXX = "g++"
 
 #: Precision name -> torch dtype name (the dtype itself needs torch; see :func:`compute_dtype`).
 _DTYPE_NAMES: dict[str, str] = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -82,9 +87,28 @@ def cpu_description() -> str:
     return f"{model} ({' '.join(features) or 'no AVX2'})"
 
 
+def device_identity(device: torch.device) -> str:
+    """What a compiled program is specific to: the GPU's name on CUDA, the CPU model and vector features on CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_description()
+
+
+def cxx_compiler_available() -> bool:
+    """Whether the C++ compiler AOTInductor builds with (``$CXX``, default g++) is on PATH."""
+    return shutil.which(os.environ.get("CXX") or DEFAULT_CXX) is not None
+
+
 @dataclass(frozen=True)
 class Environment:
-    """What the machine offers: CUDA GPUs, Torch-TensorRT, ONNX Runtime, fast bf16 on CPU."""
+    """What the machine offers: CUDA GPUs, Torch-TensorRT, ONNX Runtime, fast bf16 on CPU, AOTInductor's tools.
+
+    ``cxx_compiler`` and ``triton`` say whether the ``compiled`` backend can build programs
+    (AOTInductor compiles a C++ wrapper, and Triton kernels on CUDA); loading programs
+    already in the engine cache needs neither.
+    """
 
     cuda_devices: int = 0
     gpu_name: str | None = None
@@ -92,6 +116,8 @@ class Environment:
     onnxruntime: bool = False
     onnxruntime_cuda: bool = False
     cpu_fast_bf16: bool = False
+    cxx_compiler: bool = False
+    triton: bool = False
 
     @classmethod
     def probe(cls) -> Environment:
@@ -113,7 +139,14 @@ class Environment:
             onnxruntime=has_ort,
             onnxruntime_cuda=ort_cuda,
             cpu_fast_bf16=cpu_bf16_is_fast(),
+            cxx_compiler=cxx_compiler_available(),
+            triton=importlib.util.find_spec("triton") is not None,
         )
+
+    @property
+    def can_compile_cuda(self) -> bool:
+        """Whether AOTInductor can build CUDA programs here (a C++ compiler and Triton)."""
+        return self.cxx_compiler and self.triton
 
 
 def resolve_device(device: str, env: Environment) -> str:

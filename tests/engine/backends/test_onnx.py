@@ -118,9 +118,9 @@ def test_engine_parity_with_torch(lite_model: VimpNet, tmp_path: Path, output_fr
         stream = engine.open_stream("cam")
         outputs[backend] = []
         for k, frame in enumerate(frames):
-            if stream.push(frame, k, restore=False) is None and len(stream.slots) > config.delay_frames:
-                target = len(stream.slots) - 1 - config.delay_frames
-                outputs[backend].append(engine.run_window(stream, stream.window_for(target)))
+            target = stream.admit(frame, k)
+            if target is not None:
+                outputs[backend].append(engine.run_network([(stream, target)])[0])
     assert len(outputs["torch"]) == len(outputs["onnxruntime"]) > 0
     for a, b in zip(outputs["torch"], outputs["onnxruntime"], strict=True):
         assert np.abs((a - b).numpy()).max() < TOLERANCE

@@ -15,6 +15,7 @@ from vimpnet_ros.model import VimpNet
 
 GPU_TRT = Environment(cuda_devices=1, gpu_name="NVIDIA H100", torch_tensorrt=True, onnxruntime=True)
 GPU_ONLY = Environment(cuda_devices=2, gpu_name="NVIDIA H100", onnxruntime=True)
+GPU_INDUCTOR = Environment(cuda_devices=1, gpu_name="NVIDIA H100", cxx_compiler=True, triton=True)
 CPU_BF16 = Environment(onnxruntime=True, cpu_fast_bf16=True)
 BARE_CPU = Environment()
 
@@ -37,6 +38,16 @@ BARE_CPU = Environment()
         (GPU_ONLY, {"backend": "onnxruntime"}, ("onnxruntime", "cpu", "fp32")),
         (CPU_ENV, {"backend": "torch", "precision": "bf16"}, ("torch", "cpu", "bf16")),
         (GPU_TRT, {"backend": "torch"}, ("torch", "cuda:0", "fp16")),
+        (GPU_INDUCTOR, {}, ("compiled", "cuda:0", "fp16")),  # no TensorRT: AOTInductor with CUDA graphs
+        (GPU_INDUCTOR, {"precision": "bf16"}, ("compiled", "cuda:0", "bf16")),
+        (
+            Environment(cuda_devices=1, torch_tensorrt=True, cxx_compiler=True, triton=True),
+            {},
+            ("tensorrt", "cuda:0", "fp16"),
+        ),
+        (Environment(cuda_devices=1, cxx_compiler=True), {}, ("torch", "cuda:0", "fp16")),  # no Triton
+        (CPU_ENV, {"backend": "compiled"}, ("compiled", "cpu", "fp32")),
+        (Environment(cxx_compiler=True, cpu_fast_bf16=True), {"backend": "compiled"}, ("compiled", "cpu", "bf16")),
     ],
 )
 def test_resolution(env: Environment, changes: dict[str, str], expected: tuple[str, str, str]) -> None:
@@ -54,7 +65,10 @@ def test_cpu_table_entry_for_onnxruntime_needs_it_installed(monkeypatch: pytest.
 
 
 def test_auto_fallback_says_why() -> None:
-    assert any("torch_tensorrt is not installed" in n for n in select_backend(EngineConfig(), GPU_ONLY).notes)
+    assert any("neither torch_tensorrt nor AOTInductor" in n for n in select_backend(EngineConfig(), GPU_ONLY).notes)
+    assert any("AOTInductor-compiled" in n for n in select_backend(EngineConfig(), GPU_INDUCTOR).notes)
+    notes = select_backend(EngineConfig(backend="compiled"), GPU_ONLY).notes  # explicit: served, with a warning
+    assert any("C++ compiler" in n and "Triton" in n for n in notes)
     assert any("no CUDA GPU" in n for n in select_backend(EngineConfig(), CPU_ENV).notes)
     assert select_backend(EngineConfig(), GPU_TRT).notes == ()
 

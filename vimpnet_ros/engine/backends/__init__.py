@@ -1,4 +1,4 @@
-"""Backends that run the engine's step modules: eager PyTorch, ONNX Runtime, Torch-TensorRT; and their selection."""
+"""Backends that run the engine's step modules: eager PyTorch, AOTInductor (compiled), ONNX Runtime, Torch-TensorRT."""
 
 from vimpnet_ros.engine.backends.base import Backend, TorchBackend
 from vimpnet_ros.engine.backends.select import Selection, select_backend

@@ -1,15 +1,15 @@
-"""Export a step module to ONNX in a child process while the engine keeps serving frames.
+"""Build a step program (ONNX export, AOTInductor package) in a child process while the engine keeps serving frames.
 
-Exporting a shape profile takes tens of seconds (minutes for ``vimpnet``). Done in
-the engine's own process it would hold the first frame at every new size for that
+Exporting or compiling a shape profile takes tens of seconds (minutes for ``vimpnet``).
+Done in the engine's own process it would hold the first frame at every new size for that
 long, so :class:`BackgroundExport` runs it in a separate interpreter
 (``python -m vimpnet_ros.engine.backends.background JOB``; a plain subprocess, so the
 caller's ``__main__`` is never re-imported as multiprocessing's spawn would). The job
-file carries the model config and weights (read back with ``weights_only=True``);
-the child rebuilds the model, exports the one step and stores the result in the
-engine cache, where the parent opens it once the child has exited cleanly. A
-separate process also keeps the exporter's global tracing state and memory peak
-out of the engine.
+file carries the model config and weights (read back with ``weights_only=True``) and
+what to build (``kind``: ``onnx`` or ``aoti``); the child rebuilds the model, builds the
+one step and stores the result in the engine cache, where the parent opens it once the
+child has exited cleanly. A separate process also keeps the exporter's and compiler's
+global state and memory peak out of the engine.
 """
 
 from __future__ import annotations
@@ -37,21 +37,28 @@ ERROR_TAIL_LINES = 5
 
 
 def run_job(job_path: Path) -> None:
-    """Child process: rebuild the model of ``job_path``, export its step, write it to the ONNX cache."""
+    """Child process: rebuild the model of ``job_path``, build its step, write the program to the engine cache."""
     from vimpnet_ros.engine.backends.cache import EngineCache
-    from vimpnet_ros.engine.backends.onnx import ONNX_SUFFIX, onnx_model
 
     job = torch.load(job_path, weights_only=True)
     torch.set_num_threads(1)  # leave the cores to the engine that keeps serving frames
     model = VimpNet(VimpNetConfig.from_dict(job["model_config"]))
     model.load_state_dict(job["weights"])
-    module = getattr(StepModules(model, job["output_index"]), job["step"])
+    steps = StepModules(model, job["output_index"])
+    if job.get("kind", "onnx") == "aoti":
+        from vimpnet_ros.engine.backends.compiled import build_in_child
+
+        build_in_child(steps, job)
+        return
+    from vimpnet_ros.engine.backends.onnx import ONNX_SUFFIX, onnx_model
+
+    module = getattr(steps, job["step"])
     inputs = tuple(torch.rand(*shape) for shape in job["shapes"])
     onnx_model(EngineCache(job["cache_dir"], ONNX_SUFFIX), job["name"], job["material"], module, inputs)
 
 
 class BackgroundExport:
-    """One ONNX export running in a child interpreter; see the module docstring."""
+    """One export or compilation running in a child interpreter; see the module docstring."""
 
     def __init__(self, name: str, process: subprocess.Popen[bytes], job: Path, stderr: Any) -> None:
         self.name = name
@@ -63,8 +70,13 @@ class BackgroundExport:
 
     @classmethod
     def start(cls, cache_dir: Path, name: str, material: Mapping[str, Any], steps: StepModules, step: str,
-              shapes: list[list[int]]) -> BackgroundExport:  # fmt: skip
-        """Write the job file and start the child that exports ``step`` for input ``shapes`` into ``cache_dir``."""
+              shapes: list[list[int]], kind: str = "onnx", options: Mapping[str, Any] | None = None,
+              environment: Mapping[str, str] | None = None) -> BackgroundExport:  # fmt: skip
+        """Write the job file and start the child that builds ``step`` for input ``shapes`` into ``cache_dir``.
+
+        ``kind`` picks the builder (``onnx``, ``aoti``); ``options`` are extra job fields for it
+        (plain types); ``environment`` extra variables for the child.
+        """
         cache_dir.mkdir(parents=True, exist_ok=True)
         handle, job_name = tempfile.mkstemp(dir=cache_dir, prefix=".job-", suffix=".pt")
         os.close(handle)
@@ -79,12 +91,16 @@ class BackgroundExport:
                 "output_index": steps.window.output_index,
                 "step": step,
                 "shapes": shapes,
+                "kind": kind,
+                **dict(options or {}),
             },
             job,
         )
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - outlives this call; closed in _finish
         command = [sys.executable, "-m", "vimpnet_ros.engine.backends.background", str(job)]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+        env = {**os.environ, **environment} if environment else None
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   env=env)  # fmt: skip
         return cls(name, process, job, stderr)
 
     @property

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -21,7 +21,7 @@ from vimpnet_ros.engine.steps import StepModules
 
 
 class Backend(abc.ABC):
-    """Runs the frame, flow and window steps; subclasses decide how (eager, ONNX Runtime, TensorRT)."""
+    """Runs the frame, flow and window steps; subclasses decide how (eager, compiled, ONNX Runtime, TensorRT)."""
 
     name: str = "base"
 
@@ -64,6 +64,11 @@ class Backend(abc.ABC):
 
     def prepare(self, batch: int, window: int, height: int, width: int) -> None:  # noqa: B027 - optional hook
         """Build whatever a shape profile needs before the first frame (no-op for eager backends)."""
+
+    def prepare_profiles(self, profiles: Sequence[tuple[int, int, int, int]]) -> None:
+        """:meth:`prepare` for several (batch, window, height, width) profiles (backends may build them together)."""
+        for profile in profiles:
+            self.prepare(*profile)
 
     def building(self) -> list[str]:
         """Shape profiles being built in the background (their frames run eagerly meanwhile)."""

@@ -1,9 +1,10 @@
-"""On-disk cache of compiled programs (TensorRT engines), keyed by everything that makes one invalid.
+"""On-disk cache of compiled programs (TensorRT, AOTInductor, ONNX), keyed by everything that makes one invalid.
 
-Compiling a TensorRT program takes minutes, so it is done once per (model weights,
-step, input shapes, precision, Torch-TensorRT/TensorRT versions, GPU) and saved.
-Each entry is two files: ``<name>-<key16>.ep`` (the program; ``.onnx`` for ONNX models) and ``.json`` beside
-it (the full key material). An entry whose JSON is missing or disagrees with the
+Compiling a program takes from seconds to minutes, so it is done once per (model weights,
+step, input shapes, precision, compiler versions, GPU or CPU) and saved; every static-shape
+backend starts its key from :class:`ProfileMaterial`. Each entry is two files:
+``<name>-<key16>.ep`` (the program; ``.pt2`` for AOTInductor packages, ``.onnx`` for ONNX
+models) and ``.json`` beside it (the full key material). An entry whose JSON is missing or disagrees with the
 expected material is *stale*; one that fails to load is *corrupt*; both are
 rebuilt and overwritten. Files are written to a temporary name and renamed, so a
 crash mid-write leaves no half entry that looks valid.
@@ -16,7 +17,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -40,6 +41,30 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         digest.update(f"{name}:{data.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
+
+
+class ProfileMaterial:
+    """The key material every static-shape program of one model shares (the weights hash is computed once).
+
+    A backend adds what else invalidates its programs (precision, compiler versions, device).
+    """
+
+    def __init__(self, steps: torch.nn.Module) -> None:
+        self.steps = steps
+        self._fingerprint: str | None = None
+
+    def __call__(self, step: str, shapes: Sequence[Sequence[int]], **extra: Any) -> dict[str, Any]:
+        """Model name and weights, step (with the described frame for the window step), input shapes, ``extra``."""
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.steps.model)
+        return {
+            "model": self.steps.model.config.name,
+            "weights_sha256": self._fingerprint,
+            "step": step,
+            "output_index": self.steps.window.output_index if step == "window" else None,
+            "input_shapes": [list(shape) for shape in shapes],
+            **extra,
+        }
 
 
 @dataclass(frozen=True)
@@ -86,6 +111,15 @@ class EngineCache:
         except (OSError, ValueError):
             return False
         return meta.get("key") == entry.key and meta.get("material") == json.loads(json.dumps(material, default=str))
+
+    def discard(self, name: str, material: Mapping[str, Any]) -> None:
+        """Remove the entry for ``material`` (a program that failed to load), so it is built again."""
+        entry = self.entry(name, material)
+        for path in (entry.meta, entry.program):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as error:
+                LOGGER.warning("cannot remove the engine cache entry %s (%s)", path, error)
 
     def load_or_build(
         self,

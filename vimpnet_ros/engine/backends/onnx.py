@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from vimpnet_ros.engine.backends.background import BackgroundExport
 from vimpnet_ros.engine.backends.base import Backend, TorchBackend
-from vimpnet_ros.engine.backends.cache import EngineCache, model_fingerprint
+from vimpnet_ros.engine.backends.cache import EngineCache, ProfileMaterial
 from vimpnet_ros.engine.steps import StepModules
 from vimpnet_ros.errors import BackendUnavailableError
 
@@ -94,7 +94,7 @@ class OnnxRuntimeBackend(Backend):
         self._sessions: dict[ProfileKey, Any] = {}
         self._exports: dict[ProfileKey, BackgroundExport] = {}
         self._failed: set[ProfileKey] = set()
-        self._fingerprint: str | None = None
+        self._key = ProfileMaterial(steps)
 
     def _session_options(self) -> Any:
         options = self._ort.SessionOptions()
@@ -110,17 +110,8 @@ class OnnxRuntimeBackend(Backend):
 
     def _material(self, key: ProfileKey) -> dict[str, Any]:
         """Everything that makes a cached ONNX model of this profile invalid when it changes."""
-        if self._fingerprint is None:
-            self._fingerprint = model_fingerprint(self.steps.model)
         step, shapes = key
-        return {
-            "weights_sha256": self._fingerprint,
-            "step": step,
-            "output_index": self.steps.window.output_index if step == "window" else None,
-            "input_shapes": [list(shape) for shape in shapes],
-            "torch": torch.__version__,
-            "onnxruntime": self._ort.__version__,
-        }
+        return self._key(step, shapes, torch=torch.__version__, onnxruntime=self._ort.__version__)
 
     def _session(self, step: str, module: nn.Module, inputs: tuple[Tensor, ...], block: bool) -> Any | None:
         """The session of this profile, or None while (or because) its background export runs (or failed)."""

@@ -1,5 +1,9 @@
 """Resolve ``auto`` backend, device and precision against what this machine has.
 
+``auto`` on CUDA: Torch-TensorRT when it imports, else the AOTInductor-compiled backend
+when a C++ compiler and Triton are there, else eager PyTorch. On CPU: the fastest
+measured option of :data:`CPU_FASTEST` (the compiled backend is not measured there).
+
 The facts about the machine are gathered once by
 :meth:`~vimpnet_ros.engine.hardware.Environment.probe` and the decision is a pure
 function of (config, environment), so every branch (including "TensorRT requested on a
@@ -83,12 +87,22 @@ def select_backend(config: EngineConfig, env: Environment) -> Selection:
                 )
             device = "cpu"
             on_cuda = False
+    elif backend == "compiled":
+        can_build = env.can_compile_cuda if on_cuda else env.cxx_compiler
+        if not can_build:
+            needs = "a C++ compiler ($CXX or g++) and Triton" if on_cuda else "a C++ compiler ($CXX or g++)"
+            notes.append(f"backend 'compiled' needs {needs} to build programs: shapes missing from the engine "
+                         "cache run on eager PyTorch")  # fmt: skip
     elif backend == "auto":
         if on_cuda and env.torch_tensorrt:
             backend = "tensorrt"
+        elif on_cuda and env.can_compile_cuda:
+            backend = "compiled"
+            notes.append("torch_tensorrt is not installed: using AOTInductor-compiled programs with CUDA graphs")
         elif on_cuda:
             backend = "torch"
-            notes.append("torch_tensorrt is not installed: falling back to eager PyTorch on CUDA")
+            notes.append("neither torch_tensorrt nor AOTInductor's tools (a C++ compiler and Triton) are available: "
+                         "falling back to eager PyTorch on CUDA")  # fmt: skip
         else:
             backend, cpu_precision = _cpu_choice(config, env)
             notes.append(

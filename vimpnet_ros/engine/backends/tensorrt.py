@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from vimpnet_ros.engine.backends.base import Backend
-from vimpnet_ros.engine.backends.cache import EngineCache, model_fingerprint
-from vimpnet_ros.engine.hardware import Environment, compute_dtype
+from vimpnet_ros.engine.backends.cache import EngineCache, ProfileMaterial
+from vimpnet_ros.engine.hardware import Environment, compute_dtype, device_identity
 from vimpnet_ros.engine.steps import StepModules
 from vimpnet_ros.errors import BackendUnavailableError
 
@@ -73,7 +73,7 @@ class TensorRTBackend(Backend):
         self.cache = EngineCache(cache_dir)
         self.environment = environment
         self._programs: dict[tuple[str, tuple[tuple[int, ...], ...]], Any] = {}
-        self._fingerprint: str | None = None
+        self._material = ProfileMaterial(steps)
 
     # -- what gets compiled (tested without TensorRT) ------------------------------------------------
 
@@ -88,21 +88,10 @@ class TensorRTBackend(Backend):
 
     def key_material(self, unit: CompileUnit) -> dict[str, Any]:
         """Everything that invalidates a compiled program: weights, step, shapes, precision, versions, GPU."""
-        if self._fingerprint is None:
-            self._fingerprint = model_fingerprint(self.steps.model)
         gpu = self.environment.gpu_name if self.environment else None
         if gpu is None and self.device.type == "cuda":
-            gpu = torch.cuda.get_device_name(self.device)
-        return {
-            "model": self.steps.model.config.name,
-            "weights_sha256": self._fingerprint,
-            "step": unit.step,
-            "output_index": self.steps.window.output_index if unit.step == "window" else None,
-            "input_shapes": unit.shapes,
-            "precision": self.precision,
-            "gpu": gpu,
-            **runtime_versions(),
-        }
+            gpu = device_identity(self.device)
+        return self._material(unit.step, unit.shapes, precision=self.precision, gpu=gpu, **runtime_versions())
 
     def compile_settings(self) -> dict[str, Any]:
         """Keyword arguments for ``torch_tensorrt.compile`` (2.13: precision from autocast, not enabled_precisions)."""

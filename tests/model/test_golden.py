@@ -20,37 +20,17 @@ import torch
 
 import vimpnet_ros.model.alignment as alignment
 from tests.model.conftest import DATA_DIR
+from vimpnet_ros.benchmark import fidelity
 from vimpnet_ros.model import VimpNet, get_config
 from vimpnet_ros.model.checkpoint import load_state_dict_strict
 
-GOLDEN_FILE = DATA_DIR / "golden_vimpnet_seed20231024_5x256x256_grid16.npz"
-INPUT_SHAPE = (1, 5, 3, 256, 256)
-INPUT_SEED = 7
-#: Grid step at full resolution (256); an array of size s uses GRID_STEP * s // 256 (quarter size: 4).
-GRID_STEP = 16
-FULL_SIZE = INPUT_SHAPE[-1]
-MAX_ABS = 2e-4
-MEAN_ABS = 1e-5
+GOLDEN_FILE = DATA_DIR / fidelity.GOLDEN_FILE
+INPUT_SHAPE, INPUT_SEED, GRID_STEP = fidelity.INPUT_SHAPE, fidelity.INPUT_SEED, fidelity.GRID_STEP
+MAX_ABS, MEAN_ABS = fidelity.MAX_ABS, fidelity.MEAN_ABS
 ARRAYS = ("stage1", "drop_mask", "streak_map", "output", "streak_quarter", "flows_backward", "flows_forward")
-
-
-def grid_indices(size: int) -> np.ndarray:
-    """Rows (or columns) kept of an axis of ``size``: every step-th, plus 1, size - 2 and size - 1."""
-    step = GRID_STEP * size // FULL_SIZE
-    return np.array(sorted({*range(0, size, step), 1, size - 2, size - 1}))
-
-
-def reduce_to_grid(array: np.ndarray) -> np.ndarray:
-    """``(..., s, s)`` -> ``(..., k, k)``: the grid rows and columns (how the stored reference was made)."""
-    size = array.shape[-1]
-    assert array.shape[-2] == size, f"square arrays only, got {array.shape}"
-    index = grid_indices(size)
-    return array[..., index[:, None], index[None, :]]
-
-
-def golden_input() -> torch.Tensor:
-    """The golden clip ``(1, 5, 3, 256, 256)`` from its recipe: ``torch.rand`` with seed 7."""
-    return torch.rand(INPUT_SHAPE, generator=torch.Generator().manual_seed(INPUT_SEED), dtype=torch.float32)
+#: The recipes (input clip, grid) are the GPU check's, so the two checks cannot drift apart.
+golden_input = fidelity.golden_input
+reduce_to_grid = fidelity.reduce_to_grid
 
 
 def run_stages(model: VimpNet, lqs: torch.Tensor) -> dict[str, np.ndarray]:

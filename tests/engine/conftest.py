@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
+from vimpnet_ros.engine import InferenceEngine
 from vimpnet_ros.engine.hardware import Environment
 from vimpnet_ros.model import VimpNet, get_config
 
@@ -51,3 +54,18 @@ def moving_frames(count: int, height: int, width: int, seed: int = 0) -> list[np
         crop = base[k : k + height, k : k + width] + rng.normal(0, 0.02, (height, width, 3))
         frames.append(np.clip(crop * 255 + 0.5, 0, 255).astype(np.uint8))
     return frames
+
+
+def count_step_calls(engine: InferenceEngine) -> dict[str, int]:
+    """Wrap the loaded backend's steps so each call is counted; returns the live counts by step name."""
+    calls = {"frame": 0, "flow": 0, "window": 0}
+    backend = engine.require_loaded()
+    for name in calls:
+        original = getattr(backend, name)
+
+        def counted(*args: torch.Tensor, _name: str = name, _original: Any = original) -> Any:
+            calls[_name] += 1
+            return _original(*args)
+
+        setattr(backend, name, counted)
+    return calls

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.engine.conftest import CPU_ENV, moving_frames, random_model
+from tests.engine.conftest import CPU_ENV, count_step_calls, moving_frames, random_model
 from vimpnet_ros.engine import EngineConfig, FrameResult, InferenceEngine
 from vimpnet_ros.engine.geometry import FrameGeometry
 from vimpnet_ros.engine.stream import Stream
@@ -84,17 +84,7 @@ def test_each_frame_and_pair_is_computed_once(lite_model: VimpNet) -> None:
     """After a steady-state push only the new frame's features and the new pair's flows were added."""
     config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3)
     engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
-    calls = {"frame": 0, "flow": 0, "window": 0}
-    backend = engine.backend
-    assert backend is not None
-    for name in calls:
-        original = getattr(backend, name)
-
-        def counted(*args: torch.Tensor, _name: str = name, _original: object = original) -> object:
-            calls[_name] += 1
-            return _original(*args)  # type: ignore[operator]
-
-        setattr(backend, name, counted)
+    calls = count_step_calls(engine)
     stream = engine.open_stream("cam")
     frames = moving_frames(5, 12, 12)
     for k, frame in enumerate(frames):
@@ -202,17 +192,7 @@ def test_cameras_of_one_size_share_each_step_call(lite_model: VimpNet) -> None:
     config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3, tile_batch=4)
     batched = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
     alone = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
-    calls = {"frame": 0, "flow": 0, "window": 0}
-    backend = batched.backend
-    assert backend is not None
-    for name in calls:
-        original = getattr(backend, name)
-
-        def counted(*args: torch.Tensor, _name: str = name, _original: object = original) -> object:
-            calls[_name] += 1
-            return _original(*args)  # type: ignore[operator]
-
-        setattr(backend, name, counted)
+    calls = count_step_calls(batched)
     cameras = [moving_frames(3, 20, 24, seed=seed) for seed in range(3)]
     streams = [batched.open_stream(f"cam{i}") for i in range(3)]
     singles = [alone.open_stream(f"cam{i}") for i in range(3)]

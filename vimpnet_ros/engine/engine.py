@@ -155,9 +155,6 @@ class InferenceEngine:
     def _load_model(self) -> VimpNet:
         """The model from ``config.checkpoint`` or the shipped weights, as a CheckpointError naming the real cause."""
         from vimpnet_ros.model import checkpoint as checkpoint_io
-        from vimpnet_ros.model.config import get_config
-
-        get_config(self.config.model)  # an unknown model name is a ConfigError listing the known ones
         if self.config.checkpoint:
             return checkpoint_io.load_model(Path(self.config.checkpoint).expanduser(), self.config.model)
         path = checkpoint_io.shipped_checkpoint(self.config.model)

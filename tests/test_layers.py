@@ -28,6 +28,7 @@ def test_a_forbidden_import_is_reported(tmp_path: Path) -> None:
     engine = tmp_path / "vimpnet_ros" / "engine"
     engine.mkdir(parents=True)
     (engine / "bad.py").write_text("def f():\n    from vimpnet_ros.node import node\n    return node\n")
-    (engine / "good.py").write_text("from vimpnet_ros.model import VimpNet\nfrom vimpnet_ros.errors import InputError\n")
+    good = "from vimpnet_ros.model import VimpNet\nfrom vimpnet_ros.errors import InputError\n"
+    (engine / "good.py").write_text(good)
     problems = _tool().violations(tmp_path)
     assert len(problems) == 1 and "bad.py:2: 'engine' imports 'node'" in problems[0]

@@ -10,6 +10,7 @@ import yaml
 from vimpnet_ros.data.rain.config import (
     DropConfig,
     RainConfig,
+    SensorConfig,
     StreakConfig,
     default_rain_config_path,
     load_rain_config,
@@ -26,6 +27,17 @@ def test_shipped_yaml_is_package_data_and_equals_the_defaults() -> None:
     data = yaml.safe_load(path.read_text())
     assert set(data["streaks"]) == set(StreakConfig.__dataclass_fields__)
     assert set(data["drops"]) == set(DropConfig.__dataclass_fields__)
+    assert set(data["sensor"]) == set(SensorConfig.__dataclass_fields__)
+
+
+def test_held_out_yaml_only_names_known_fields_and_loads_by_name() -> None:
+    from vimpnet_ros.data.rain.config import preset_path
+
+    data = yaml.safe_load(preset_path("heldout").read_text())
+    assert set(data) == {"streaks", "drops", "sensor"}
+    assert load_rain_config("heldout") == load_rain_config(preset_path("heldout"))
+    with pytest.raises(ConfigError, match="unknown rain config preset"):
+        preset_path("nope")
 
 
 def test_partial_config_keeps_defaults(tmp_path: Path) -> None:
@@ -43,13 +55,14 @@ def test_partial_config_keeps_defaults(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("streak:\n  density: 1\n", "unknown rain config section"),
+        ("sensor:\n  jpeg_probability: 2\n", r"\[0, 1\]"),
         ("drops:\n  radius: [0.1]\n", "range"),
         ("drops:\n  radius: [0.2, 0.1]\n", "larger than hi"),
         ("drops:\n  probability: 1.5\n", r"\[0, 1\]"),
         ("streaks:\n  density: -1\n", ">= 0"),
         ("streaks:\n  layers: 0\n", "positive integer"),
         ("streaks:\n  speed: fast\n", "must be a range"),
-        ("drops:\n  edge_width: wide\n", "must be a number"),
+        ("drops:\n  merge_overlap: wide\n", "must be a number"),
         ("streaks: [1, 2]\n", "must be a mapping"),
         ("- a\n- b\n", "must hold a mapping"),
         ("streaks: {density: [1, 2\n", "not valid YAML"),

@@ -1,4 +1,4 @@
-"""Synthetic rain renderer: determinism, ranges, stream consistency, temporal behaviour, preview."""
+"""Synthetic rain renderer: determinism, ranges, stream consistency, temporal behaviour, camera effects, preview."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ import pytest
 from vimpnet_ros.data.clean_clips import make_clean_clip
 from vimpnet_ros.data.layout import scan_vrds, write_vrds
 from vimpnet_ros.data.rain import (
+    PRESETS,
     DropConfig,
     DropField,
     DropParams,
     RainConfig,
+    SensorConfig,
+    SensorParams,
     StreakConfig,
     StreakField,
     StreakParams,
@@ -35,17 +38,25 @@ def clean() -> np.ndarray:
     return make_clean_clip("motorcycle_left", 12, (128, 96), rng=0)
 
 
+#: Streaks and moving drops in every video, no camera effects: the streams are exactly related.
+PLAIN = RainConfig(
+    streaks=StreakConfig(probability=1.0),
+    drops=DropConfig(probability=1.0, static_probability=0.0, wipe_rate=0.0),
+    sensor=SensorConfig(probability=0.0),
+)
+
+
 @pytest.fixture(scope="module")
 def rendered(clean: np.ndarray):
-    return render_video(clean, RainConfig(), rng=11)
+    return render_video(clean, PLAIN, rng=11)
 
 
 def test_same_seed_identical_other_seed_different(clean: np.ndarray, rendered) -> None:
-    again = render_video(clean, RainConfig(), rng=np.random.default_rng(11))
+    again = render_video(clean, PLAIN, rng=np.random.default_rng(11))
     for name in ("lq", "gt", "drop", "drop_mask", "streak_map"):
         np.testing.assert_array_equal(getattr(again, name), getattr(rendered, name))
     assert again.params == rendered.params
-    other = render_video(clean, RainConfig(), rng=12)
+    other = render_video(clean, PLAIN, rng=12)
     assert not np.array_equal(other.lq, rendered.lq)
     assert not np.array_equal(other.drop_mask, rendered.drop_mask)
     assert not np.array_equal(other.streak_map, rendered.streak_map)
@@ -120,7 +131,14 @@ def test_streak_particles_move_along_the_fall_direction() -> None:
 
 
 def test_drop_field_grows_merges_and_slides() -> None:
-    config = DropConfig(density=(0.0, 0.0), spawn_rate=(0.0, 0.0), growth=(0.05, 0.05), slide_probability=1.0)
+    config = DropConfig(
+        density=(0.0, 0.0),
+        spawn_rate=(0.0, 0.0),
+        growth=(0.05, 0.05),
+        slide_probability=1.0,
+        static_probability=0.0,
+        wipe_rate=0.0,
+    )
     params = DropParams.sample(config, np.random.default_rng(0), 128, 128)
     field = DropField(params, 128, 128, np.random.default_rng(0))
     assert field.count == 1  # at least one drop even at zero density
@@ -146,12 +164,75 @@ def test_drop_field_grows_merges_and_slides() -> None:
     assert field.centres[moved, 1] > y0 + 1.0
 
 
+def test_static_drops_stay_and_a_wiper_clears_them() -> None:
+    static = DropParams.sample(DropConfig(static_probability=1.0), np.random.default_rng(0), 128, 128)
+    field = DropField(static, 128, 128, np.random.default_rng(0))
+    before = field.centres.copy(), field.radii.copy()
+    for _ in range(5):
+        field.step()
+    np.testing.assert_array_equal(field.centres, before[0])
+    np.testing.assert_array_equal(field.radii, before[1])
+    config = DropConfig(density=(20.0, 20.0), static_probability=0.0, spawn_rate=(0.0, 0.0), wipe_rate=1.0)
+    wiped = DropField(DropParams.sample(config, np.random.default_rng(0), 128, 128), 128, 128, np.random.default_rng(1))
+    assert wiped.count > 10
+    wiped.step()  # the blade has swept the left third
+    assert wiped.wiping
+    assert (wiped.centres[:, 0] - wiped.radii > 128 / 3 - 1e-6).all()
+    wiped.step()
+    wiped.step()  # the sweep is complete: no drop is left
+    assert wiped.count == 0 and not wiped.wiping
+
+
+def test_camera_effects_expose_every_stream_but_degrade_only_the_rainy_frame(clean: np.ndarray) -> None:
+    dark = SensorConfig(probability=1.0, gain=(0.5, 0.5), gamma=(1.0, 1.0), noise=(0.0, 0.0), shot_noise=(0.0, 0.0),
+                        jpeg_probability=0.0)  # fmt: skip
+    video = render_video(clean, RainConfig(sensor=dark, streaks=StreakConfig(probability=0.0)), rng=3)
+    np.testing.assert_allclose(video.gt.astype(float), np.round(clean * 0.5), atol=1)
+    np.testing.assert_array_equal(video.lq, video.drop)  # no noise, no streaks: lq is the drop stream
+    noisy = dataclasses.replace(dark, gain=(1.0, 1.0), noise=(0.03, 0.03), jpeg_probability=1.0, jpeg_quality=(50, 50))
+    video = render_video(clean, RainConfig(sensor=noisy, streaks=StreakConfig(probability=0.0)), rng=3)
+    np.testing.assert_array_equal(video.gt, clean)
+    difference = np.abs(video.lq.astype(int) - video.drop.astype(int))
+    assert 3.0 < difference.mean() < 30.0  # noise and JPEG on lq only
+    params = SensorParams.sample(noisy, np.random.default_rng(0))
+    assert params.jpeg_quality == 50 and params.noise == pytest.approx(0.03)
+
+
+def test_streak_blur_and_drop_opacity_change_the_look(clean: np.ndarray) -> None:
+    sharp = StreakConfig(probability=1.0, density=(10.0, 10.0), blur=(0.0, 0.0))
+    blurred = dataclasses.replace(sharp, blur=(2.0, 2.0))
+    maps = [
+        render_video(clean[:2], RainConfig(streaks=config, drops=DropConfig(probability=0.0)), rng=4).streak_map
+        for config in (sharp, blurred)
+    ]
+    assert maps[1].max() < maps[0].max()  # defocus spreads the same streaks thinner
+    faint = RainConfig(drops=DropConfig(probability=1.0, opacity=(0.5, 0.5)), streaks=StreakConfig(probability=0.0),
+                       sensor=SensorConfig(probability=0.0))  # fmt: skip
+    solid = dataclasses.replace(faint, drops=dataclasses.replace(faint.drops, opacity=(1.0, 1.0)))
+    videos = [render_video(clean[:2], config, rng=5) for config in (faint, solid)]
+    np.testing.assert_array_equal(videos[0].drop_mask, videos[1].drop_mask)  # same drops, same mask
+    inside = videos[0].drop_mask
+    change = [np.abs(v.drop.astype(int) - v.gt.astype(int)).max(axis=-1)[inside].mean() for v in videos]
+    assert change[0] < 0.75 * change[1]
+
+
+def test_held_out_preset_shifts_the_ranges() -> None:
+    from vimpnet_ros.data.rain.config import load_rain_config, preset_path
+
+    held_out = load_rain_config("heldout")
+    assert set(PRESETS) == {"default", "heldout"} and preset_path("heldout").is_file()
+    assert held_out.drops.radius[1] > RainConfig().drops.radius[1]
+    assert held_out.streaks.density[1] > RainConfig().streaks.density[1]
+    assert held_out.sensor.jpeg_quality[0] < RainConfig().sensor.jpeg_quality[0]
+    assert held_out != RainConfig()
+
+
 def test_disabled_streaks_or_drops(clean: np.ndarray) -> None:
-    only_drops = RainConfig(streaks=StreakConfig(probability=0.0))
+    only_drops = dataclasses.replace(PLAIN, streaks=StreakConfig(probability=0.0))
     video = render_video(clean, only_drops, rng=1)
     assert video.streak_map.max() == 0
     np.testing.assert_array_equal(video.lq, video.drop)
-    only_streaks = RainConfig(drops=DropConfig(probability=0.0))
+    only_streaks = dataclasses.replace(PLAIN, drops=DropConfig(probability=0.0))
     video = render_video(clean, only_streaks, rng=1)
     assert not video.drop_mask.any()
     np.testing.assert_array_equal(video.drop, video.gt)

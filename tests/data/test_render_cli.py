@@ -32,7 +32,7 @@ def test_render_bundled_with_preview(tmp_path: Path) -> None:
     output = tmp_path / "synthetic"
     preview = tmp_path / "preview.png"
     args = ["--output", str(output), "--videos", "2", "--frames", "6", "--size", "64x48", "--seed", "4"]
-    args += ["--images", "coffee,rocket"]
+    args += ["--source", "bundled", "--images", "coffee,rocket"]
     result = _render(*args, "--preview", str(preview))
     assert result.returncode == 0, result.stderr
     assert "wrote 2 videos (12 frames)" in result.stdout
@@ -54,6 +54,19 @@ def test_render_bundled_with_preview(tmp_path: Path) -> None:
     again = _render(*args, "--overwrite")
     assert again.returncode == 0, again.stderr
     np.testing.assert_array_equal(cv2.imread(str(index.videos[0].frames["lq"][3])), first_lq)
+
+
+def test_render_road_scenes_by_default_with_the_held_out_presets(tmp_path: Path) -> None:
+    output = tmp_path / "road"
+    result = _render("--output", str(output), "--videos", "2", "--frames", "3", "--size", "64x48", "--seed", "9",
+                     "--scene", "heldout", "--config", "heldout")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    index = scan_vrds(output, STREAMS)
+    assert [(v.num_frames, v.width, v.height) for v in index.videos] == [(3, 64, 48)] * 2
+    assert all("_road_" in v.name for v in index.videos)
+    meta = json.loads((output / "meta" / "render.json").read_text())
+    assert meta["source"] == "road" and meta["scene"] == "heldout"
+    assert meta["config"]["drops"]["radius"] == [0.015, 0.085]  # the held-out rain ranges were used
 
 
 def test_render_video_source_with_custom_config(tmp_path: Path) -> None:

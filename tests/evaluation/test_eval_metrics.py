@@ -1,4 +1,4 @@
-"""PSNR/SSIM as the reference computes them, cross-checked against scikit-image."""
+"""PSNR/SSIM as the reference computes them (cross-checked against scikit-image), masked PSNR and mask scores."""
 
 from __future__ import annotations
 
@@ -9,7 +9,19 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from vimpnet_ros.errors import InputError
-from vimpnet_ros.evaluation.metrics import VideoScores, aggregate, mask_iou, psnr, ssim, to_uint8
+from vimpnet_ros.evaluation.metrics import (
+    MASK_THRESHOLD,
+    VideoScores,
+    aggregate,
+    mask_confusion,
+    mask_iou,
+    mask_scores,
+    psnr,
+    psnr_in_mask,
+    psnr_outside_mask,
+    ssim,
+    to_uint8,
+)
 
 
 def _pair(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,3 +107,60 @@ def test_errors_are_input_errors() -> None:
         psnr(np.zeros((4, 4, 3)), np.zeros((4, 5, 3)))
     with pytest.raises(InputError, match="at least 11x11"):
         ssim(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)))
+
+
+def test_psnr_inside_and_outside_a_mask() -> None:
+    gt = np.zeros((4, 6, 3), np.uint8)
+    restored = gt.copy()
+    mask = np.zeros((4, 6), bool)
+    mask[1:3, 2:4] = True  # 4 pixels
+    restored[mask] = 10  # error only inside
+    restored[0, 0] = 1  # a small error outside
+    assert psnr_in_mask(restored, gt, mask) == pytest.approx(10 * math.log10(255**2 / 100.0))
+    assert psnr_outside_mask(restored, gt, mask) == pytest.approx(10 * math.log10(255**2 / (3 / (20 * 3))))
+    # Float masks (a 01drop frame read as 0/1) are binarised at 0.5; empty regions give NaN.
+    assert psnr_in_mask(restored, gt, mask.astype(np.float32) * 0.9) == psnr_in_mask(restored, gt, mask)
+    assert math.isnan(psnr_in_mask(restored, gt, np.zeros((4, 6), bool)))
+    assert math.isnan(psnr_outside_mask(restored, gt, np.ones((4, 6), bool)))
+    with pytest.raises(InputError, match="does not match"):
+        psnr_in_mask(restored, gt, np.zeros((4, 5), bool))
+
+
+def test_mask_counts_precision_recall_iou_f1() -> None:
+    target = np.zeros((2, 4, 4))
+    target[:, :2] = 1  # 16 drop pixels
+    predicted = np.zeros((2, 4, 4))
+    predicted[:, 1:3] = 0.7  # 16 predicted, 8 of them right
+    counts = mask_confusion(predicted, target)
+    assert (counts.tp, counts.fp, counts.fn, counts.tn) == (8, 8, 8, 8)
+    scores = mask_scores(predicted, target)
+    assert scores["precision"] == pytest.approx(0.5) and scores["recall"] == pytest.approx(0.5)
+    assert scores["iou"] == pytest.approx(8 / 24) and scores["f1"] == pytest.approx(0.5)
+    assert scores["target_fraction"] == pytest.approx(0.5)
+    # The published threshold is 0.5; a higher one finds nothing: precision undefined, recall 0.
+    none = mask_confusion(predicted, target, threshold=0.8)
+    assert math.isnan(none.precision) and none.recall == 0.0 and none.iou == 0.0
+    # Counts add up over frames; both empty = IoU 1 (nothing to find, nothing found), as mask_iou.
+    total = counts + none
+    assert total.tp == 8 and total.fn == 24
+    empty = mask_confusion(np.zeros((3, 3)), np.zeros((3, 3)))
+    assert empty.iou == 1.0 and empty.f1 == 1.0 and math.isnan(empty.recall)
+    assert MASK_THRESHOLD == 0.5
+    with pytest.raises(InputError, match="equally shaped"):
+        mask_confusion(np.zeros((3, 3)), np.zeros((3, 4)))
+
+
+def test_video_scores_with_masks_skip_frames_without_drops() -> None:
+    gt = np.full((12, 12, 3), 100, np.uint8)
+    noisy = gt.copy()
+    noisy[:4] = 110
+    with_drop = np.zeros((12, 12), bool)
+    with_drop[:4] = True
+    scores = VideoScores("v")
+    scores.add(noisy, gt, mask=with_drop)
+    scores.add(noisy, gt, mask=np.zeros((12, 12), bool))  # no drop: no in-mask score for this frame
+    assert scores.mean_psnr_in_mask == pytest.approx(10 * math.log10(255**2 / 100.0))
+    assert len(scores.psnr_in_mask) == 2 and math.isnan(scores.psnr_in_mask[1])
+    summary = aggregate([scores])
+    assert summary["psnr_in_mask"] == pytest.approx(scores.mean_psnr_in_mask)
+    assert "psnr_in_mask" not in aggregate([VideoScores("plain", psnr=[30.0], ssim=[0.9])])

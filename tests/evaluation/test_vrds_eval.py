@@ -106,3 +106,30 @@ def test_identity_model_scores_equal_the_input_and_skimage(tiny_test_set: Path, 
 def test_max_videos_and_frames_limit_the_work(tiny_test_set: Path) -> None:
     result = evaluate_vrds(IdentityModel(), tiny_test_set, max_videos=1, max_frames=3)
     assert result.restored["num_videos"] == 1 and result.restored["num_frames"] == 3
+
+
+class EverywhereDropModel(nn.Module):
+    """Returns the input and a mask that calls every pixel a drop (recall 1, precision = drop share)."""
+
+    def forward(self, lqs: Tensor) -> VimpNetOutput:
+        ones = torch.ones_like(lqs[:, :, :1])
+        return VimpNetOutput(stage1=lqs, drop_mask=ones, streak_map=ones * 0, output=lqs)
+
+
+def test_scores_inside_and_outside_the_drop_mask_and_mask_precision_recall(tiny_test_set: Path) -> None:
+    identity = evaluate_vrds(IdentityModel(), tiny_test_set)
+    for name in ("psnr_in_mask", "psnr_outside_mask"):
+        assert name in identity.restored and identity.gain[name] == pytest.approx(0.0)
+    # Drops hide more of the scene than streaks: the input is worse inside the mask than outside.
+    assert identity.rainy_input["psnr_in_mask"] < identity.rainy_input["psnr_outside_mask"]
+    assert identity.drop_mask is not None and identity.drop_mask["threshold"] == 0.5
+    assert identity.drop_mask["recall"] == 0.0 and identity.drop_mask["iou"] == 0.0
+    everywhere = evaluate_vrds(EverywhereDropModel(), tiny_test_set)
+    mask = everywhere.drop_mask
+    assert mask is not None and mask["recall"] == 1.0
+    assert mask["precision"] == pytest.approx(mask["target_fraction"]) == pytest.approx(mask["iou"])
+    with_drops = [entry for entry in everywhere.videos if entry["drop_mask_recall"] == entry["drop_mask_recall"]]
+    assert with_drops and all(entry["drop_mask_recall"] == 1.0 for entry in with_drops)
+    assert all(entry["input_psnr_in_mask"] == pytest.approx(entry["psnr_in_mask"]) for entry in with_drops)
+    written = everywhere.to_dict()
+    assert set(written["gain"]) == {"psnr", "ssim", "psnr_in_mask", "psnr_outside_mask"}

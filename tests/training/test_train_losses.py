@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from vimpnet_ros.errors import ConfigError
-from vimpnet_ros.training.losses import LossWeights, VimpNetLoss, charbonnier_loss, resize_to
+from vimpnet_ros.training.losses import (
+    LossWeights,
+    VimpNetLoss,
+    charbonnier_loss,
+    mask_bce,
+    resize_to,
+    soft_dice_loss,
+)
 
 
 def _batch(h: int = 16, w: int = 12) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -92,3 +99,45 @@ def test_bad_weights_are_refused() -> None:
         LossWeights.from_dict({"stage_1": 1.0})
     with pytest.raises(ConfigError, match=">= 0"):
         LossWeights(mask=-1.0)
+
+
+def test_class_balanced_bce_gives_each_class_half_the_term() -> None:
+    out, tg = _batch()
+    mask, probs = tg["mask"], out["drop_mask"]
+    balanced = LossWeights.from_dict({"mask_balance": 1.0})
+    _, terms = VimpNetLoss(balanced)(out["stage1"], probs, out["streak_map"], out["output"], tg)
+    per_pixel = F.binary_cross_entropy(probs, mask, reduction="none")
+    share = mask.mean()
+    expected = 0.5 * per_pixel[mask > 0.5].mean() + 0.5 * per_pixel[mask < 0.5].mean()
+    torch.testing.assert_close(terms["mask"], expected)
+    assert 0.2 < float(share) < 0.4  # the batch is unbalanced, so balancing changes the term
+    torch.testing.assert_close(mask_bce(probs, mask, balance=0.0), F.binary_cross_entropy(probs, mask))
+
+
+def test_no_drop_anywhere_is_not_a_good_answer_with_balance_and_dice() -> None:
+    mask = torch.zeros(1, 2, 1, 16, 16)
+    mask[..., 4:6, 4:6] = 1.0  # drops cover 1.6 % of the pixels
+    empty = torch.full_like(mask, 0.02)
+    found = torch.where(mask > 0.5, 0.9, 0.002)
+    plain_empty, plain_found = F.binary_cross_entropy(empty, mask), F.binary_cross_entropy(found, mask)
+    assert plain_empty < 0.1  # with plain BCE predicting nothing is already cheap ...
+    balanced_empty, balanced_found = mask_bce(empty, mask, balance=1.0), mask_bce(found, mask, balance=1.0)
+    assert balanced_empty > 10 * balanced_found  # ... balanced, it costs what missing half the classes costs
+    assert soft_dice_loss(empty, mask) > 0.9 and soft_dice_loss(found, mask) < 0.2
+    assert plain_found < plain_empty
+
+
+def test_focal_term_down_weights_easy_pixels_and_dice_adds_a_term() -> None:
+    out, tg = _batch()
+    mask, probs = tg["mask"], out["drop_mask"]
+    focal = mask_bce(probs, mask, gamma=2.0)
+    per_pixel = F.binary_cross_entropy(probs, mask, reduction="none")
+    p_true = torch.where(mask > 0.5, probs, 1 - probs)
+    torch.testing.assert_close(focal, (per_pixel * (1 - p_true) ** 2).mean())
+    weights = LossWeights.from_dict({"mask_dice": 0.5})
+    total, terms = VimpNetLoss(weights)(out["stage1"], probs, out["streak_map"], out["output"], tg)
+    plain_total, _ = VimpNetLoss()(out["stage1"], probs, out["streak_map"], out["output"], tg)
+    torch.testing.assert_close(terms["dice"], soft_dice_loss(probs, mask))
+    torch.testing.assert_close(total, plain_total + 0.5 * terms["dice"])
+    with pytest.raises(ConfigError, match="mask_balance"):
+        LossWeights.from_dict({"mask_balance": 1.5})

@@ -91,7 +91,10 @@ def test_spynet_group_and_schedule() -> None:
     assert cosine_factor(50, 100, 0, 1e-3, 1e-6) == pytest.approx(0.5 + 0.5e-3, rel=1e-6)
     assert cosine_factor(100, 100, 0, 1e-3, 1e-6) == pytest.approx(1e-3)
     assert cosine_factor(4, 100, 10, 1e-3, 1e-6) == pytest.approx(0.5)
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    # auto on CPU: bf16 only where the CPU runs it natively (AMX / AVX512-BF16), else fp32.
+    from vimpnet_ros.engine.hardware import cpu_bf16_is_fast
+
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_bf16_is_fast() else "fp32")
     with pytest.raises(ConfigError, match="fp16 training needs CUDA"):
         resolve_precision("fp16", torch.device("cpu"))
 

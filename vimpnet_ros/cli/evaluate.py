@@ -1,5 +1,8 @@
 """``vimpnet-ros evaluate``: PSNR/SSIM of a checkpoint on a VRDS-layout test set, as the reference scores.
 
+With ground-truth drop masks (``01drop/``) it also prints PSNR inside and outside the
+mask and the predicted mask's IoU, precision and recall at 0.5.
+
 Example::
 
     vimpnet-ros evaluate --checkpoint runs/lite/final.pth --data VRDS/test --output results.json
@@ -60,9 +63,18 @@ def run(args: argparse.Namespace) -> int:
     )
     result.settings["checkpoint"] = str(checkpoint)
     path = result.write(args.output)
-    line = f"restored: {summarize(result.restored)}   rainy input: {summarize(result.rainy_input)}"
-    if result.drop_mask_iou is not None:
-        line += f"   drop-mask IoU {result.drop_mask_iou:.3f}"
-    print(line)
+    print(f"restored: {summarize(result.restored)}   rainy input: {summarize(result.rainy_input)}")
+    gain = result.gain
+    if "psnr_in_mask" in gain:
+        print(
+            f"PSNR inside the drop mask {result.restored['psnr_in_mask']:.2f} dB ({gain['psnr_in_mask']:+.2f}), "
+            f"outside {result.restored['psnr_outside_mask']:.2f} dB ({gain['psnr_outside_mask']:+.2f})"
+        )
+    if result.drop_mask is not None:
+        mask = result.drop_mask
+        print(
+            f"drop mask at {mask['threshold']}: IoU {mask['iou']:.3f}, precision {mask['precision']:.3f}, "
+            f"recall {mask['recall']:.3f}"
+        )
     print(f"wrote {path}")
     return 0

@@ -16,10 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Source, output, amount, size, seed, config and preview options."""
     parser.add_argument(
         "--source",
-        choices=("bundled", "folder", "video", "bag"),
-        default="bundled",
-        help="clean frames: photos bundled with scikit-image moved by a virtual camera (default), a folder of images "
-        "(or of sub-folders, one per recording), a video file, or a rosbag image topic",
+        choices=("road", "bundled", "folder", "video", "bag"),
+        default="road",
+        help="clean frames: procedural road scenes seen from a driving car (default), photos bundled with "
+        "scikit-image moved by a virtual camera, a folder of images (or of sub-folders, one per recording), "
+        "a video file, or a rosbag image topic",
+    )
+    parser.add_argument(
+        "--scene",
+        default="default",
+        help="road scene preset (--source road): default, or heldout (the held-out test set's style)",
     )
     parser.add_argument("--input", metavar="PATH", help="folder, video file or rosbag (not for --source bundled)")
     parser.add_argument("--topic", metavar="TOPIC", help="sensor_msgs/Image or CompressedImage topic (--source bag)")
@@ -36,11 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size",
         type=size_type(minimum=8),
         metavar="WxH",
-        help="output frame size (default: 256x256 for bundled, the footage's own size otherwise)",
+        help="output frame size (default: 256x256 for road and bundled, the footage's own size otherwise)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed and inputs = same dataset")
     parser.add_argument(
-        "--config", metavar="YAML", help="rain parameter ranges (default: the shipped rain_default.yaml)"
+        "--config",
+        metavar="YAML",
+        help="rain parameter ranges: a YAML file or a shipped preset (default, heldout); default: rain_default.yaml",
     )
     parser.add_argument("--preview", metavar="PNG", help="also write a contact sheet (rainy / clean / mask / streak)")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --output")
@@ -55,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.videos < 1 or args.frames < 1:
         raise InputError(f"--videos and --frames must be >= 1, got {args.videos} and {args.frames}")
-    size = args.size if args.size is not None or args.source != "bundled" else (256, 256)
+    size = args.size if args.size is not None or args.source not in ("road", "bundled") else (256, 256)
     config = load_rain_config(args.config)
     images = [name.strip() for name in args.images.split(",") if name.strip()] if args.images else None
     clips = source_clips(
@@ -67,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         input_path=args.input,
         topic=args.topic,
         images=images,
+        scene=args.scene,
     )
     output = prepare_output(args.output, args.overwrite)
     started = time.perf_counter()
@@ -78,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         preview=args.preview,
         extra_metadata={
             "source": args.source,
+            "scene": args.scene if args.source == "road" else None,
             "input": args.input,
             "topic": args.topic,
             "frames": args.frames,

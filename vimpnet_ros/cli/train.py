@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue a run exactly: 'auto' (newest checkpoint in the output folder) or an iter_*.state.pt file",
     )
     parser.add_argument("--max-steps", type=int, help="stop after this many steps (the schedule stays as configured)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        help="stop after this much wall time (then save); with log.save_every_seconds a kill loses little",
+    )
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides the config)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="overrides the config")
     parser.add_argument("--list-configs", action="store_true", help="print the packaged configs and exit")
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(config)
     try:
         trainer.setup(resume=args.resume)
-        summary = trainer.train(max_steps=args.max_steps)
+        summary = trainer.train(max_steps=args.max_steps, max_seconds=args.max_seconds)
         if trainer.ctx.is_main:
             print(json.dumps({"out_dir": str(trainer.out_dir), **summary}, indent=2, default=str))
     finally:

@@ -1,16 +1,18 @@
-"""Data: VRDS-layout datasets, the synthetic rain renderer and clean clips from bundled photos.
+"""Data: VRDS-layout datasets, the synthetic rain renderer, procedural road scenes and clean clips.
 
 Public API (numpy arrays are RGB uint8 (t, h, w, 3) unless noted)::
 
-    from vimpnet_ros.data import make_clean_clip, render_video, write_vrds, VRDSDataset
+    from vimpnet_ros.data import make_road_clip, render_video, write_vrds, VRDSDataset
 
-    clean = make_clean_clip("motorcycle_left", num_frames=20, size=(256, 256), rng=7)
+    clean = make_road_clip(num_frames=20, size=(256, 256), rng=7)   # a car driving along a procedural road
     video = render_video(clean, load_rain_config(), rng=7)   # RenderedVideo(lq, gt, drop, drop_mask, streak_map)
-    write_vrds("data/synthetic", "0000_motorcycle_left", video)
+    write_vrds("data/synthetic", "0000_road", video)
     dataset = VRDSDataset.from_folder("data/synthetic", clip_length=5, patch_size=256)
 
-The torch datasets (``VRDSDataset``, ``VRDSTestDataset``) are imported on first use,
-so rendering data needs no torch import.
+``make_clean_clip("motorcycle_left", ...)`` moves a virtual camera over a photograph
+bundled with scikit-image instead. The torch datasets (``VRDSDataset``,
+``VRDSTestDataset``, and ``vimpnet_ros.data.online.OnlineRainDataset``, which renders
+training clips on the fly) are imported on first use, so rendering data needs no torch.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from vimpnet_ros.data.rain import (
     render_video,
     write_contact_sheet,
 )
+from vimpnet_ros.data.road_scene import ROAD_PRESETS, RoadSceneConfig, make_road_clip, make_road_clips
 
 if TYPE_CHECKING:
     from vimpnet_ros.data.vrds import Augmentation, VRDSDataset, VRDSTestDataset
@@ -54,12 +57,14 @@ _LAZY = {"VRDSDataset", "VRDSTestDataset", "Augmentation"}
 __all__ = [
     "BUNDLED_IMAGES",
     "GREY_STREAMS",
+    "ROAD_PRESETS",
     "STREAMS",
     "TEST_STREAMS",
     "Augmentation",
     "CameraMotion",
     "RainConfig",
     "RenderedVideo",
+    "RoadSceneConfig",
     "VRDSDataset",
     "VRDSIndex",
     "VRDSTestDataset",
@@ -72,6 +77,8 @@ __all__ = [
     "load_rain_config",
     "make_clean_clip",
     "make_clean_clips",
+    "make_road_clip",
+    "make_road_clips",
     "read_frame",
     "render_video",
     "scan_vrds",

@@ -1,7 +1,7 @@
 """Make a VRDS-layout training set from any clean source: the engine behind ``vimpnet-ros render``.
 
-``source_clips`` turns a source (bundled photographs, an image folder, a video file
-or a rosbag topic) into named clean clips; ``render_dataset`` adds rain to each and
+``source_clips`` turns a source (procedural road scenes, bundled photographs, an
+image folder, a video file or a rosbag topic) into named clean clips; ``render_dataset`` adds rain to each and
 writes the five streams plus metadata. Clip i of a run uses seeds derived from
 (seed, i) only, so the first N videos of a larger run equal a run of N videos.
 """
@@ -24,6 +24,7 @@ from vimpnet_ros.data.layout import STREAMS, write_vrds
 from vimpnet_ros.data.rain.compose import RenderedVideo, render_video
 from vimpnet_ros.data.rain.config import RainConfig
 from vimpnet_ros.data.rain.preview import write_contact_sheet
+from vimpnet_ros.data.road_scene import ROAD_PRESETS, make_road_clips, road_preset
 from vimpnet_ros.data.sources import (
     clips_from_frames,
     folder_videos,
@@ -33,8 +34,8 @@ from vimpnet_ros.data.sources import (
 )
 from vimpnet_ros.errors import BagError, DatasetError, InputError
 
-#: Clean sources understood by :func:`source_clips`.
-SOURCES: tuple[str, ...] = ("bundled", "folder", "video", "bag")
+#: Clean sources understood by :func:`source_clips`; the first two need no footage.
+SOURCES: tuple[str, ...] = ("road", "bundled", "folder", "video", "bag")
 
 
 @dataclass(frozen=True)
@@ -61,20 +62,29 @@ def source_clips(
     input_path: str | Path | None = None,
     topic: str | None = None,
     images: Sequence[str] | None = None,
+    scene: str = "default",
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Up to ``videos`` (name, clean clip (t, h, w, 3) uint8 RGB) pairs from a source, made lazily.
 
     Arguments and paths are checked now (before anything is written); frames are
     read while iterating.
 
-    ``bundled`` needs ``size``; footage sources cut consecutive clips of ``frames``
-    frames (a folder of sub-folders: each sub-folder is one recording) and keep the
-    native size when ``size`` is None.
+    ``road`` (procedural road scenes, preset ``scene``) and ``bundled`` need ``size``;
+    footage sources cut consecutive clips of ``frames`` frames (a folder of
+    sub-folders: each sub-folder is one recording) and keep the native size when
+    ``size`` is None.
     """
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; choose one of {list(SOURCES)}")
     if videos < 1 or frames < 1:
         raise InputError(f"need at least one video of one frame, got videos={videos} frames={frames}")
+    if source == "road":
+        if size is None:
+            raise InputError("the road source needs an output size (--size WxH)")
+        if scene not in ROAD_PRESETS:
+            raise InputError(f"unknown road scene preset {scene!r}; choose one of {sorted(ROAD_PRESETS)}")
+        roads = make_road_clips(videos, frames, size, seed, road_preset(scene))
+        return ((f"{index:04d}_{name}", clip) for index, (name, clip) in enumerate(roads))
     if source == "bundled":
         if size is None:
             raise InputError("the bundled source needs an output size (--size WxH)")

@@ -12,6 +12,12 @@ SSIM scale with it, so both give the same number for the same picture.
   This equals ``skimage.metrics.structural_similarity(..., channel_axis=-1,
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``.
 - Aggregation: per frame, mean per video, then mean over videos (:func:`aggregate`).
+
+Two scores isolate the halves of the job (issue 15): PSNR inside and outside the
+ground-truth raindrop mask (:func:`psnr_in_mask`, :func:`psnr_outside_mask`: how well
+drops are removed, and whether the rest of the frame is kept), and the predicted
+mask's precision, recall and IoU at the published threshold 0.5
+(:func:`mask_confusion`, :func:`mask_scores`: whether drops are found).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from vimpnet_ros.errors import InputError
 #: SSIM window as the reference: 11 taps, sigma 1.5 (cv2.getGaussianKernel).
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
+#: Probability at which the published model's raindrop mask is binarised (reference and node).
+MASK_THRESHOLD = 0.5
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
@@ -41,10 +49,50 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     """PSNR in dB of two images (h, w[, c]) on the scale ``data_range`` (255 for uint8, 1.0 for [0, 1])."""
     _check_pair(a, b)
+    return _psnr_of_values(a, b, data_range)
+
+
+def _psnr_of_values(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    """PSNR of two equally shaped arrays of any rank (inf when equal)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(float(data_range) ** 2 / mse)
+
+
+def _region(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """A mask (h, w) of bool or [0, 1] floats as bool, checked against an image (h, w[, c])."""
+    region = np.asarray(mask)
+    if region.shape != image.shape[:2]:
+        raise InputError(f"mask {region.shape} does not match the frame {image.shape[:2]}; pass an (h, w) mask")
+    return region >= 0.5 if region.dtype != np.bool_ else region
+
+
+def psnr_in_mask(a: np.ndarray, b: np.ndarray, mask: np.ndarray, data_range: float = 255.0) -> float:
+    """PSNR in dB over the pixels where ``mask`` (h, w) is set (all channels); NaN when the mask is empty.
+
+    ``a``, ``b``: (h, w[, c]) uint8 or float on the scale ``data_range``; ``mask``: bool,
+    or floats binarised at 0.5 (a ground-truth ``01drop`` frame). Inside the drop mask
+    it says how well drops are removed; a frame without drops has no such score.
+    """
+    _check_pair(a, b)
+    region = _region(mask, a)
+    if not region.any():
+        return math.nan
+    return _psnr_of_values(a[region], b[region], data_range)
+
+
+def psnr_outside_mask(a: np.ndarray, b: np.ndarray, mask: np.ndarray, data_range: float = 255.0) -> float:
+    """PSNR in dB over the pixels where ``mask`` (h, w) is not set; NaN when it covers the whole frame.
+
+    Outside the drop mask it says how well streaks are removed and whether the clean
+    parts of the frame are kept; see :func:`psnr_in_mask` for the arguments.
+    """
+    _check_pair(a, b)
+    region = _region(mask, a)
+    if region.all():
+        return math.nan
+    return _psnr_of_values(a[~region], b[~region], data_range)
 
 
 def _ssim_channel(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
@@ -85,19 +133,41 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def _finite_mean(values: Sequence[float]) -> float:
+    """Mean of the finite values (NaN when there are none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
 @dataclass
 class VideoScores:
-    """Per-frame scores of one video; the video's score is the mean over its frames."""
+    """Per-frame scores of one video; the video's score is the mean over its frames.
+
+    ``psnr_in_mask`` / ``psnr_outside_mask`` are filled when frames are added with a
+    ground-truth drop mask; their means skip frames without a value (no drop in the
+    frame, or an identical region: NaN/inf), so one clean frame does not make a video's
+    score infinite.
+    """
 
     name: str
     psnr: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
+    psnr_in_mask: list[float] = field(default_factory=list)
+    psnr_outside_mask: list[float] = field(default_factory=list)
 
-    def add(self, restored: np.ndarray, gt: np.ndarray, data_range: float = 255.0) -> tuple[float, float]:
-        """Score one frame pair (h, w, 3) and remember it; returns (psnr, ssim)."""
+    def add(
+        self, restored: np.ndarray, gt: np.ndarray, data_range: float = 255.0, mask: np.ndarray | None = None
+    ) -> tuple[float, float]:
+        """Score one frame pair (h, w, 3) and remember it; returns (psnr, ssim).
+
+        ``mask``: the ground-truth drop mask (h, w) of the frame, to score inside and outside it.
+        """
         p, s = psnr(restored, gt, data_range), ssim(restored, gt, data_range)
         self.psnr.append(p)
         self.ssim.append(s)
+        if mask is not None:
+            self.psnr_in_mask.append(psnr_in_mask(restored, gt, mask, data_range))
+            self.psnr_outside_mask.append(psnr_outside_mask(restored, gt, mask, data_range))
         return p, s
 
     @property
@@ -110,31 +180,124 @@ class VideoScores:
         """Mean SSIM over the video's frames."""
         return float(np.mean(self.ssim)) if self.ssim else math.nan
 
+    @property
+    def mean_psnr_in_mask(self) -> float:
+        """Mean PSNR inside the drop mask over the frames that have one (NaN if none)."""
+        return _finite_mean(self.psnr_in_mask)
+
+    @property
+    def mean_psnr_outside_mask(self) -> float:
+        """Mean PSNR outside the drop mask over the frames where it is finite (NaN if none)."""
+        return _finite_mean(self.psnr_outside_mask)
+
 
 def aggregate(videos: Sequence[VideoScores]) -> dict[str, float]:
-    """Mean over videos of the per-video means (each video counts once, whatever its length)."""
+    """Mean over videos of the per-video means (each video counts once, whatever its length).
+
+    With masks, ``psnr_in_mask`` / ``psnr_outside_mask`` average the videos that have a value.
+    """
     if not videos:
         return {"psnr": math.nan, "ssim": math.nan, "num_videos": 0, "num_frames": 0}
-    return {
+    result: dict[str, float] = {
         "psnr": float(np.mean([v.mean_psnr for v in videos])),
         "ssim": float(np.mean([v.mean_ssim for v in videos])),
         "num_videos": len(videos),
         "num_frames": int(sum(len(v.psnr) for v in videos)),
     }
+    if any(v.psnr_in_mask for v in videos):
+        result["psnr_in_mask"] = _finite_mean([v.mean_psnr_in_mask for v in videos])
+        result["psnr_outside_mask"] = _finite_mean([v.mean_psnr_outside_mask for v in videos])
+    return result
 
 
-def mask_iou(predicted: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> float:
+@dataclass(frozen=True)
+class MaskCounts:
+    """Pixel counts of a binarised predicted mask against a binary target; they add up over frames and videos.
+
+    Scores from summed counts weigh every pixel once (a dataset's IoU is its total
+    intersection over its total union), as the validation IoU has always been computed.
+    """
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    def __add__(self, other: MaskCounts) -> MaskCounts:
+        return MaskCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
+
+    @property
+    def precision(self) -> float:
+        """Share of the predicted drop pixels that are drops; NaN when nothing was predicted."""
+        predicted = self.tp + self.fp
+        return self.tp / predicted if predicted else math.nan
+
+    @property
+    def recall(self) -> float:
+        """Share of the drop pixels that were found; NaN when there is no drop."""
+        actual = self.tp + self.fn
+        return self.tp / actual if actual else math.nan
+
+    @property
+    def iou(self) -> float:
+        """Intersection over union; 1.0 when both masks are empty (nothing to find, nothing found)."""
+        union = self.tp + self.fp + self.fn
+        return self.tp / union if union else 1.0
+
+    @property
+    def f1(self) -> float:
+        """Harmonic mean of precision and recall (= Dice); 1.0 when both masks are empty."""
+        denominator = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / denominator if denominator else 1.0
+
+    def scores(self) -> dict[str, float]:
+        """``{"precision", "recall", "iou", "f1", "target_fraction", "predicted_fraction"}`` for reports."""
+        total = max(1, self.tp + self.fp + self.fn + self.tn)
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "iou": self.iou,
+            "f1": self.f1,
+            "target_fraction": (self.tp + self.fn) / total,
+            "predicted_fraction": (self.tp + self.fp) / total,
+        }
+
+
+def mask_confusion(predicted: np.ndarray, target: np.ndarray, threshold: float = MASK_THRESHOLD) -> MaskCounts:
+    """Counts of a predicted soft mask (binarised at ``threshold``) against a binary target (at 0.5).
+
+    ``predicted``: (..., h, w) probabilities in [0, 1] (float) or bool; ``target``: the
+    same shape, bool, 0/1 or 0/255.
+    """
+    _check_mask_pair(predicted, target)
+    p = np.asarray(predicted) >= threshold
+    t = np.asarray(target) >= 0.5
+    tp = int(np.count_nonzero(p & t))
+    fp = int(np.count_nonzero(p & ~t))
+    fn = int(np.count_nonzero(~p & t))
+    return MaskCounts(tp=tp, fp=fp, fn=fn, tn=int(p.size) - tp - fp - fn)
+
+
+def mask_scores(predicted: np.ndarray, target: np.ndarray, threshold: float = MASK_THRESHOLD) -> dict[str, float]:
+    """Precision, recall, IoU and F1 of one predicted mask against its target (see :class:`MaskCounts`)."""
+    return mask_confusion(predicted, target, threshold).scores()
+
+
+def _check_mask_pair(predicted: np.ndarray, target: np.ndarray) -> None:
+    """Masks of equal shape, at least (h, w)."""
+    if np.shape(predicted) != np.shape(target) or np.ndim(predicted) < 2:
+        raise InputError(
+            f"mask inputs must be equally shaped (..., h, w) arrays, got {np.shape(predicted)} and {np.shape(target)}"
+        )
+
+
+def mask_iou(predicted: np.ndarray, target: np.ndarray, threshold: float = MASK_THRESHOLD) -> float:
     """Intersection over union of a predicted soft mask (thresholded) and a binary target.
 
     Returns 1.0 when both masks are empty (nothing to find, nothing found).
     """
     _check_pair(predicted, target)
-    p = predicted >= threshold
-    t = target >= 0.5
-    union = int(np.logical_or(p, t).sum())
-    if union == 0:
-        return 1.0
-    return float(np.logical_and(p, t).sum()) / union
+    return mask_confusion(predicted, target, threshold).iou
 
 
 def summarize(scores: Mapping[str, float]) -> str:

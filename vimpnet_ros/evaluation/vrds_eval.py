@@ -8,6 +8,11 @@ spatial tiles), padded by edge replication to multiples of 4 and cropped back;
 the reference additionally tiles 256x256 on large frames, which only matters for
 memory. Scores: restored frames are quantised to uint8 as the reference does, then
 RGB PSNR/SSIM (data range 255) per frame, mean per video, mean over videos.
+
+With ground-truth drop masks (``01drop``) the two halves of the job are scored
+apart: PSNR inside and outside the mask (restored and rainy input, same
+aggregation) and the predicted mask's precision, recall and IoU at the published
+threshold, from pixel counts summed over the whole set.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from torch import Tensor, nn
 
 from vimpnet_ros.data.layout import TEST_STREAMS, VideoEntry, frame_name, read_frame, scan_vrds, write_png
 from vimpnet_ros.errors import ConfigError, InputError
-from vimpnet_ros.evaluation.metrics import VideoScores, aggregate, to_uint8
+from vimpnet_ros.evaluation.metrics import MASK_THRESHOLD, MaskCounts, VideoScores, aggregate, mask_confusion, to_uint8
 
 
 @dataclass
@@ -124,25 +129,39 @@ def load_video(video: VideoEntry, stream: str, max_frames: int | None = None) ->
 
 @dataclass
 class EvaluationResult:
-    """Scores of a whole test set plus the per-video details (what ``results.json`` holds)."""
+    """Scores of a whole test set plus the per-video details (what ``results.json`` holds).
+
+    ``restored`` / ``rainy_input``: :func:`aggregate` dicts (``psnr_in_mask`` and
+    ``psnr_outside_mask`` too when the set has drop masks); ``drop_mask``: the mask's
+    precision / recall / iou / f1 at ``threshold`` (None without masks);
+    ``drop_mask_iou`` repeats its IoU for older readers.
+    """
 
     restored: dict[str, float]
     rainy_input: dict[str, float]
     videos: list[dict[str, Any]] = field(default_factory=list)
     drop_mask_iou: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    drop_mask: dict[str, float] | None = None
+
+    @property
+    def gain(self) -> dict[str, float]:
+        """Restored minus rainy input for every score both have (PSNR, SSIM, PSNR in/outside the mask)."""
+        return {
+            name: self.restored[name] - self.rainy_input[name]
+            for name in ("psnr", "ssim", "psnr_in_mask", "psnr_outside_mask")
+            if name in self.restored and name in self.rainy_input
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; infinite PSNR (identical frames) is written as the string "inf"."""
-        return _json_safe(
+        return json_safe(
             {
                 "restored": self.restored,
                 "rainy_input": self.rainy_input,
-                "gain": {
-                    "psnr": self.restored["psnr"] - self.rainy_input["psnr"],
-                    "ssim": self.restored["ssim"] - self.rainy_input["ssim"],
-                },
+                "gain": self.gain,
                 "drop_mask_iou": self.drop_mask_iou,
+                "drop_mask": self.drop_mask,
                 "settings": self.settings,
                 "videos": self.videos,
             }
@@ -156,12 +175,12 @@ class EvaluationResult:
         return path
 
 
-def _json_safe(value: Any) -> Any:
-    """Replace non-finite floats by strings (strict JSON has no Infinity/NaN)."""
+def json_safe(value: Any) -> Any:
+    """Replace non-finite floats by strings (strict JSON has no Infinity/NaN), in dicts, lists and tuples."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
@@ -196,7 +215,7 @@ def evaluate_vrds(
     restored_scores: list[VideoScores] = []
     input_scores: list[VideoScores] = []
     per_video: list[dict[str, Any]] = []
-    intersection = union = 0
+    counts = MaskCounts()
     started = time.perf_counter()
     iterator = progress(videos) if progress is not None else iter(videos)
     try:
@@ -208,9 +227,11 @@ def evaluate_vrds(
             output = to_uint8(result.output)
             rest, inp = VideoScores(video.name), VideoScores(video.name)
             lq_u8 = to_uint8(lq)
+            target = load_video(video, "01drop", max_frames) >= 0.5 if with_masks else None
             for i in range(len(gt)):
-                rest.add(output[i], gt[i])
-                inp.add(lq_u8[i], gt[i])
+                frame_mask = target[i] if target is not None else None
+                rest.add(output[i], gt[i], mask=frame_mask)
+                inp.add(lq_u8[i], gt[i], mask=frame_mask)
             restored_scores.append(rest)
             input_scores.append(inp)
             entry: dict[str, Any] = {
@@ -221,13 +242,18 @@ def evaluate_vrds(
                 "input_psnr": inp.mean_psnr,
                 "input_ssim": inp.mean_ssim,
             }
-            if with_masks:
-                target = load_video(video, "01drop", max_frames) >= 0.5
-                predicted = result.drop_mask >= 0.5
-                inter, uni = int(np.logical_and(predicted, target).sum()), int(np.logical_or(predicted, target).sum())
-                intersection += inter
-                union += uni
-                entry["drop_mask_iou"] = inter / uni if uni else 1.0
+            if target is not None:
+                video_counts = mask_confusion(result.drop_mask, target, MASK_THRESHOLD)
+                counts = counts + video_counts
+                entry.update(
+                    psnr_in_mask=rest.mean_psnr_in_mask,
+                    input_psnr_in_mask=inp.mean_psnr_in_mask,
+                    psnr_outside_mask=rest.mean_psnr_outside_mask,
+                    input_psnr_outside_mask=inp.mean_psnr_outside_mask,
+                    drop_mask_iou=video_counts.iou,
+                    drop_mask_precision=video_counts.precision,
+                    drop_mask_recall=video_counts.recall,
+                )
             per_video.append(entry)
             if save_frames is not None:
                 for i, frame in enumerate(output):
@@ -238,7 +264,8 @@ def evaluate_vrds(
         restored=aggregate(restored_scores),
         rainy_input=aggregate(input_scores),
         videos=per_video,
-        drop_mask_iou=(intersection / union if union else 1.0) if with_masks else None,
+        drop_mask_iou=counts.iou if with_masks else None,
+        drop_mask={**counts.scores(), "threshold": MASK_THRESHOLD} if with_masks else None,
         settings={
             "data": str(root),
             "clip_length": clip_length,

@@ -115,6 +115,32 @@ CONFIGS: dict[str, VimpNetConfig] = {
     ),
 }
 
+#: Issue 15 candidates for the lite model: the stage-2 drop remover wider (``w``: 16-32-64 encoders,
+#: ``x``: 24-48-96; ``n``: 8-32-64, wider only below full resolution), and a mask head that sees 16
+#: instead of 8 full-resolution channels (``m``). Measured against mask IoU, PSNR and CPU latency in
+#: the README's model study; stage 1 and SPyNet are those of ``vimpnet_lite``. (A deeper stage 2,
+#: ``transformer_repeats`` 2, was measured too but is not registered: it has the same tensors as
+#: ``_s2wm``, so a bare state dict could not tell the two apart.)
+_LITE_CANDIDATES: dict[str, dict[str, Any]] = {
+    "vimpnet_lite_m": {"recon_upsample_channels": (16, 16), "drop_channels": 8},
+    "vimpnet_lite_s2n": {"encoder_channels": (8, 32, 64)},
+    "vimpnet_lite_s2nm": {"encoder_channels": (8, 32, 64), "recon_upsample_channels": (16, 16), "drop_channels": 8},
+    "vimpnet_lite_s2w": {"encoder_channels": (16, 32, 64)},
+    "vimpnet_lite_s2wm": {"encoder_channels": (16, 32, 64), "recon_upsample_channels": (16, 16), "drop_channels": 8},
+    "vimpnet_lite_s2xm": {
+        "encoder_channels": (24, 48, 96),
+        "decoder_channels": (24, 16),
+        "recon_upsample_channels": (16, 16),
+        "drop_channels": 8,
+    },
+}
+CONFIGS.update(
+    {
+        name: dataclasses.replace(CONFIGS["vimpnet_lite"], name=name, **changes)
+        for name, changes in _LITE_CANDIDATES.items()
+    }
+)
+
 
 def get_config(name: str) -> VimpNetConfig:
     """The registered config called ``name``; a ConfigError lists the valid names."""

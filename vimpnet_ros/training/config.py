@@ -3,7 +3,8 @@
 A config is a nested mapping (see ``configs/vimpnet_reference.yaml`` for every field
 with comments). Packaged configs are addressed by name (``vimpnet_lite_synthetic``);
 anything else is a path. Unknown keys are errors so a typo never trains silently
-with a default.
+with a default. PyYAML is imported only to read files and overrides:
+:func:`config_from_dict` builds a config from a plain dict on machines without it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.training.losses import LossWeights
 
@@ -26,17 +25,30 @@ from vimpnet_ros.training.losses import LossWeights
 CONFIG_PACKAGE = "vimpnet_ros.training.configs"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw")
-DATA_TYPES = ("vrds", "synthetic")
+DATA_TYPES = ("vrds", "synthetic", "online")
+#: How DataLoader workers start. ``fork`` deadlocks when the main process has used OpenCV's thread
+#: pool before (it does when it renders the validation set), so ``spawn`` is the default.
+WORKER_STARTS = ("spawn", "forkserver", "fork")
+#: Clean sources of rendered data (synthetic and online types).
+CLEAN_SOURCES = ("road", "bundled")
 
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where clips come from: a VRDS-layout folder, or synthetic videos rendered into a cache folder.
+    """Where clips come from: a VRDS-layout folder, synthetic videos rendered into a cache folder,
+    or clips rendered on the fly.
 
     ``synthetic``: ``num_videos`` clips of ``num_frames`` frames at ``size`` (width,
-    height) from the bundled photographs, rain drawn with ``seed`` and the renderer
-    config ``rain_config`` (None = the packaged default); rendered once into
-    ``root`` (a VRDS-layout folder) and reused while its manifest matches.
+    height) from the ``clean`` source (``road``: procedural road scenes of preset
+    ``scene``; ``bundled``: the bundled photographs), rain drawn with ``seed`` and the
+    renderer config ``rain_config`` (None = the packaged default, or a preset name such
+    as ``heldout``, or a YAML path); rendered once into ``root`` (a VRDS-layout folder)
+    and reused while its manifest matches.
+
+    ``online``: no folder; DataLoader workers render item i (one clean clip of
+    ``num_frames`` frames at ``size``, ``clips_per_item`` rainy training clips from it)
+    from (``seed``, i) whenever it is drawn; ``num_videos`` is the number of distinct
+    items (the epoch length). See :mod:`vimpnet_ros.data.online`.
     """
 
     type: str = "vrds"
@@ -46,24 +58,33 @@ class DataSource:
     size: tuple[int, int] = (192, 128)
     seed: int = 0
     rain_config: str | None = None
+    clean: str = "bundled"
+    scene: str = "default"
+    clips_per_item: int = 1
 
     def __post_init__(self) -> None:
         """Check the combination early (before any rendering or training)."""
         if self.type not in DATA_TYPES:
             raise ConfigError(f"data type must be one of {DATA_TYPES}, got {self.type!r}")
-        if self.root is None:
+        if self.root is None and self.type != "online":
             raise ConfigError(
                 f"data source of type {self.type!r} needs 'root' (the VRDS folder, or the cache folder to render into)"
             )
-        if self.num_videos < 1 or self.num_frames < 1:
-            raise ConfigError("synthetic data needs num_videos >= 1 and num_frames >= 1")
+        if self.num_videos < 1 or self.num_frames < 1 or self.clips_per_item < 1:
+            raise ConfigError("synthetic data needs num_videos, num_frames and clips_per_item >= 1")
         if len(self.size) != 2 or min(self.size) < 16:
             raise ConfigError(f"synthetic size must be [width, height] >= 16, got {self.size}")
+        if self.clean not in CLEAN_SOURCES:
+            raise ConfigError(f"data clean source must be one of {CLEAN_SOURCES}, got {self.clean!r}")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Training and validation data plus the clip sampling of the reference (5 frames, 256 crops)."""
+    """Training and validation data plus the clip sampling of the reference (5 frames, 256 crops).
+
+    ``num_workers`` DataLoader processes started with ``worker_start`` (see
+    :data:`WORKER_STARTS`), each keeping ``prefetch_factor`` batches ready.
+    """
 
     train: DataSource = field(default_factory=DataSource)
     val: DataSource | None = None
@@ -71,6 +92,8 @@ class DataConfig:
     crop_size: int = 256
     batch_size: int = 1
     num_workers: int = 2
+    prefetch_factor: int = 2
+    worker_start: str = "spawn"
     augment: bool = True
     val_max_videos: int = 4
     val_max_frames: int = 10
@@ -81,8 +104,15 @@ class DataConfig:
             raise ConfigError(f"clip_length must be >= 2 (the model aligns neighbours), got {self.clip_length}")
         if self.crop_size < 16 or self.crop_size % 4:
             raise ConfigError(f"crop_size must be a multiple of 4 and >= 16, got {self.crop_size}")
-        if self.batch_size < 1 or self.num_workers < 0:
-            raise ConfigError("batch_size must be >= 1 and num_workers >= 0")
+        if self.batch_size < 1 or self.num_workers < 0 or self.prefetch_factor < 1:
+            raise ConfigError("batch_size and prefetch_factor must be >= 1, num_workers >= 0")
+        if self.worker_start not in WORKER_STARTS:
+            raise ConfigError(f"data.worker_start must be one of {WORKER_STARTS}, got {self.worker_start!r}")
+        if self.train.type == "online" and self.batch_size % self.train.clips_per_item:
+            raise ConfigError(
+                f"data.batch_size ({self.batch_size}) must be a multiple of data.train.clips_per_item "
+                f"({self.train.clips_per_item}): a batch holds whole rendered items"
+            )
 
 
 @dataclass(frozen=True)
@@ -129,6 +159,7 @@ class LogConfig:
     log_every: int = 20
     val_every: int = 5000
     save_every: int = 5000
+    save_every_seconds: float = 0.0
     keep_last: int = 2
     tensorboard: bool = True
     progress: bool = True
@@ -137,6 +168,8 @@ class LogConfig:
         """Cadences are positive; 0 for val/save means never (except the final save)."""
         if self.log_every < 1 or self.val_every < 0 or self.save_every < 0 or self.keep_last < 1:
             raise ConfigError("log_every >= 1, keep_last >= 1, val_every and save_every >= 0 (0 = off)")
+        if self.save_every_seconds < 0:
+            raise ConfigError("save_every_seconds must be >= 0 (0 = off)")
 
 
 @dataclass(frozen=True)
@@ -147,6 +180,9 @@ class TrainConfig:
     output convs so flows start at exactly 0 (identity alignment) instead of the
     random flows of an untrained SPyNet; no pretrained SPyNet is available offline.
     ``cpu_threads``: torch intra-op threads on CPU (1 is fastest on a busy 2-core machine).
+    ``compile``: run the model through ``torch.compile`` (forward and backward; the
+    first steps pay the compile time). ``channels_last``: keep 2-D conv weights and
+    activations in NHWC memory order (faster convolutions on recent GPUs).
     """
 
     name: str = "vimpnet"
@@ -157,6 +193,8 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     cpu_threads: int | None = None
+    compile: bool = False
+    channels_last: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -273,6 +311,8 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (values parsed as YAML: ``3``, ``1e-4``, ``null``, ``[64, 64]``)."""
     result = copy.deepcopy(data)
+    if overrides:
+        import yaml
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
@@ -300,6 +340,8 @@ def load_train_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -
     Relative ``root``/``out_dir``/``init_from`` paths stay relative to the working directory
     (where the command runs), as users expect from a command line.
     """
+    import yaml
+
     path = resolve_config_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

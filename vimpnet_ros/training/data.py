@@ -1,10 +1,13 @@
-"""Training data: VRDS folders or synthetic videos rendered once into a cache folder, and a resumable sampler.
+"""Training data: VRDS folders, synthetic videos rendered once into a cache folder, or clips
+rendered on the fly, and a resumable sampler.
 
-Synthetic data is rendered with the package's rain renderer over clips of the
-bundled photographs (``vimpnet_ros.data.synthesize``) into a VRDS-layout folder; a
-manifest (``meta/training_cache.json``) records the settings, so a second run reuses
-the folder and a changed setting re-renders it instead of training on stale data.
-Rendering ahead of training keeps the 2-core data path cheap (PNG reads + crops).
+Synthetic data is rendered with the package's rain renderer over clean clips (road
+scenes or the bundled photographs, ``vimpnet_ros.data.synthesize``) into a VRDS-layout
+folder; a manifest (``meta/training_cache.json``) records the settings, so a second
+run reuses the folder and a changed setting re-renders it instead of training on
+stale data. Rendering ahead of training keeps the 2-core data path cheap (PNG reads
+and crops). Online data (``type: online``) is rendered by DataLoader workers instead
+(:mod:`vimpnet_ros.data.online`): the choice for a many-core machine with a GPU.
 """
 
 from __future__ import annotations
@@ -32,12 +35,19 @@ def _manifest_for(source: DataSource) -> dict[str, Any]:
         "size": list(source.size),
         "seed": source.seed,
         "rain_config": source.rain_config,
-        "format": 1,
+        "clean": source.clean,
+        "scene": source.scene,
+        "format": 2,
     }
 
 
 def prepare_source(source: DataSource, log: Any = None) -> Path:
-    """The VRDS-layout folder of ``source``, rendering the synthetic cache first when needed."""
+    """The VRDS-layout folder of ``source``, rendering the synthetic cache first when needed.
+
+    Online sources have no folder: build them with :func:`online_dataset`.
+    """
+    if source.type == "online":
+        raise DatasetError("an online data source has no folder; it is rendered while training (online_dataset)")
     root = Path(str(source.root))
     if source.type == "vrds":
         if not root.is_dir():
@@ -62,11 +72,12 @@ def prepare_source(source: DataSource, log: Any = None) -> Path:
 
     if log is not None:
         log(
-            f"rendering {source.num_videos} synthetic videos ({source.num_frames} frames, "
+            f"rendering {source.num_videos} synthetic videos ({source.clean}, {source.num_frames} frames, "
             f"seed {source.seed}) into {root}"
         )
     prepare_output(root, overwrite=True)
-    clips = source_clips("bundled", source.num_videos, source.num_frames, tuple(source.size), seed=source.seed)
+    size = (int(source.size[0]), int(source.size[1]))
+    clips = source_clips(source.clean, source.num_videos, source.num_frames, size, seed=source.seed, scene=source.scene)
     render_dataset(
         clips,
         root,
@@ -77,6 +88,26 @@ def prepare_source(source: DataSource, log: Any = None) -> Path:
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
     return root
+
+
+def online_dataset(source: DataSource, clip_length: int, crop_size: int, augment: bool) -> Any:
+    """The :class:`~vimpnet_ros.data.online.OnlineRainDataset` of an ``online`` source (nothing rendered yet)."""
+    from vimpnet_ros.data.online import OnlineRainDataset, OnlineSpec
+    from vimpnet_ros.data.rain.config import load_rain_config
+
+    spec = OnlineSpec(
+        num_items=source.num_videos,
+        num_frames=source.num_frames,
+        size=(int(source.size[0]), int(source.size[1])),
+        clip_length=clip_length,
+        crop_size=crop_size,
+        clips_per_item=source.clips_per_item,
+        clean=source.clean,
+        scene=source.scene,
+        augment=augment,
+        seed=source.seed,
+    )
+    return OnlineRainDataset(spec, load_rain_config(source.rain_config))
 
 
 class ResumableSampler(DistributedSampler):

@@ -6,11 +6,21 @@
          + w_masked * L1(output * mask, gt * mask) / (mean(mask) + 1e-8)
          + w_streak * MSE(streak_map, mstreak)
 
-Reference weights 1, 0.8, 1.2, 0.5, 0.5. ``mask_pos_weight`` scales the BCE of drop
-pixels (1 in the reference): drops cover a few percent of the pixels, so with equal
-weights a small model is best off predicting "no drop" everywhere. Every term is computed in float32 even
-under autocast: BCE on bf16/fp16 probabilities is unstable, and the Charbonnier
-eps of 1e-12 vanishes in half precision.
+Reference weights 1, 0.8, 1.2, 0.5, 0.5. Drops cover a few percent of the pixels, so
+with the reference's plain BCE a small model is best off predicting "no drop"
+everywhere (the shipped weights until issue 15 did exactly that). Three options keep
+the mask term from settling there, each off by default (the reference objective):
+
+- ``mask_pos_weight``: a fixed weight on the BCE of drop pixels;
+- ``mask_balance`` in [0, 1]: class-balanced BCE, computed per batch; 1 gives drop and
+  background pixels half of the term each whatever their share, 0 is plain BCE;
+- ``mask_focal_gamma``: focal modulation (1 - p_t)^gamma of the (weighted) BCE, which
+  spends the gradient on the pixels still misclassified;
+- ``mask_dice``: weight of a soft Dice loss per clip (1 - 2|P.Y| / (|P| + |Y|)),
+  which depends on overlap, not on the pixel count, so the empty answer scores 1.
+
+Every term is computed in float32 even under autocast: BCE on bf16/fp16 probabilities
+is unstable, and the Charbonnier eps of 1e-12 vanishes in half precision.
 """
 
 from __future__ import annotations
@@ -29,6 +39,39 @@ from vimpnet_ros.errors import ConfigError
 def charbonnier_loss(pred: Tensor, target: Tensor, eps: float = 1e-12) -> Tensor:
     """mean(sqrt((pred - target)^2 + eps)): a smooth L1 (reference eps 1e-12)."""
     return torch.sqrt((pred - target) ** 2 + eps).mean()
+
+
+def mask_bce(probs: Tensor, mask: Tensor, pos_weight: float = 1.0, balance: float = 0.0, gamma: float = 0.0) -> Tensor:
+    """Weighted, optionally class-balanced and focal BCE of probabilities ``probs`` against a binary ``mask``.
+
+    Shapes (n, t, 1, h, w), float32. Per-pixel weight: ``pos_weight`` on drop pixels,
+    times the class-balance weight 0.5 / (share of the pixel's class) raised to
+    ``balance`` (no gradient through it); times (1 - p_t)^``gamma``. The mean over pixels
+    is returned, so balance 1 keeps the term on the scale of a plain BCE.
+    """
+    weight = 1.0 + (pos_weight - 1.0) * mask
+    if balance > 0:
+        with torch.no_grad():
+            positive = mask.mean().clamp(1e-4, 1.0 - 1e-4)
+            class_weight = torch.where(mask > 0.5, 0.5 / positive, 0.5 / (1.0 - positive))
+        weight = weight * class_weight**balance
+    per_pixel = F.binary_cross_entropy(probs, mask, reduction="none")
+    if gamma > 0:
+        p_true = torch.where(mask > 0.5, probs, 1.0 - probs)
+        per_pixel = per_pixel * (1.0 - p_true).clamp(min=0.0) ** gamma
+    return (per_pixel * weight).mean()
+
+
+def soft_dice_loss(probs: Tensor, mask: Tensor, smooth: float = 1.0) -> Tensor:
+    """Mean over clips of 1 - (2 sum(p y) + s) / (sum(p) + sum(y) + s); (n, t, 1, h, w) inputs.
+
+    Per clip, so a clip without drops still penalises every false drop pixel; ``smooth``
+    keeps it defined (and 0) when both are empty.
+    """
+    dims = tuple(range(1, probs.ndim))
+    overlap = (probs * mask).sum(dims)
+    total = probs.sum(dims) + mask.sum(dims)
+    return (1.0 - (2.0 * overlap + smooth) / (total + smooth)).mean()
 
 
 def resize_to(target: Tensor, like: Tensor) -> Tensor:
@@ -55,6 +98,9 @@ class LossWeights:
     masked: float = 0.5
     streak: float = 0.5
     mask_pos_weight: float = 1.0
+    mask_balance: float = 0.0
+    mask_focal_gamma: float = 0.0
+    mask_dice: float = 0.0
     charbonnier_eps: float = 1e-12
     masked_eps: float = 1e-8
 
@@ -63,6 +109,8 @@ class LossWeights:
         for f in fields(self):
             if getattr(self, f.name) < 0:
                 raise ConfigError(f"loss weight {f.name} must be >= 0, got {getattr(self, f.name)}")
+        if self.mask_balance > 1:
+            raise ConfigError(f"loss.mask_balance must be in [0, 1], got {self.mask_balance}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> LossWeights:
@@ -108,7 +156,7 @@ class VimpNetLoss(nn.Module):
 
         terms: dict[str, Tensor] = {
             "stage1": charbonnier_loss(stage1, drop, w.charbonnier_eps),
-            "mask": F.binary_cross_entropy(probs, mask, weight=1.0 + (w.mask_pos_weight - 1.0) * mask),
+            "mask": mask_bce(probs, mask, w.mask_pos_weight, w.mask_balance, w.mask_focal_gamma),
             "output": charbonnier_loss(output, gt, w.charbonnier_eps),
             "masked": F.l1_loss(output * mask, gt * mask) / (mask.mean() + w.masked_eps),
             "streak": F.mse_loss(streak_map, resize_to(streak, streak_map)),
@@ -120,4 +168,7 @@ class VimpNetLoss(nn.Module):
             + w.masked * terms["masked"]
             + w.streak * terms["streak"]
         )
+        if w.mask_dice > 0:
+            terms["dice"] = soft_dice_loss(probs, mask)
+            total = total + w.mask_dice * terms["dice"]
         return total, {name: value.detach() for name, value in terms.items()}

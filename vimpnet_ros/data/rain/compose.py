@@ -10,7 +10,11 @@ Order (per frame), chosen so the streams match the reference's training targets:
    quantised to 1/255 so the stored PNG is exactly the map that was composed.
 4. ``lq`` = screen blend of streaks onto ``drop``: lq = drop + s * (1 - drop).
    Streaks only brighten, never saturate past white, and lq == drop exactly
-   wherever s == 0.
+   wherever s == 0, unless the camera effects below add noise or JPEG to it.
+
+Camera effects (``sensor``, see :mod:`vimpnet_ros.data.rain.sensor`): the clean frame
+is first exposed with the video's gain and tone curve (so ``gt`` is that exposure),
+and the finished ``lq`` gets read/shot noise and JPEG compression.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 
 from vimpnet_ros.data.rain.config import RainConfig
 from vimpnet_ros.data.rain.drops import DropField, DropParams
+from vimpnet_ros.data.rain.sensor import SensorParams
 from vimpnet_ros.data.rain.streaks import StreakField, StreakParams
 from vimpnet_ros.errors import InputError
 
@@ -71,8 +76,10 @@ def render_video(
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     streak_params = StreakParams.sample(config.streaks, generator, height, width)
     drop_params = DropParams.sample(config.drops, generator, height, width)
+    sensor = SensorParams.sample(config.sensor, generator)
     # Separate child generators: the streak stream does not shift when drop dynamics draw more numbers.
-    streak_rng, drop_rng = generator.spawn(2)
+    streak_rng, drop_rng, noise_rng = generator.spawn(3)
+    frames = sensor.expose(frames)
     streaks = StreakField(streak_params, height, width, streak_rng)
     drops = DropField(drop_params, height, width, drop_rng)
 
@@ -91,10 +98,15 @@ def render_video(
         streak_map[index] = streak
         with_drops = drop[index].astype(np.float32) / np.float32(255.0)
         rainy = with_drops + streak[..., None] * (1.0 - with_drops)
-        lq[index] = np.where(streak[..., None] > 0, _to_uint8(rainy), drop[index])
+        lq[index] = sensor.degrade(np.where(streak[..., None] > 0, _to_uint8(rainy), drop[index]), noise_rng)
         streaks.step()
         drops.step()
-    params = {"streaks": streak_params.to_dict(), "drops": drop_params.to_dict(), "size": [width, height]}
+    params = {
+        "streaks": streak_params.to_dict(),
+        "drops": drop_params.to_dict(),
+        "sensor": sensor.to_dict(),
+        "size": [width, height],
+    }
     return RenderedVideo(lq=lq, gt=frames.copy(), drop=drop, drop_mask=drop_mask, streak_map=streak_map, params=params)
 
 

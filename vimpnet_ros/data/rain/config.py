@@ -3,6 +3,10 @@
 The tables below mirror ``vimpnet_ros/data/configs/rain_default.yaml`` (the shipped
 defaults, which document each field). A user config may set any subset of the
 fields; the rest keep the defaults of the dataclasses, which equal the shipped file.
+``rain_heldout.yaml`` shifts the ranges for the held-out test set (:data:`PRESETS`).
+
+PyYAML is imported only to read a file: the defaults (``load_rain_config(None)``)
+need no YAML, so training machines without PyYAML can render the default rain.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from vimpnet_ros.errors import ConfigError
 
@@ -28,14 +31,15 @@ Range = tuple[float, float]
 class StreakConfig:
     """Ranges for rain streaks (falling particles, motion-blurred by the shutter)."""
 
-    probability: float = 1.0
-    density: Range = (4.0, 16.0)
-    angle_deg: Range = (-20.0, 20.0)
-    speed: Range = (0.12, 0.30)
-    exposure: Range = (0.35, 0.8)
-    intensity: Range = (0.30, 0.75)
-    depth_falloff: Range = (0.15, 0.35)
-    thickness: Range = (1.2, 2.4)
+    probability: float = 0.9
+    density: Range = (2.0, 30.0)
+    angle_deg: Range = (-30.0, 30.0)
+    speed: Range = (0.10, 0.35)
+    exposure: Range = (0.25, 1.0)
+    intensity: Range = (0.2, 0.85)
+    depth_falloff: Range = (0.15, 0.4)
+    thickness: Range = (1.0, 3.0)
+    blur: Range = (0.0, 1.2)
     layers: int = 4
 
 
@@ -43,55 +47,93 @@ class StreakConfig:
 class DropConfig:
     """Ranges for raindrops on the lens or windshield."""
 
-    probability: float = 1.0
-    density: Range = (3.0, 12.0)
-    radius: Range = (0.012, 0.055)
-    irregularity: Range = (0.03, 0.12)
-    aspect: Range = (0.8, 1.25)
-    zoom: Range = (0.35, 0.8)
+    probability: float = 0.9
+    density: Range = (2.0, 14.0)
+    radius: Range = (0.01, 0.07)
+    irregularity: Range = (0.03, 0.15)
+    aspect: Range = (0.75, 1.3)
+    zoom: Range = (0.3, 0.85)
     look_up: Range = (0.5, 2.0)
-    blur_sigma: Range = (1.0, 3.0)
-    edge_width: float = 1.5
-    rim_darkening: Range = (0.15, 0.4)
-    brightness: Range = (0.95, 1.15)
-    highlight: Range = (0.0, 0.3)
-    growth: Range = (0.0, 0.008)
-    spawn_rate: Range = (0.0, 0.3)
+    blur_sigma: Range = (0.8, 4.0)
+    edge_width: Range = (1.0, 3.0)
+    opacity: Range = (0.75, 1.0)
+    rim_darkening: Range = (0.1, 0.45)
+    brightness: Range = (0.9, 1.2)
+    highlight: Range = (0.0, 0.35)
+    static_probability: float = 0.3
+    growth: Range = (0.0, 0.01)
+    spawn_rate: Range = (0.0, 0.4)
     merge_overlap: float = 0.7
     slide_radius: float = 0.035
     slide_probability: float = 0.05
-    slide_speed: Range = (0.004, 0.02)
+    slide_speed: Range = (0.004, 0.025)
+    wipe_rate: float = 0.02
+    wipe_frames: int = 3
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """Camera effects. ``gain``/``gamma`` change the clean frame itself (every stream: the
+    scene as this camera exposes it); ``noise``/``shot_noise``/``jpeg_quality`` degrade
+    only the rainy frame ``lq`` (the model learns to restore through them)."""
+
+    probability: float = 0.8
+    gain: Range = (0.7, 1.3)
+    gamma: Range = (0.85, 1.2)
+    noise: Range = (0.0, 0.012)
+    shot_noise: Range = (0.0, 0.02)
+    jpeg_probability: float = 0.5
+    jpeg_quality: Range = (60.0, 95.0)
 
 
 @dataclass(frozen=True)
 class RainConfig:
-    """The whole renderer configuration: streaks and drops."""
+    """The whole renderer configuration: streaks, drops and sensor effects."""
 
     streaks: StreakConfig = field(default_factory=StreakConfig)
     drops: DropConfig = field(default_factory=DropConfig)
+    sensor: SensorConfig = field(default_factory=SensorConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> RainConfig:
         """Build and validate a config from a (possibly partial) nested mapping."""
         data = dict(data or {})
-        unknown = sorted(set(data) - {"streaks", "drops"})
+        unknown = sorted(set(data) - set(_SECTIONS))
         if unknown:
-            raise ConfigError(f"unknown rain config section(s) {unknown}; expected 'streaks' and/or 'drops'")
-        return cls(
-            streaks=_section(StreakConfig, data.get("streaks"), "streaks"),
-            drops=_section(DropConfig, data.get("drops"), "drops"),
-        )
+            raise ConfigError(f"unknown rain config section(s) {unknown}; expected some of {list(_SECTIONS)}")
+        return cls(**{name: _section(kind, data.get(name), name) for name, kind in _SECTIONS.items()})
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (lists for ranges), e.g. to store next to a rendered dataset."""
         return {
-            "streaks": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.streaks).items()},
-            "drops": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.drops).items()},
+            name: {
+                k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(getattr(self, name)).items()
+            }
+            for name in _SECTIONS
         }
 
 
+#: The sections of a rain config and their dataclasses.
+_SECTIONS: dict[str, type[Any]] = {"streaks": StreakConfig, "drops": DropConfig, "sensor": SensorConfig}
+#: Rain configs shipped in the package, by name: the training default and the held-out test set's shifted ranges.
+PRESETS: dict[str, str] = {"default": "rain_default.yaml", "heldout": "rain_heldout.yaml"}
+
+
 #: Fields that must lie in [0, 1] (probabilities and fractions).
-_UNIT_FIELDS = frozenset({"probability", "slide_probability", "exposure", "intensity", "depth_falloff", "highlight"})
+_UNIT_FIELDS = frozenset(
+    {
+        "probability",
+        "slide_probability",
+        "static_probability",
+        "jpeg_probability",
+        "wipe_rate",
+        "exposure",
+        "intensity",
+        "depth_falloff",
+        "highlight",
+        "opacity",
+    }
+)
 #: Fields that may be negative (directions).
 _SIGNED_FIELDS = frozenset({"angle_deg"})
 
@@ -147,16 +189,32 @@ def _parse_range(raw: Any, where: str, key: str) -> Range:
 
 def default_rain_config_path() -> Path:
     """Path of the shipped default config (package data)."""
-    return Path(str(resources.files("vimpnet_ros.data") / "configs" / "rain_default.yaml"))
+    return preset_path("default")
+
+
+def preset_path(name: str) -> Path:
+    """Path of a shipped rain config by preset name (``default``, ``heldout``)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown rain config preset {name!r}; choose one of {sorted(PRESETS)} or give a YAML path")
+    return Path(str(resources.files("vimpnet_ros.data") / "configs" / PRESETS[name]))
 
 
 def load_rain_config(path: str | Path | None = None) -> RainConfig:
-    """Load a rain config YAML (None = the shipped default); missing keys keep the defaults."""
-    path = default_rain_config_path() if path is None else Path(path)
+    """Load a rain config: None = the defaults (no file read), a preset name (``heldout``) or a YAML path.
+
+    Missing keys keep the defaults.
+    """
+    if path is None or str(path) == "default":
+        return RainConfig()
+    path = preset_path(str(path)) if str(path) in PRESETS else Path(path)
     try:
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"cannot read rain config {path}: {error.strerror}") from error
+    try:
+        import yaml
+    except ImportError as error:
+        raise ConfigError(f"reading rain config {path} needs PyYAML (pip install pyyaml)") from error
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

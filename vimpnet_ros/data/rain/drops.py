@@ -10,7 +10,9 @@ because the lens is focused far beyond the glass; a darker rim, a faint specular
 highlight and a soft edge finish it. One full-frame ``cv2.remap`` does all drops.
 
 Between frames drops grow, new small ones appear, drops that touch merge (area is
-conserved), and large ones may start sliding down with growing speed.
+conserved), and large ones may start sliding down with growing speed; a wiper may
+sweep the glass clear from left to right over a few frames. In a static video
+(``static_probability``) the drops stay exactly as they are.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class DropParams:
     look_up: float
     blur_sigma_px: float
     edge_px: float
+    opacity: float
     rim_darkening: float
     brightness: float
     highlight: float
@@ -51,6 +54,9 @@ class DropParams:
     slide_radius_px: float
     slide_probability: float
     slide_speed_px: float
+    static: bool
+    wipe_rate: float
+    wipe_frames: int
 
     @classmethod
     def sample(cls, config: DropConfig, rng: np.random.Generator, height: int, width: int) -> DropParams:
@@ -67,7 +73,8 @@ class DropParams:
             zoom=draw(rng, config.zoom),
             look_up=draw(rng, config.look_up),
             blur_sigma_px=draw(rng, config.blur_sigma) * scale,
-            edge_px=max(0.5, config.edge_width * scale),
+            edge_px=max(0.5, draw(rng, config.edge_width) * scale),
+            opacity=draw(rng, config.opacity),
             rim_darkening=draw(rng, config.rim_darkening),
             brightness=draw(rng, config.brightness),
             highlight=draw(rng, config.highlight),
@@ -77,6 +84,9 @@ class DropParams:
             slide_radius_px=config.slide_radius * short,
             slide_probability=config.slide_probability,
             slide_speed_px=draw(rng, config.slide_speed) * height,
+            static=bool(rng.random() < config.static_probability),
+            wipe_rate=config.wipe_rate,
+            wipe_frames=config.wipe_frames,
         )
 
     def to_dict(self) -> dict[str, float | bool | list[float]]:
@@ -115,6 +125,7 @@ class DropField:
         self._phases = np.zeros((0, _HARMONICS.size))
         self._sliding = np.zeros(0, dtype=bool)
         self._vy = np.zeros(0)
+        self._wipe_step: int | None = None
         if params.enabled:
             count = max(1, int(rng.poisson(params.density * self._area_units)))
             self._spawn(count, params.radius_px)
@@ -192,12 +203,31 @@ class DropField:
             self._vy[big] = max(self._vy[big], self._vy[small])
             self._keep(np.arange(self.count) != small)
 
-    def step(self) -> None:
-        """Advance one frame: grow, start/continue sliding, drop the ones gone, spawn, merge."""
+    @property
+    def wiping(self) -> bool:
+        """True while a wiper sweep is under way."""
+        return self._wipe_step is not None
+
+    def _wipe(self) -> None:
+        """Start a sweep now and then (``wipe_rate``); a sweep clears the drops left of its blade, frame by frame."""
         params = self.params
-        if not params.enabled:
+        if self._wipe_step is None:
+            if params.wipe_rate <= 0 or self._rng.random() >= params.wipe_rate:
+                return
+            self._wipe_step = 0
+        self._wipe_step += 1
+        blade = self.width * self._wipe_step / max(1, params.wipe_frames)
+        self._keep(self._cx - self._r > blade)
+        if self._wipe_step >= params.wipe_frames:
+            self._wipe_step = None
+
+    def step(self) -> None:
+        """Advance one frame: grow, start/continue sliding, drop the ones gone, wipe, spawn, merge."""
+        params = self.params
+        if not params.enabled or params.static:
             return
         rng = self._rng
+        self._wipe()
         self._r = self._r * (1.0 + params.growth)
         start = (
             (~self._sliding) & (self._r > params.slide_radius_px) & (rng.random(self.count) < params.slide_probability)
@@ -233,6 +263,7 @@ class DropField:
         defocused = cv2.GaussianBlur(clean, (0, 0), sigma)
         refracted = cv2.remap(defocused, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         refracted = np.clip(refracted * (params.brightness * shade)[..., None] + shine[..., None], 0.0, 1.0)
+        alpha = alpha * np.float32(params.opacity)
         image = clean * (1.0 - alpha[..., None]) + refracted * alpha[..., None]
         image = np.where(alpha[..., None] > 0, image, clean).astype(np.float32)
         return DropLayer(image=image, alpha=alpha, mask=best >= 0)

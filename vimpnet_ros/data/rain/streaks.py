@@ -40,6 +40,7 @@ class StreakParams:
     intensity: float
     depth_falloff: float
     thickness_px: float
+    blur_px: float
     layers: int
 
     @classmethod
@@ -56,6 +57,7 @@ class StreakParams:
             intensity=draw(rng, config.intensity),
             depth_falloff=draw(rng, config.depth_falloff),
             thickness_px=max(1.0, draw(rng, config.thickness) * scale),
+            blur_px=draw(rng, config.blur) * scale,
             layers=config.layers,
         )
 
@@ -159,7 +161,10 @@ class StreakField:
             values = layer.stamps[phase_y * _PHASES + phase_x] * (layer.intensity * self._brightness[chosen])[:, None]
             inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
             total += np.bincount(ys[inside] * width + xs[inside], weights=values[inside], minlength=height * width)
-        return np.clip(total.reshape(height, width), 0.0, 1.0).astype(np.float32)
+        layer = total.reshape(height, width).astype(np.float32)
+        if self.params.blur_px > 0.3:  # defocused streaks (the camera focuses beyond the rain)
+            layer = cv2.GaussianBlur(layer, (0, 0), self.params.blur_px)
+        return np.clip(layer, 0.0, 1.0)
 
     def step(self) -> None:
         """Advance the particles by one frame; those that leave at the bottom re-enter at the top."""

@@ -1,4 +1,4 @@
-"""Run by ``torchrun`` from test_train_ddp.py: train a few steps, dump this rank's weights and losses."""
+"""Run by ``torchrun`` from test_distributed.py: train a few steps, dump this rank's weights and losses."""
 
 from __future__ import annotations
 

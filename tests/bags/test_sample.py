@@ -32,17 +32,22 @@ def test_rain_only_where_the_ground_truth_says(tiny_bag_mcap: Path) -> None:
     streaks = _frames(tiny_bag_mcap, "/camera/gt/streak_map")
     assert len(rainy) == len(clean) == len(masks) == len(streaks) == TINY.num_frames
     assert rainy[0].shape == (48, 64, 3)
-    rained_pixels = 0
+    dry_differences, wet_differences = [], []
     for lq, gt, mask, streak in zip(rainy, clean, masks, streaks, strict=True):
         assert set(np.unique(mask)) <= {0, 255}
         # Drop edges blend softly a pixel or two beyond the binary mask: leave a margin around drops.
         near_drop = cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0
         dry = ~near_drop & (streak == 0)
-        np.testing.assert_array_equal(lq[dry], gt[dry])
-        rained_pixels += int((~dry).sum())
-        # Streaks only brighten (screen blend) where there is no drop.
-        only_streak = ~near_drop & (streak > 0)
-        assert np.all(lq[only_streak].astype(int) >= gt[only_streak].astype(int))
+        difference = lq.astype(int) - gt.astype(int)
+        dry_differences.append(difference[dry])
+        wet_differences.append(difference[~dry])
+    dry, wet = np.concatenate(dry_differences), np.concatenate(wet_differences)
+    rained_pixels = wet.size
+    # Away from rain the rainy frame is the clean one plus the camera's noise and JPEG (rendered on the rainy
+    # frame only): small and unbiased; where the ground truth says it rains, the change is several times larger.
+    # (Measured on seeds 3-5: dry mean |d| 5.3-6.1 levels, mean -0.3..-0.8; wet 26-36.)
+    assert np.abs(dry).mean() < 8.0 and abs(dry.mean()) < 2.0
+    assert np.abs(wet).mean() > 3 * np.abs(dry).mean()
     assert rained_pixels > 0, "the sample must actually rain"
 
 

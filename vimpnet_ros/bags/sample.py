@@ -1,8 +1,9 @@
 """A short rainy drive as a rosbag2, with ground truth: the demo's and the tests' input.
 
-Clean frames come from a virtual camera moving over a photograph bundled with
-scikit-image (:func:`vimpnet_ros.data.make_clean_clip`); the synthetic renderer
-adds raindrops and rain streaks. The bag holds, per frame and at one stamp:
+Clean frames come from a camera driving along a procedural road
+(:func:`vimpnet_ros.data.make_road_clip`, the default) or moving over a photograph bundled
+with scikit-image (``source="bundled"``, :func:`vimpnet_ros.data.make_clean_clip`); the
+synthetic renderer adds raindrops and rain streaks. The bag holds, per frame and at one stamp:
 
 - ``<ns>/image`` (``sensor_msgs/Image`` rgb8) or ``<ns>/image/compressed`` (JPEG): the rainy frame;
 - ``<ns>/camera_info``: a pinhole model of the virtual camera;
@@ -31,6 +32,8 @@ LOGGER = logging.getLogger(__name__)
 
 #: First stamp of a sample bag (2025-01-01T00:00:00Z): fixed so bags are reproducible.
 SAMPLE_START_NS = 1_735_689_600 * 1_000_000_000
+#: Where a sample bag's clean frames come from.
+SAMPLE_SOURCES: tuple[str, ...] = ("road", "bundled")
 #: metadata.yaml custom_data key holding the JSON of the :class:`SampleBagConfig` a bag was made with.
 SAMPLE_CUSTOM_KEY = "vimpnet_ros.sample_bag"
 
@@ -39,14 +42,16 @@ SAMPLE_CUSTOM_KEY = "vimpnet_ros.sample_bag"
 class SampleBagConfig:
     """What :func:`write_sample_bag` renders.
 
-    ``size`` is (width, height); ``namespace`` prefixes every topic; ``compressed``
-    stores the rainy frames as JPEG ``image/compressed`` instead of raw ``image``.
+    ``size`` is (width, height); ``source`` is ``road`` (a procedural drive) or ``bundled``
+    (the photograph ``image``); ``namespace`` prefixes every topic; ``compressed`` stores the
+    rainy frames as JPEG ``image/compressed`` instead of raw ``image``.
     """
 
     num_frames: int = 40
     size: tuple[int, int] = (320, 192)
     fps: float = 10.0
     seed: int = 0
+    source: str = "road"
     image: str = "motorcycle_left"
     namespace: str = "/camera"
     frame_id: str = "camera_optical"
@@ -64,6 +69,8 @@ class SampleBagConfig:
             raise ConfigError(f"a sample bag needs frames of at least 16x16 pixels, got {width}x{height}")
         if not self.fps > 0:
             raise ConfigError(f"a sample bag needs a positive frame rate, got {self.fps}")
+        if self.source not in SAMPLE_SOURCES:
+            raise ConfigError(f"sample bag source must be one of {', '.join(SAMPLE_SOURCES)}, got {self.source!r}")
         if not self.namespace.startswith("/"):
             raise ConfigError(f"sample bag namespace must be absolute (start with '/'), got {self.namespace!r}")
 
@@ -101,11 +108,14 @@ def sample_topics(config: SampleBagConfig) -> SampleTopics:
 
 def write_sample_bag(path: str | Path, config: SampleBagConfig | None = None, overwrite: bool = False) -> SampleTopics:
     """Render a rainy clip and write it with ground truth to the bag ``path``; returns the topic names."""
-    from vimpnet_ros.data import load_rain_config, make_clean_clip, render_video
+    from vimpnet_ros.data import load_rain_config, make_clean_clip, make_road_clip, render_video
 
     config = config or SampleBagConfig()
     rng = np.random.default_rng(config.seed)
-    clean = make_clean_clip(config.image, config.num_frames, config.size, rng)
+    if config.source == "road":
+        clean = make_road_clip(config.num_frames, config.size, rng)
+    else:
+        clean = make_clean_clip(config.image, config.num_frames, config.size, rng)
     video = render_video(clean, load_rain_config(config.rain_config), rng)
     topics = sample_topics(config)
     store = make_typestore(config.distro)

@@ -15,7 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=size_type(), default=(320, 192), help="WIDTHxHEIGHT (default 320x192)")
     parser.add_argument("--fps", type=float, default=10.0, help="camera rate: stamps are 1/fps apart (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same bag")
-    parser.add_argument("--image", default="motorcycle_left", help="bundled scikit-image photo to drive over")
+    parser.add_argument(
+        "--source", choices=("road", "bundled"), default="road", help="procedural road drive or a bundled photo"
+    )
+    parser.add_argument("--image", default="motorcycle_left", help="bundled scikit-image photo (--source bundled)")
     parser.add_argument("--namespace", default="/camera", help="topic namespace (default /camera)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default mcap)")
     parser.add_argument("--compressed", action="store_true", help="store rainy frames as JPEG image/compressed")
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         fps=args.fps,
         seed=args.seed,
+        source=args.source,
         image=args.image,
         namespace=args.namespace,
         storage=args.storage,

@@ -3,7 +3,8 @@
 The tables below mirror ``vimpnet_ros/data/configs/rain_default.yaml`` (the shipped
 defaults, which document each field). A user config may set any subset of the
 fields; the rest keep the defaults of the dataclasses, which equal the shipped file.
-``rain_heldout.yaml`` shifts the ranges for the held-out test set (:data:`PRESETS`).
+``rain_heldout.yaml`` shifts the ranges for the held-out test set and ``rain_light.yaml`` (mostly
+streak-free videos) is for fine-tuning (:data:`PRESETS`).
 
 PyYAML is imported only to read a file: the defaults (``load_rain_config(None)``)
 need no YAML, so training machines without PyYAML can render the default rain.
@@ -116,7 +117,7 @@ class RainConfig:
 #: The sections of a rain config and their dataclasses.
 _SECTIONS: dict[str, type[Any]] = {"streaks": StreakConfig, "drops": DropConfig, "sensor": SensorConfig}
 #: Rain configs shipped in the package, by name: the training default and the held-out test set's shifted ranges.
-PRESETS: dict[str, str] = {"default": "rain_default.yaml", "heldout": "rain_heldout.yaml"}
+PRESETS: dict[str, str] = {"default": "rain_default.yaml", "heldout": "rain_heldout.yaml", "light": "rain_light.yaml"}
 
 
 #: Fields that must lie in [0, 1] (probabilities and fractions).

@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget-s", type=float, default=300.0, help="wall-clock budget of the whole command")
     parser.add_argument("--reserve-s", type=float, default=30.0, help="part of the budget kept for the end")
     parser.add_argument("--save-every-s", type=float, default=60.0, help="checkpoint period in seconds")
-    parser.add_argument("--model", default="vimpnet_lite_m", help="model config name (vimpnet_ros.model CONFIGS)")
+    parser.add_argument("--model", default="vimpnet_lite", help="model config name (vimpnet_ros.model CONFIGS)")
     parser.add_argument("--init-from", type=Path, help="start from these weights (any config: matching tensors load)")
     parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])

@@ -220,7 +220,7 @@ def test_held_out_preset_shifts_the_ranges() -> None:
     from vimpnet_ros.data.rain.config import load_rain_config, preset_path
 
     held_out = load_rain_config("heldout")
-    assert set(PRESETS) == {"default", "heldout"} and preset_path("heldout").is_file()
+    assert set(PRESETS) == {"default", "heldout", "light"} and all(preset_path(n).is_file() for n in PRESETS)
     assert held_out.drops.radius[1] > RainConfig().drops.radius[1]
     assert held_out.streaks.density[1] > RainConfig().streaks.density[1]
     assert held_out.sensor.jpeg_quality[0] < RainConfig().sensor.jpeg_quality[0]

@@ -82,7 +82,7 @@ def test_own_format_detects_corruption(tmp_path: Path, lite_model: VimpNet) -> N
 def test_wrong_config_is_named(tmp_path: Path, lite_model: VimpNet) -> None:
     path = tmp_path / "ours.pth"
     save_checkpoint(path, lite_model, lite_model.config)
-    with pytest.raises(CheckpointError, match="holds a 'vimpnet_lite' model, not 'vimpnet'"):
+    with pytest.raises(CheckpointError, match="holds a 'vimpnet_lite' model whose sizes differ from 'vimpnet'"):
         load_model(path, "vimpnet")
 
 
@@ -119,7 +119,7 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
 
 def test_wrong_shapes_missing_and_unexpected_are_named(tmp_path: Path, lite_model: VimpNet) -> None:
     state = dict(lite_model.state_dict())
-    state["conv_last.weight"] = torch.zeros(3, 8, 1, 5, 5)
+    state["conv_last.weight"] = torch.zeros(3, 16, 1, 5, 5)
     del state["spynet.mean"]
     del state["conv_last.bias"]
     state["extra.weight"] = torch.zeros(1)
@@ -130,7 +130,7 @@ def test_wrong_shapes_missing_and_unexpected_are_named(tmp_path: Path, lite_mode
     message = str(info.value)
     assert "2 missing (spynet.mean, conv_last.bias)" in message
     assert "1 unexpected (extra.weight)" in message
-    assert "1 wrongly shaped (conv_last.weight: checkpoint (3, 8, 1, 5, 5) vs model (3, 8, 1, 3, 3))" in message
+    assert "1 wrongly shaped (conv_last.weight: checkpoint (3, 16, 1, 5, 5) vs model (3, 16, 1, 3, 3))" in message
 
 
 def test_many_mismatches_are_summarised(official_shapes: list[tuple[str, tuple[int, ...]]]) -> None:
@@ -205,3 +205,17 @@ def test_format_1_checkpoints_with_reference_names_still_load(tmp_path: Path, li
     model = load_model(tmp_path / "v1.pth", "vimpnet_lite")
     for name, tensor in lite_model.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_stored_configs_load_by_their_sizes_not_their_names(tmp_path: Path) -> None:
+    """A checkpoint of today's lite sizes stored under another name loads as vimpnet_lite; one of the lite model
+    before issue 15 (stored as 'vimpnet_lite') is refused with the name that fits it."""
+    import dataclasses
+
+    lite, old = get_config("vimpnet_lite"), get_config("vimpnet_lite_v1")
+    save_checkpoint(tmp_path / "renamed.pth", VimpNet(lite), dataclasses.replace(lite, name="vimpnet_lite_m"))
+    assert load_model(tmp_path / "renamed.pth", "vimpnet_lite").config == lite
+    save_checkpoint(tmp_path / "old.pth", VimpNet(old), dataclasses.replace(old, name="vimpnet_lite"))
+    with pytest.raises(CheckpointError, match="sizes are those of 'vimpnet_lite_v1': use model 'vimpnet_lite_v1'"):
+        load_model(tmp_path / "old.pth", "vimpnet_lite")
+    assert load_model(tmp_path / "old.pth", "vimpnet_lite_v1").config == old

@@ -155,6 +155,7 @@ class InferenceEngine:
     def _load_model(self) -> VimpNet:
         """The model from ``config.checkpoint`` or the shipped weights, as a CheckpointError naming the real cause."""
         from vimpnet_ros.model import checkpoint as checkpoint_io
+
         if self.config.checkpoint:
             return checkpoint_io.load_model(Path(self.config.checkpoint).expanduser(), self.config.model)
         path = checkpoint_io.shipped_checkpoint(self.config.model)

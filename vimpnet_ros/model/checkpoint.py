@@ -14,6 +14,7 @@ naming the missing, unexpected and wrongly shaped tensors.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -286,17 +287,15 @@ def load_model(checkpoint: str | os.PathLike[str] | None, config_name: str | Non
     stored, state = load_checkpoint(checkpoint)
     if config_name is not None:
         wanted = get_config(config_name)
-        if stored is not None and stored.name == wanted.name and stored != wanted:
+        same_sizes = stored is not None and dataclasses.replace(stored, name=wanted.name) == wanted
+        if stored is not None and not same_sizes:
+            renamed = next((c.name for c in CONFIGS.values() if dataclasses.replace(stored, name=c.name) == c), None)
+            hint = f"; its sizes are those of {renamed!r}: use model {renamed!r}" if renamed else ""
             raise CheckpointError(
-                f"checkpoint {checkpoint} stores a config named {wanted.name!r} with different sizes than this "
-                "version's; load it with its stored config (config_name=None)"
+                f"checkpoint {checkpoint} holds a {stored.name!r} model whose sizes differ from {config_name!r} in "
+                f"this version{hint}, or load it with its stored config (config_name=None)"
             )
-        config = wanted if stored is None or stored.name == wanted.name else None
-        if config is None:
-            raise CheckpointError(
-                f"checkpoint {checkpoint} holds a {stored.name!r} model, not {config_name!r}; "  # type: ignore[union-attr]
-                f"use model {stored.name!r} or another checkpoint"  # type: ignore[union-attr]
-            )
+        config = wanted  # a bare file, or a stored config with the same sizes (under this or an older name)
     elif stored is not None:
         config = stored
     else:

@@ -93,16 +93,18 @@ CONFIGS: dict[str, VimpNetConfig] = {
     "vimpnet": VimpNetConfig(name="vimpnet"),
     # Same structure, >= 8x faster on CPU: narrow stage-1 features, shallow residual stacks,
     # narrow stage-2 encoders, patches at stride 4 (fewer tokens), a 128-wide transformer
-    # applied once per weight set. SPyNet stays as published (fixed architecture).
+    # applied once per weight set. SPyNet stays as published (fixed architecture). The raindrop
+    # mask head reads 16 full-resolution channels (``recon_upsample_channels`` 16-16, hidden 8):
+    # chosen by the issue-15 model study (README "Model study") for +13 % CPU time.
     "vimpnet_lite": VimpNetConfig(
         name="vimpnet_lite",
         mid_channels=32,
         num_blocks=2,
         extract_blocks=2,
         recon_blocks=1,
-        recon_upsample_channels=(16, 8),
+        recon_upsample_channels=(16, 16),
         streak_channels=8,
-        drop_channels=4,
+        drop_channels=8,
         deform_groups=8,
         encoder_channels=(8, 16, 32),
         decoder_channels=(16, 8),
@@ -114,29 +116,28 @@ CONFIGS: dict[str, VimpNetConfig] = {
         transformer_repeats=1,
     ),
 }
+#: The lite model before issue 15 (mask head on 8 channels, hidden 4): checkpoints trained with it load
+#: as ``vimpnet_lite_v1`` (a checkpoint storing the old sizes under the name ``vimpnet_lite`` says so).
+CONFIGS["vimpnet_lite_v1"] = dataclasses.replace(
+    CONFIGS["vimpnet_lite"], name="vimpnet_lite_v1", recon_upsample_channels=(16, 8), drop_channels=4
+)
 
-#: Issue 15 candidates for the lite model: the stage-2 drop remover wider (``w``: 16-32-64 encoders,
-#: ``x``: 24-48-96; ``n``: 8-32-64, wider only below full resolution), and a mask head that sees 16
-#: instead of 8 full-resolution channels (``m``). Measured against mask IoU, PSNR and CPU latency in
-#: the README's model study; stage 1 and SPyNet are those of ``vimpnet_lite``. (A deeper stage 2,
-#: ``transformer_repeats`` 2, was measured too but is not registered: it has the same tensors as
-#: ``_s2wm``, so a bare state dict could not tell the two apart.)
+#: Issue 15 candidates, on ``vimpnet_lite_v1``: the stage-2 drop remover wider (``w``: 16-32-64 encoders,
+#: ``x``: 24-48-96; ``n``: 8-32-64, wider only below full resolution), with (``m``) or without the mask head
+#: on 16 channels that ``vimpnet_lite`` now has. Measured against mask IoU, PSNR and CPU latency in the
+#: README's model study. (A deeper stage 2, ``transformer_repeats`` 2, was measured too but is not
+#: registered: it has the same tensors as ``_s2wm``, so a bare state dict could not tell the two apart.)
+_MASK_HEAD_16: dict[str, Any] = {"recon_upsample_channels": (16, 16), "drop_channels": 8}
 _LITE_CANDIDATES: dict[str, dict[str, Any]] = {
-    "vimpnet_lite_m": {"recon_upsample_channels": (16, 16), "drop_channels": 8},
     "vimpnet_lite_s2n": {"encoder_channels": (8, 32, 64)},
-    "vimpnet_lite_s2nm": {"encoder_channels": (8, 32, 64), "recon_upsample_channels": (16, 16), "drop_channels": 8},
+    "vimpnet_lite_s2nm": {"encoder_channels": (8, 32, 64), **_MASK_HEAD_16},
     "vimpnet_lite_s2w": {"encoder_channels": (16, 32, 64)},
-    "vimpnet_lite_s2wm": {"encoder_channels": (16, 32, 64), "recon_upsample_channels": (16, 16), "drop_channels": 8},
-    "vimpnet_lite_s2xm": {
-        "encoder_channels": (24, 48, 96),
-        "decoder_channels": (24, 16),
-        "recon_upsample_channels": (16, 16),
-        "drop_channels": 8,
-    },
+    "vimpnet_lite_s2wm": {"encoder_channels": (16, 32, 64), **_MASK_HEAD_16},
+    "vimpnet_lite_s2xm": {"encoder_channels": (24, 48, 96), "decoder_channels": (24, 16), **_MASK_HEAD_16},
 }
 CONFIGS.update(
     {
-        name: dataclasses.replace(CONFIGS["vimpnet_lite"], name=name, **changes)
+        name: dataclasses.replace(CONFIGS["vimpnet_lite_v1"], name=name, **changes)
         for name, changes in _LITE_CANDIDATES.items()
     }
 )

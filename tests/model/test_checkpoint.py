@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 from pathlib import Path
 
 import pytest
@@ -110,10 +111,18 @@ def test_truncated_file(tmp_path: Path, lite_model: VimpNet) -> None:
         load_model(path, "vimpnet_lite")
 
 
-def test_not_a_checkpoint(tmp_path: Path) -> None:
-    path = tmp_path / "text.pth"
-    path.write_text("hello")
-    with pytest.raises(CheckpointError, match="cannot be read"):
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hello",
+        # A '{' is a valid pickle opcode: without the format check this was called unsafe Python objects.
+        '{"step": 1300, "checkpoint": "iter_00001300.pth"}',
+    ],
+)
+def test_not_a_checkpoint(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "latest.json"
+    path.write_text(text)
+    with pytest.raises(CheckpointError, match=r"is not a PyTorch checkpoint .* starts with b'" + re.escape(text[:4])):
         load_checkpoint(path)
 
 

@@ -39,6 +39,8 @@ SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 _LIST_LIMIT = 5
 #: Larger files are refused before reading: the published checkpoint with optimizer state is ~0.45 GB.
 MAX_CHECKPOINT_BYTES = 4 * 2**30
+#: How every file ``torch.save`` writes begins: a zip archive (torch >= 1.6) or a pickle (older torch).
+_TORCH_FILE_MAGIC = (b"PK\x03\x04", b"\x80")
 
 
 #: Prefix renames from the reference's checkpoint names to ours (first match wins; transformer sets below).
@@ -203,6 +205,13 @@ def read_checkpoint_file(path: str | os.PathLike[str]) -> object:
         raise CheckpointError(
             f"checkpoint {path} is {size / 2**30:.1f} GiB, more than any ViMP-Net checkpoint "
             f"({MAX_CHECKPOINT_BYTES / 2**30:.0f} GiB at most, optimizer state included); refusing to load it"
+        )
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if not head.startswith(_TORCH_FILE_MAGIC):
+        raise CheckpointError(
+            f"checkpoint {path} is not a PyTorch checkpoint (torch.save writes a zip archive or a pickle; this file "
+            f"starts with {head!r}); give the .pth file, not a log, config or JSON file"
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -141,3 +141,22 @@ def test_focal_term_down_weights_easy_pixels_and_dice_adds_a_term() -> None:
     torch.testing.assert_close(total, plain_total + 0.5 * terms["dice"])
     with pytest.raises(ConfigError, match="mask_balance"):
         LossWeights.from_dict({"mask_balance": 1.5})
+
+
+def test_image_l1_keeps_a_slope_where_a_wide_charbonnier_has_none() -> None:
+    out, tg = _batch()
+    weights = LossWeights.from_dict({"charbonnier_eps": 1e-2, "image_l1": 2.0})
+    args = (out["stage1"], out["drop_mask"], out["streak_map"], out["output"], tg)
+    total, terms = VimpNetLoss(weights)(*args)
+    base, _ = VimpNetLoss(LossWeights.from_dict({"charbonnier_eps": 1e-2}))(*args)
+    expected = F.l1_loss(out["stage1"], tg["drop"]) + F.l1_loss(out["output"], tg["gt"])
+    torch.testing.assert_close(terms["image_l1"], expected)
+    torch.testing.assert_close(total, base + 2.0 * expected)
+    # One grey level of error: the eps-1e-2 Charbonnier has almost no slope there, the L1 has slope 1.
+    pred = torch.full((1, 1, 3, 4, 4), 0.5 + 1 / 255, requires_grad=True)
+    target = torch.full((1, 1, 3, 4, 4), 0.5)
+    charbonnier_loss(pred, target, 1e-2).backward()
+    wide = pred.grad.abs().sum().item()
+    pred.grad = None
+    F.l1_loss(pred, target).backward()
+    assert wide < 0.05 * pred.grad.abs().sum().item()

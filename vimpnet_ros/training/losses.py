@@ -19,6 +19,11 @@ the mask term from settling there, each off by default (the reference objective)
 - ``mask_dice``: weight of a soft Dice loss per clip (1 - 2|P.Y| / (|P| + |Y|)),
   which depends on overlap, not on the pixel count, so the empty answer scores 1.
 
+``image_l1`` (off by default) adds ``L1(stage1, drop) + L1(output, gt)``. With a large
+``charbonnier_eps`` the Charbonnier terms act as a small L2 below ~sqrt(eps), so an
+error of a grey level or two has almost no gradient and a clean background is not
+returned exactly; the plain L1 keeps a constant slope there.
+
 Every term is computed in float32 even under autocast: BCE on bf16/fp16 probabilities
 is unstable, and the Charbonnier eps of 1e-12 vanishes in half precision.
 """
@@ -101,6 +106,7 @@ class LossWeights:
     mask_balance: float = 0.0
     mask_focal_gamma: float = 0.0
     mask_dice: float = 0.0
+    image_l1: float = 0.0
     charbonnier_eps: float = 1e-12
     masked_eps: float = 1e-8
 
@@ -171,4 +177,7 @@ class VimpNetLoss(nn.Module):
         if w.mask_dice > 0:
             terms["dice"] = soft_dice_loss(probs, mask)
             total = total + w.mask_dice * terms["dice"]
+        if w.image_l1 > 0:
+            terms["image_l1"] = F.l1_loss(stage1, drop) + F.l1_loss(output, gt)
+            total = total + w.image_l1 * terms["image_l1"]
         return total, {name: value.detach() for name, value in terms.items()}

@@ -1,4 +1,4 @@
-"""Fixtures for the model tests: the published state-dict layout and the golden weights.
+"""Fixtures for the model tests: the published state-dict layout.
 
 Everything they read is in ``tests/model/data`` (copied or reduced from the ViMP-Net reference
 material, see ``data/README.md``), so a plain clone runs them with nothing beside it.
@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 #: Names and shapes of the published generator's tensors, in state-dict order (a verbatim copy).
@@ -24,12 +23,3 @@ def official_shapes() -> list[tuple[str, tuple[int, ...]]]:
     shapes = [(name, tuple(shape)) for name, shape in data["tensors"]]
     assert len(shapes) == data["num_tensors"], f"{OFFICIAL_STATE_DICT_JSON} is truncated"
     return shapes
-
-
-@pytest.fixture(scope="session")
-def golden_weights() -> dict[str, torch.Tensor]:
-    """The golden weights by the recipe of ``data/README.md`` (one implementation, shared with the GPU check),
-    verified against the SHA-256 the README states."""
-    from vimpnet_ros.benchmark.fidelity import golden_state_dict
-
-    return golden_state_dict(DATA_DIR)

@@ -1,12 +1,13 @@
 """Golden equivalence: our generator reproduces the reference implementation's outputs.
 
-Weights come from the golden recipe (hash-checked in conftest). The input clip is regenerated from its
-recipe (``torch.rand``, seed 7) and checked bit for bit against the SHA-256 of the reference's input. The
-reference outputs are kept reduced in ``data/`` (80 KB instead of 13 MB): every array on a grid of rows and
-columns (every 16th pixel at full resolution, every 4th at quarter resolution, plus the first two and last
-two, so borders are covered); see ``data/README.md``. Tolerance as the reference states it: max abs 2e-4,
-mean abs 1e-5 on every array. A slow test proves the reduced check still rejects a wrong model (one
-LeakyReLU slope, the DCN offset order, a missing modulation mask).
+Weights come from the golden recipe (``vimpnet_ros.benchmark.fidelity``, hash-checked there and shared with
+the GPU check). The input clip is regenerated from its recipe (``torch.rand``, seed 7) and checked bit for
+bit against the SHA-256 of the reference's input. The reference outputs are kept reduced in ``data/`` (80 KB
+instead of 13 MB): every array on a grid of rows and columns (every 16th pixel at full resolution, every 4th
+at quarter resolution, plus the first two and last two, so borders are covered); see ``data/README.md``.
+Tolerance as the reference states it: max abs 2e-4, mean abs 1e-5 on every array. A slow test proves the
+reduced check still rejects a wrong model (one LeakyReLU slope, the DCN offset order, a missing modulation
+mask).
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ import torch
 import vimpnet_ros.model.alignment as alignment
 from tests.model.conftest import DATA_DIR
 from vimpnet_ros.benchmark import fidelity
-from vimpnet_ros.model import VimpNet, get_config
-from vimpnet_ros.model.checkpoint import load_state_dict_strict
+from vimpnet_ros.model import VimpNet
 
-GOLDEN_FILE = DATA_DIR / fidelity.GOLDEN_FILE
-INPUT_SHAPE, INPUT_SEED, GRID_STEP = fidelity.INPUT_SHAPE, fidelity.INPUT_SEED, fidelity.GRID_STEP
 MAX_ABS, MEAN_ABS = fidelity.MAX_ABS, fidelity.MEAN_ABS
 ARRAYS = ("stage1", "drop_mask", "streak_map", "output", "streak_quarter", "flows_backward", "flows_forward")
 #: The recipes (input clip, grid) are the GPU check's, so the two checks cannot drift apart.
@@ -55,36 +53,26 @@ def run_stages(model: VimpNet, lqs: torch.Tensor) -> dict[str, np.ndarray]:
     return {name: ours[name].numpy() for name in ARRAYS}
 
 
-def errors(ours: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    """(max, mean) absolute error in float64."""
-    error = np.abs(ours.astype(np.float64) - reference.astype(np.float64))
-    return float(error.max()), float(error.mean())
-
-
 @pytest.fixture(scope="module")
 def reference() -> dict[str, np.ndarray]:
     """The stored reduced reference arrays (and the input's SHA-256)."""
-    with np.load(GOLDEN_FILE) as data:
-        return {name: data[name] for name in data.files}
+    return fidelity.reference(DATA_DIR)
 
 
 @pytest.fixture(scope="module")
-def golden_model(golden_weights: dict[str, torch.Tensor]) -> Callable[[], VimpNet]:
+def golden_model() -> Callable[[], VimpNet]:
     """Factory of fresh full ``vimpnet`` models with the golden weights (a mutation test may change one)."""
-
-    def make() -> VimpNet:
-        model = VimpNet(get_config("vimpnet")).eval()
-        load_state_dict_strict(model, golden_weights, "golden weights")
-        return model
-
-    return make
+    return lambda: fidelity.golden_model(DATA_DIR)
 
 
 @pytest.fixture(scope="module")
 def golden_results(golden_model: Callable[[], VimpNet], reference: dict[str, np.ndarray]) -> dict[str, tuple]:
-    """Run every stage once on the golden clip; {array name: (ours on the grid, reference)}."""
+    """Run every stage once on the golden clip; {array name: (ours on the grid, reference, errors)}."""
     ours = run_stages(golden_model(), golden_input())
-    return {name: (reduce_to_grid(ours[name]), reference[name]) for name in ARRAYS}
+    return {
+        name: (reduce_to_grid(ours[name]), reference[name], fidelity.errors(ours[name], reference[name]))
+        for name in ARRAYS
+    }
 
 
 def test_input_recipe_reproduces_the_reference_clip(reference: dict[str, np.ndarray]) -> None:
@@ -96,9 +84,9 @@ def test_input_recipe_reproduces_the_reference_clip(reference: dict[str, np.ndar
 
 @pytest.mark.parametrize("name", ARRAYS)
 def test_matches_reference(golden_results: dict[str, tuple], name: str) -> None:
-    ours, reference = golden_results[name]
+    ours, reference, errors = golden_results[name]
     assert ours.shape == reference.shape
-    max_abs, mean_abs = errors(ours, reference)
+    max_abs, mean_abs = errors["max_abs"], errors["mean_abs"]
     assert max_abs < MAX_ABS, f"{name}: max abs error {max_abs:.2e} >= {MAX_ABS}"
     assert mean_abs < MEAN_ABS, f"{name}: mean abs error {mean_abs:.2e} >= {MEAN_ABS}"
 
@@ -106,10 +94,10 @@ def test_matches_reference(golden_results: dict[str, tuple], name: str) -> None:
 def test_outputs_are_not_trivial(golden_results: dict[str, tuple]) -> None:
     """Guard against a comparison that passes because both sides are ~0 or equal to the input."""
     for name in ("output", "stage1", "flows_backward", "streak_quarter"):
-        _, reference = golden_results[name]
+        _, reference, _ = golden_results[name]
         assert np.abs(reference).mean() > 100 * MEAN_ABS, name
-    stage1, _ = golden_results["stage1"]
-    output, _ = golden_results["output"]
+    stage1, _, _ = golden_results["stage1"]
+    output, _, _ = golden_results["output"]
     assert np.abs(output - stage1).mean() > 1e-3  # stage 2 changes the frames
 
 
@@ -155,7 +143,8 @@ def test_reduced_check_rejects_a_wrong_model(
     ours = run_stages(model, golden_input())
     failing = {}
     for name in ARRAYS:
-        max_abs, mean_abs = errors(reduce_to_grid(ours[name]), reference[name])
+        errors = fidelity.errors(ours[name], reference[name])
+        max_abs, mean_abs = errors["max_abs"], errors["mean_abs"]
         if max_abs >= MAX_ABS or mean_abs >= MEAN_ABS:
             failing[name] = (max_abs, mean_abs)
     assert {"stage1", "output"} <= set(failing), f"the wrong model passed: only {failing} fail"

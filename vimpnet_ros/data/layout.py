@@ -181,6 +181,21 @@ def write_png(path: Path, image: np.ndarray) -> None:
         raise DatasetError(f"cannot write {path}; check that the folder is writable and the disk not full")
 
 
+def vrds_arrays(video: RenderedVideo) -> dict[str, np.ndarray]:
+    """The VRDS streams of a rendered video as uint8 arrays, as a VRDS folder stores them.
+
+    Colour streams (t, h, w, 3) RGB; ``01drop`` 0/255 and ``mstreak`` round(255 x intensity),
+    both (t, h, w) grey.
+    """
+    return {
+        "lq": video.lq,
+        "gt": video.gt,
+        "drop": video.drop,
+        "01drop": video.drop_mask.astype(np.uint8) * np.uint8(255),
+        "mstreak": np.round(np.clip(video.streak_map, 0.0, 1.0) * 255.0).astype(np.uint8),
+    }
+
+
 def write_vrds(
     root: str | Path,
     video_name: str,
@@ -195,13 +210,7 @@ def write_vrds(
     goes to ``<root>/meta/<video>.json`` so a dataset documents how it was made.
     """
     root = Path(root)
-    arrays: dict[str, np.ndarray] = {
-        "lq": video.lq,
-        "gt": video.gt,
-        "drop": video.drop,
-        "01drop": video.drop_mask.astype(np.uint8) * np.uint8(255),
-        "mstreak": np.round(np.clip(video.streak_map, 0.0, 1.0) * 255.0).astype(np.uint8),
-    }
+    arrays = vrds_arrays(video)
     written: list[Path] = []
     for stream in streams:
         if stream not in arrays:

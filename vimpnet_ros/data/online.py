@@ -32,11 +32,11 @@ import torch
 from torch.utils.data import Dataset
 
 from vimpnet_ros.data.clean_clips import BUNDLED_IMAGES, make_clean_clip
-from vimpnet_ros.data.layout import STREAMS
+from vimpnet_ros.data.layout import STREAMS, vrds_arrays
 from vimpnet_ros.data.rain.compose import RenderedVideo, render_video
 from vimpnet_ros.data.rain.config import RainConfig
-from vimpnet_ros.data.road_scene import RoadScene, road_preset
-from vimpnet_ros.data.vrds import Augmentation
+from vimpnet_ros.data.road_scene import make_road_clip, road_preset
+from vimpnet_ros.data.vrds import Augmentation, to_tensor
 from vimpnet_ros.errors import DatasetError
 
 #: Clean sources an online dataset can render without footage.
@@ -82,22 +82,19 @@ class OnlineRainDataset(Dataset[dict[str, Any]]):
     def __init__(self, spec: OnlineSpec, rain: RainConfig | None = None) -> None:
         self.spec = spec
         self.rain = rain or RainConfig()
-        self.epoch = 0
 
     def __len__(self) -> int:
         return self.spec.num_items
 
     def set_epoch(self, epoch: int) -> None:
         """Kept for the trainer's interface; items do not depend on the epoch (the sampler's order does)."""
-        self.epoch = int(epoch)
 
     def clean_clip(self, item: int) -> np.ndarray:
         """The clean clip of item ``item``: (num_frames, h, w, 3) uint8 RGB."""
         spec = self.spec
         rng = np.random.default_rng([spec.seed, item])
         if spec.clean == "road":
-            scene = RoadScene.sample(road_preset(spec.scene), rng, *spec.size)
-            return np.stack([scene.render(index) for index in range(spec.num_frames)])
+            return make_road_clip(spec.num_frames, spec.size, rng, road_preset(spec.scene))
         name = BUNDLED_IMAGES[item % len(BUNDLED_IMAGES)]
         return make_clean_clip(name, spec.num_frames, spec.size, rng)
 
@@ -111,41 +108,17 @@ class OnlineRainDataset(Dataset[dict[str, Any]]):
             rng = np.random.default_rng([spec.seed, item, clip, 1])
             start = int(rng.integers(0, spec.num_frames - spec.clip_length + 1))
             video = render_video(clean[start : start + spec.clip_length], self.rain, rng)
-            samples.append(_crop(video, _augmentation(rng, clean.shape[1:3], spec.crop_size, spec.augment)))
+            crop = (spec.crop_size, spec.crop_size)
+            samples.append(_crop(video, Augmentation.draw(rng, clean.shape[1:3], crop, spec.augment)))
         return {stream: torch.stack([sample[stream] for sample in samples]) for stream in STREAMS}
-
-
-def _augmentation(rng: np.random.Generator, shape: tuple[int, int], crop: int, augment: bool) -> Augmentation:
-    """A random crop window with flips and a transpose, as :class:`~vimpnet_ros.data.vrds.VRDSDataset` draws them."""
-    height, width = shape
-    top = int(rng.integers(0, height - crop + 1))
-    left = int(rng.integers(0, width - crop + 1))
-    flips = rng.random(3) < 0.5
-    return Augmentation(
-        top=top,
-        left=left,
-        height=crop,
-        width=crop,
-        hflip=bool(augment and flips[0]),
-        vflip=bool(augment and flips[1]),
-        transpose=bool(augment and flips[2]),
-    )
 
 
 def _crop(video: RenderedVideo, augmentation: Augmentation) -> dict[str, torch.Tensor]:
     """The five streams of a rendered window as (t, c, h, w) float32 tensors in [0, 1], cropped and flipped."""
-    arrays = {
-        "lq": video.lq,
-        "gt": video.gt,
-        "drop": video.drop,
-        "01drop": video.drop_mask.astype(np.uint8)[..., None] * np.uint8(255),
-        "mstreak": np.round(video.streak_map * 255.0).astype(np.uint8)[..., None],
+    return {
+        stream: to_tensor(augmentation.apply(frames)).float().div_(255.0)
+        for stream, frames in vrds_arrays(video).items()
     }
-    out = {}
-    for stream, frames in arrays.items():
-        patch = np.ascontiguousarray(augmentation.apply(frames).transpose(0, 3, 1, 2))
-        out[stream] = torch.from_numpy(patch).float().div_(255.0)
-    return out
 
 
 def collate_items(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -442,6 +442,8 @@ def _lighting(name: str, rng: np.random.Generator) -> Lighting:
     )
 
 
+#: Rec. 709 luma weights of linear RGB.
+_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 #: Facade colours (sRGB): brick, render, concrete, glass, dark brick, white, sandstone.
 _FACADES = (
     (0.55, 0.3, 0.22),
@@ -809,6 +811,10 @@ class RoadScene:
 
     # -- rendering --------------------------------------------------------------------------------------------------
 
+    def clip(self, num_frames: int) -> np.ndarray:
+        """Frames 0..num_frames-1 as (t, h, w, 3) uint8 RGB."""
+        return np.stack([self.render(index) for index in range(num_frames)])
+
     def render(self, index: int) -> np.ndarray:
         """Frame ``index`` as (h, w, 3) uint8 RGB."""
         camera = self.camera(index)
@@ -1140,8 +1146,8 @@ class RoadScene:
 
     def _develop(self, radiance: np.ndarray, emission: np.ndarray, index: int) -> np.ndarray:
         """Camera: auto exposure with a slow drift, bloom, tint, saturation, gamma, downsampling, slight blur."""
-        luminance = radiance @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
         if self.exposure is None:
+            luminance = radiance @ _LUMA
             key = float(np.exp(np.mean(np.log(luminance + 1e-4))))
             # Auto exposure towards a mid-grey key, limited as a camera's is: night stays dark.
             target, limit = (0.16, 12.0) if self.light.night < 0.5 else (0.05, 4.0)
@@ -1152,11 +1158,12 @@ class RoadScene:
         if float(emission.max()) > 0:
             # Bloom: two blurs whose widths follow the frame, so glare looks alike at any resolution.
             width = radiance.shape[1]
-            glow = cv2.GaussianBlur(emission * (self.exposure * drift), (0, 0), 0.006 * width)
-            glow += cv2.GaussianBlur(emission * (self.exposure * drift), (0, 0), 0.025 * width) * 0.5
+            exposed = emission * (self.exposure * drift)
+            glow = cv2.GaussianBlur(exposed, (0, 0), 0.006 * width)
+            glow += cv2.GaussianBlur(exposed, (0, 0), 0.025 * width) * 0.5
             image = image + glow * 0.35
         image = image * self.tint
-        grey = (image @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32))[..., None]
+        grey = (image @ _LUMA)[..., None]
         image = grey + (image - grey) * self.saturation
         image = image / (1.0 + 0.15 * image)  # soft shoulder before clipping
         image = np.clip(image, 0.0, 1.0) ** (1 / 2.2)
@@ -1360,8 +1367,7 @@ def make_road_clip(
     if num_frames < 1:
         raise InputError(f"make_road_clip needs num_frames >= 1, got {num_frames}")
     width, height = size
-    scene = RoadScene.sample(config, rng, width, height)
-    return np.stack([scene.render(index) for index in range(num_frames)])
+    return RoadScene.sample(config, rng, width, height).clip(num_frames)
 
 
 def make_road_clips(
@@ -1374,5 +1380,4 @@ def make_road_clips(
     """Yield ``count`` (name, clip) pairs; clip i uses ``default_rng([seed, i])`` (independent of ``count``)."""
     for index in range(count):
         scene = RoadScene.sample(config, np.random.default_rng([seed, index]), *size)
-        clip = np.stack([scene.render(frame) for frame in range(num_frames)])
-        yield f"road_{scene.light.name}", clip
+        yield f"road_{scene.light.name}", scene.clip(num_frames)

@@ -24,7 +24,7 @@ from vimpnet_ros.data.layout import STREAMS, write_vrds
 from vimpnet_ros.data.rain.compose import RenderedVideo, render_video
 from vimpnet_ros.data.rain.config import RainConfig
 from vimpnet_ros.data.rain.preview import write_contact_sheet
-from vimpnet_ros.data.road_scene import ROAD_PRESETS, make_road_clips, road_preset
+from vimpnet_ros.data.road_scene import make_road_clips, road_preset
 from vimpnet_ros.data.sources import (
     clips_from_frames,
     folder_videos,
@@ -81,8 +81,6 @@ def source_clips(
     if source == "road":
         if size is None:
             raise InputError("the road source needs an output size (--size WxH)")
-        if scene not in ROAD_PRESETS:
-            raise InputError(f"unknown road scene preset {scene!r}; choose one of {sorted(ROAD_PRESETS)}")
         roads = make_road_clips(videos, frames, size, seed, road_preset(scene))
         return ((f"{index:04d}_{name}", clip) for index, (name, clip) in enumerate(roads))
     if source == "bundled":

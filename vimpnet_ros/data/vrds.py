@@ -53,9 +53,29 @@ class Augmentation:
             out = np.swapaxes(out, 1, 2)
         return out
 
+    @classmethod
+    def draw(
+        cls, rng: np.random.Generator, frame: tuple[int, int], patch: tuple[int, int], augment: bool
+    ) -> Augmentation:
+        """A random ``patch`` (h, w) window of a ``frame`` (h, w) and, with ``augment``, random flips and a
+        transpose (square patches only); always draws the same numbers (top, left, three coins)."""
+        height, width = patch
+        top = int(rng.integers(0, frame[0] - height + 1))
+        left = int(rng.integers(0, frame[1] - width + 1))
+        flips = rng.random(3) < 0.5
+        return cls(
+            top=top,
+            left=left,
+            height=height,
+            width=width,
+            hflip=bool(augment and flips[0]),
+            vflip=bool(augment and flips[1]),
+            transpose=bool(augment and flips[2] and height == width),
+        )
 
-def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(t, h, w) or (t, h, w, c) float32 -> contiguous (t, c, h, w) tensor."""
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(t, h, w) or (t, h, w, c) array -> contiguous (t, c, h, w) tensor of the same dtype."""
     if frames.ndim == 3:
         frames = frames[..., None]
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
@@ -150,25 +170,14 @@ class VRDSDataset(Dataset[dict[str, Any]]):
         rng = np.random.default_rng((self.seed, self.epoch, item))
         video = self.index.videos[item % len(self.index.videos)]
         start = int(rng.integers(0, video.num_frames - self.clip_length + 1))
-        height, width = self.patch if self.patch is not None else (video.height, video.width)
-        top = int(rng.integers(0, video.height - height + 1))
-        left = int(rng.integers(0, video.width - width + 1))
-        flips = rng.random(3) < 0.5
-        augmentation = Augmentation(
-            top=top,
-            left=left,
-            height=height,
-            width=width,
-            hflip=bool(self.augment and flips[0]),
-            vflip=bool(self.augment and flips[1]),
-            transpose=bool(self.augment and flips[2] and height == width),
-        )
+        frame = (video.height, video.width)
+        augmentation = Augmentation.draw(rng, frame, self.patch or frame, self.augment)
         return video, list(range(start, start + self.clip_length)), augmentation
 
     def __getitem__(self, item: int) -> dict[str, Any]:
         video, indices, augmentation = self.sample_plan(item)
         sample: dict[str, Any] = {
-            stream: _to_tensor(augmentation.apply(_load_frames(video, stream, indices))) for stream in self.streams
+            stream: to_tensor(augmentation.apply(_load_frames(video, stream, indices))) for stream in self.streams
         }
         sample["video"] = video.name
         sample["frames"] = torch.tensor(indices, dtype=torch.int64)
@@ -226,7 +235,7 @@ class VRDSTestDataset(Dataset[dict[str, Any]]):
     def __getitem__(self, item: int) -> dict[str, Any]:
         number, indices = self.clips[item]
         video = self.index.videos[number]
-        sample: dict[str, Any] = {stream: _to_tensor(_load_frames(video, stream, indices)) for stream in self.streams}
+        sample: dict[str, Any] = {stream: to_tensor(_load_frames(video, stream, indices)) for stream in self.streams}
         sample["video"] = video.name
         sample["frames"] = torch.tensor(indices, dtype=torch.int64)
         return sample

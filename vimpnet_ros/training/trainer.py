@@ -417,15 +417,11 @@ class Trainer:
                         self._log_terms(writer, terms, rate)
                     if cfg.log.val_every and self.step % cfg.log.val_every == 0:
                         self.validate(writer)
-                    saved = False
-                    if cfg.log.save_every and self.step % cfg.log.save_every == 0:
+                    on_step = bool(cfg.log.save_every) and self.step % cfg.log.save_every == 0
+                    elapsed = time.perf_counter() - last_save
+                    on_timer = bool(cfg.log.save_every_seconds) and elapsed >= cfg.log.save_every_seconds
+                    if on_step or on_timer:
                         self.save()
-                        saved = True
-                    if cfg.log.save_every_seconds and time.perf_counter() - last_save >= cfg.log.save_every_seconds:
-                        if not saved:
-                            self.save()
-                        saved = True
-                    if saved:
                         last_save = time.perf_counter()
                     out_of_time = max_seconds is not None and time.perf_counter() - started >= max_seconds
                     if self.step >= end or out_of_time:

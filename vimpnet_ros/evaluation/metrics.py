@@ -76,10 +76,7 @@ def psnr_in_mask(a: np.ndarray, b: np.ndarray, mask: np.ndarray, data_range: flo
     it says how well drops are removed; a frame without drops has no such score.
     """
     _check_pair(a, b)
-    region = _region(mask, a)
-    if not region.any():
-        return math.nan
-    return _psnr_of_values(a[region], b[region], data_range)
+    return _psnr_over(a, b, _region(mask, a), data_range)
 
 
 def psnr_outside_mask(a: np.ndarray, b: np.ndarray, mask: np.ndarray, data_range: float = 255.0) -> float:
@@ -89,10 +86,14 @@ def psnr_outside_mask(a: np.ndarray, b: np.ndarray, mask: np.ndarray, data_range
     parts of the frame are kept; see :func:`psnr_in_mask` for the arguments.
     """
     _check_pair(a, b)
-    region = _region(mask, a)
-    if region.all():
+    return _psnr_over(a, b, ~_region(mask, a), data_range)
+
+
+def _psnr_over(a: np.ndarray, b: np.ndarray, region: np.ndarray, data_range: float) -> float:
+    """PSNR over the pixels of ``region`` (h, w) bool; NaN when it is empty."""
+    if not region.any():
         return math.nan
-    return _psnr_of_values(a[~region], b[~region], data_range)
+    return _psnr_of_values(a[region], b[region], data_range)
 
 
 def _ssim_channel(a: np.ndarray, b: np.ndarray, data_range: float) -> float:

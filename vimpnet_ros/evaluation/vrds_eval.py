@@ -134,15 +134,19 @@ class EvaluationResult:
     ``restored`` / ``rainy_input``: :func:`aggregate` dicts (``psnr_in_mask`` and
     ``psnr_outside_mask`` too when the set has drop masks); ``drop_mask``: the mask's
     precision / recall / iou / f1 at ``threshold`` (None without masks);
-    ``drop_mask_iou`` repeats its IoU for older readers.
+    :attr:`drop_mask_iou` repeats its IoU for older readers.
     """
 
     restored: dict[str, float]
     rainy_input: dict[str, float]
     videos: list[dict[str, Any]] = field(default_factory=list)
-    drop_mask_iou: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     drop_mask: dict[str, float] | None = None
+
+    @property
+    def drop_mask_iou(self) -> float | None:
+        """The drop mask's IoU (None without masks)."""
+        return None if self.drop_mask is None else self.drop_mask["iou"]
 
     @property
     def gain(self) -> dict[str, float]:
@@ -264,7 +268,6 @@ def evaluate_vrds(
         restored=aggregate(restored_scores),
         rainy_input=aggregate(input_scores),
         videos=per_video,
-        drop_mask_iou=counts.iou if with_masks else None,
         drop_mask={**counts.scores(), "threshold": MASK_THRESHOLD} if with_masks else None,
         settings={
             "data": str(root),

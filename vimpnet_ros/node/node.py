@@ -208,8 +208,7 @@ class DerainCore:
         self.worker = InferenceWorker(list(self.cameras), settings.window_size, self._turn)
         self.worker.start()
         self.active = True
-        self._poll_inputs()  # fixed reliabilities subscribe now
-        if any(i.subscription is None for c in self.cameras.values() for i in c.inputs):
+        if self._poll_inputs():  # fixed reliabilities subscribe now; auto ones wait for a publisher
             self._input_timer = self.node.create_timer(INPUT_POLL_S, self._poll_inputs)
         described = [
             f"{i.topic} ({i.effective_reliability or 'waiting for a publisher'})"
@@ -218,19 +217,25 @@ class DerainCore:
         ]
         self.logger.info(f"active: subscribed to {', '.join(described)}")
 
-    def _poll_inputs(self) -> None:
-        """Subscribe inputs whose first publisher appeared (auto); stop polling when all are subscribed."""
+    def _poll_inputs(self) -> bool:
+        """Subscribe inputs whose first publisher appeared (auto); stop polling when all are subscribed.
+
+        Returns whether some input still waits for a publisher.
+        """
         waiting = [i for c in self.cameras.values() for i in c.inputs if not i.poll()]
-        if not waiting and self._input_timer is not None:
+        if not waiting:
+            self._stop_input_polling()
+        return bool(waiting)
+
+    def _stop_input_polling(self) -> None:
+        if self._input_timer is not None:
             self.node.destroy_timer(self._input_timer)
             self._input_timer = None
 
     def deactivate(self) -> None:
         """Unsubscribe and stop the worker (bounded: a long inference is abandoned; the model stays loaded)."""
         self.active = False
-        if self._input_timer is not None:
-            self.node.destroy_timer(self._input_timer)
-            self._input_timer = None
+        self._stop_input_polling()
         for camera in self.cameras.values():
             for subscription in camera.inputs:
                 subscription.destroy()

@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
         log_lines.append(line)
 
+    from vimpnet_ros.evaluation.vrds_eval import json_safe  # non-finite floats as strings
     from vimpnet_ros.training.config import config_from_dict
     from vimpnet_ros.training.data import prepare_source
     from vimpnet_ros.training.trainer import Trainer
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer.close()
         summary["log"] = log_lines
         summary["seconds"] = time.perf_counter() - started
-        (args.out / "summary.json").write_text(json.dumps(_plain(summary), indent=2) + "\n", encoding="utf-8")
+        (args.out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n", encoding="utf-8")
     log(f"wrote {args.out / 'summary.json'}")
     return 0
 
@@ -254,13 +255,6 @@ def score_heldout(trainer: Any, args: argparse.Namespace, source: Any, log: Any)
         f"{gain.get('psnr_in_mask', float('nan')):+.2f}, mask IoU {result.drop_mask_iou}"
     )
     return {k: scores[k] for k in ("restored", "rainy_input", "gain", "drop_mask", "settings")}
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy (non-finite floats as strings)."""
-    from vimpnet_ros.evaluation.vrds_eval import json_safe
-
-    return json_safe(value)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from vimpnet_ros.benchmark.measure import (
     StreamBench,
     count_launches,
     device_memory,
+    launches,
     machine_record,
     percentiles,
     synchronize,
@@ -79,9 +80,7 @@ def _stream_case(case: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     engine = InferenceEngine(config).load(_model(case["model"], case["checkpoint"]))
     bench = StreamBench(engine, width, height, cameras, case["frames"] + 2)
-    record = {**percentiles(bench.time(case["frames"])), "prepare_s": bench.prepare_s, "cameras": cameras}
-    record["camera_hz"] = record["fps"]  # every push restores one frame of each camera
-    record["launches_per_push"] = bench.launches()
+    record = {**bench.record(case["frames"]), "prepare_s": bench.prepare_s, "cameras": cameras}
     if case["backend"] == "torch":
         with FlopCounterMode(display=False) as counter:
             bench.push()
@@ -243,12 +242,6 @@ def _number(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def launches(record: dict[str, Any]) -> int | None:
-    """Kernel launches per push (CPU-side launch calls on CUDA, operator calls on CPU) of a record, if measured."""
-    counts = record.get("launches_per_push") or {}
-    return counts.get("launch_calls", counts.get("aten_ops"))
-
-
 def format_table(records: list[dict[str, Any]]) -> str:
     """Markdown table of the records (README-ready)."""
     header = ("| model | case | backend | precision | size | cameras | tiles | p50 ms | p95 ms | pushes/s "
@@ -264,7 +257,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['model']} | {r['kind']} | {r['backend']} | {r['precision']} | {size} | {cameras} | "
             f"{r.get('tiles', 1)} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['fps']:.2f} | "
-            f"{launches(r) if launches(r) is not None else '–'} | {r['peak_rss_mib']:.0f} | "
+            f"{_number(launches(r), 0)} | {r['peak_rss_mib']:.0f} | "
             f"{_number(r.get('gflop_per_frame'))} | {_number(r.get('gflops'))} | "
             f"{_number(100.0 * r['peak_fraction'] if 'peak_fraction' in r else None)} | "
             f"{_number(r.get('floor_ms'), 0)} |"

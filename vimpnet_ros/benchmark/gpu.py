@@ -439,6 +439,8 @@ def _sci(value: float | None) -> str:
 
 def markdown(doc: dict[str, Any]) -> str:
     """README-ready tables of a check document (``gpu.json``)."""
+    from vimpnet_ros.benchmark.measure import launches
+
     machine = doc.get("machine", {})
     lines = [f"GPU check on {machine.get('gpu') or machine.get('cpu')} ({machine.get('gpu_memory_gib', '–')} GiB), "
              f"torch {machine.get('torch')}, CUDA {machine.get('cuda')}, {doc.get('started')}", ""]  # fmt: skip
@@ -454,10 +456,9 @@ def markdown(doc: dict[str, Any]) -> str:
         if c.get("status") != "ok":
             lines.append(f"{head} {c.get('status')}: {str(c.get('reason') or c.get('error'))[:120]} ||||||||")
             continue
-        launches = c.get("launches_per_push", {})
+        kernels = (c.get("launches_per_push") or {}).get("gpu_kernels")
         lines.append(f"{head} {c['p50_ms']:.1f} | {c['p95_ms']:.1f} | {c['camera_hz']:.1f} | "
-                     f"{_fmt(launches.get('launch_calls', launches.get('aten_ops')))} | "
-                     f"{_fmt(launches.get('gpu_kernels'))} | {_fmt(c.get('peak_allocated_mib'), 0)} | "
+                     f"{_fmt(launches(c))} | {_fmt(kernels)} | {_fmt(c.get('peak_allocated_mib'), 0)} | "
                      f"{_fmt(c.get('load_s'))} | {_sci(c.get('vs_eager', {}).get('max_abs'))} |")  # fmt: skip
     lines += ["", "| compiled profile | status | cold compile s | programs |", "| --- | --- | ---: | ---: |"]
     for c in cases:
@@ -515,18 +516,17 @@ def _compile_worker(case: dict[str, Any]) -> dict[str, Any]:
 
 def _run_outputs(engine: Any, frames: list[list[Any]], count: int) -> list[Any]:
     """Float network outputs of the last push of ``count`` batched pushes on fresh streams (one per camera)."""
-    from vimpnet_ros.benchmark.measure import FRAME_NS
+    from vimpnet_ros.benchmark.measure import admit_all
 
     streams = [engine.open_stream(f"parity{i}") for i in range(len(frames))]
     outputs = []
     for k in range(count):
-        jobs = [(s, s.admit(camera[k], k * FRAME_NS)) for s, camera in zip(streams, frames, strict=True)]
-        outputs = engine.run_network([(s, t) for s, t in jobs if t is not None])
+        outputs = engine.run_network(admit_all(streams, [camera[k] for camera in frames], k))
     return [o.float() for o in outputs]
 
 
 def _latency_worker(case: dict[str, Any]) -> dict[str, Any]:
-    from vimpnet_ros.benchmark.measure import StreamBench, device_memory, percentiles
+    from vimpnet_ros.benchmark.measure import StreamBench, device_memory
 
     width, height, cameras = case["size"][0], case["size"][1], case["cameras"]
     start = time.perf_counter()
@@ -536,9 +536,7 @@ def _latency_worker(case: dict[str, Any]) -> dict[str, Any]:
     bench.time(2)  # warm-up (allocator, cuDNN plans)
     counts = getattr(engine.backend, "counts", None)
     eager_before = counts.eager if counts is not None else 0
-    record: dict[str, Any] = {"status": "ok", **percentiles(bench.time(case["frames"])), "load_s": load_s}
-    record["camera_hz"] = record["fps"]  # each push restores one frame of every camera
-    record["launches_per_push"] = bench.launches()
+    record: dict[str, Any] = {"status": "ok", **bench.record(case["frames"]), "load_s": load_s}
     record.update(device_memory(engine.device))
     record["engine"] = engine.backend.describe()
     if case["backend"] == "compiled":
@@ -583,17 +581,16 @@ def _parity(case: dict[str, Any], engine: Any, frames: list[list[Any]]) -> dict[
 
 def _restart_worker(case: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
-    import torch
+    import torch  # noqa: F401 - timed: importing torch is part of a restart
 
     imported = time.time()
-    from vimpnet_ros.benchmark.measure import synthetic_frames
+    from vimpnet_ros.benchmark.measure import synchronize, synthetic_frames
 
     engine = _engine(case)
     loaded = time.time()
     width, height = case["size"]
     result = engine.open_stream("cam").push(synthetic_frames(1, width, height)[0], 0)
-    if engine.device.type == "cuda":
-        torch.cuda.synchronize(engine.device)
+    synchronize(engine.device)
     first = time.time()
     status = engine.backend.status()
     ok = result is not None and result.valid and status["eager_calls"] == 0 and not status["failed"]

@@ -6,7 +6,6 @@ to build its help), so the GPU check runs on a machine with nothing else install
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import subprocess
@@ -26,13 +25,6 @@ LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaGraphLaunch", "cudaLa
 FRAME_NS = 50_000_000
 
 
-def _version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def _nvidia_smi() -> str | None:
     """``name, driver_version, memory.total`` of the first GPU from nvidia-smi (None where it is absent)."""
     try:
@@ -49,13 +41,13 @@ def machine_record(device: str) -> dict[str, Any]:
     """GPU name and memory, torch/CUDA/cuDNN/Triton versions, CPU: what a timing needs beside it to mean anything."""
     import torch
 
-    from vimpnet_ros.engine.hardware import cpu_description
+    from vimpnet_ros.engine.hardware import cpu_description, installed_version
 
     record: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "triton": _version("triton"),
+        "triton": installed_version("triton"),
         "cpu": cpu_description(),
         "logical_cpus": os.cpu_count(),
         "device": device,
@@ -136,12 +128,23 @@ def _is_copy(name: str) -> bool:
     return "memcpy" in name.lower() or "memset" in name.lower()
 
 
+def admit_all(streams: Sequence[Stream], frames: Sequence[np.ndarray], k: int) -> list[tuple[Stream, Any]]:
+    """One frame per stream (stamp ``k`` frames in): the (stream, target) jobs ready to restore."""
+    jobs = [(stream, stream.admit(frame, k * FRAME_NS)) for stream, frame in zip(streams, frames, strict=True)]
+    return [(stream, target) for stream, target in jobs if target is not None]
+
+
 def push_all(engine: InferenceEngine, streams: Sequence[Stream], frames: Sequence[np.ndarray], k: int,
              restore: bool = True) -> list[Any]:  # fmt: skip
     """One frame per stream (stamp ``k`` frames in), restored in one batch as the node does for cameras of one size."""
-    jobs = [(stream, stream.admit(frame, k * FRAME_NS)) for stream, frame in zip(streams, frames, strict=True)]
-    ready = [(stream, target) for stream, target in jobs if target is not None]
+    ready = admit_all(streams, frames, k)
     return engine.restore(ready) if restore and ready else []
+
+
+def launches(record: dict[str, Any]) -> int | None:
+    """Kernel launches per push (CPU-side launch calls on CUDA, operator calls on CPU) of a record, if measured."""
+    counts = record.get("launches_per_push") or {}
+    return counts.get("launch_calls", counts.get("aten_ops"))
 
 
 class StreamBench:
@@ -182,6 +185,13 @@ class StreamBench:
     def launches(self) -> dict[str, int]:
         """What one push launches (:func:`count_launches`)."""
         return count_launches(self.push, self.engine.device)
+
+    def record(self, count: int) -> dict[str, Any]:
+        """Timing of ``count`` pushes (:func:`percentiles`), the per-camera rate, and one push's launches."""
+        record: dict[str, Any] = percentiles(self.time(count))
+        record["camera_hz"] = record["fps"]  # each push restores one frame of every camera
+        record["launches_per_push"] = self.launches()
+        return record
 
 
 def device_memory(device: torch.device) -> dict[str, float]:

@@ -15,6 +15,7 @@ than fp32 (measured on an AVX2-only AMD EPYC).
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -85,6 +86,14 @@ def cpu_description() -> str:
         pass
     features = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags()]
     return f"{model} ({' '.join(features) or 'no AVX2'})"
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a Python distribution, or None where it is not installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def device_identity(device: torch.device) -> str:

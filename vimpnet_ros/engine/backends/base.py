@@ -19,6 +19,9 @@ from torch import Tensor
 from vimpnet_ros.engine.hardware import autocast_dtype
 from vimpnet_ros.engine.steps import StepModules
 
+#: Input shapes of one step call.
+Shapes = tuple[tuple[int, ...], ...]
+
 
 class Backend(abc.ABC):
     """Runs the frame, flow and window steps; subclasses decide how (eager, compiled, ONNX Runtime, TensorRT)."""
@@ -42,25 +45,26 @@ class Backend(abc.ABC):
     def window(self, lqs: Tensor, feats: Tensor, flows_backward: Tensor, flows_forward: Tensor) -> Tensor:
         """(n, t, 3, h, w), (n, t, c, h/4, w/4), (n, t-1, 2, h/4, w/4) x2 -> (n, 5, h, w) float32."""
 
-    def example_inputs(self, batch: int, window: int, height: int, width: int) -> dict[str, tuple[Tensor, ...]]:
-        """Inputs of each step for one shape profile (what static-shape backends build for)."""
-        c = self.steps.model.config.mid_channels
-        h4, w4 = height // 4, width // 4
-        gen = torch.Generator().manual_seed(0)
-
-        def rand(*shape: int) -> Tensor:
-            return torch.rand(*shape, generator=gen).to(self.device)
-
+    def profile_shapes(self, batch: int, window: int, height: int, width: int) -> dict[str, Shapes]:
+        """Input shapes of each step for one (batch, T, height, width) profile."""
+        c, h4, w4 = self.steps.model.config.mid_channels, height // 4, width // 4
         return {
-            "frame": (rand(batch, 3, height, width),),
-            "flow": (rand(batch, 3, h4, w4), rand(batch, 3, h4, w4)),
-            "window": (
-                rand(batch, window, 3, height, width),
-                rand(batch, window, c, h4, w4),
-                rand(batch, window - 1, 2, h4, w4) * 2 - 1,
-                rand(batch, window - 1, 2, h4, w4) * 2 - 1,
-            ),
+            "frame": ((batch, 3, height, width),),
+            "flow": ((batch, 3, h4, w4), (batch, 3, h4, w4)),
+            "window": ((batch, window, 3, height, width), (batch, window, c, h4, w4),
+                       (batch, window - 1, 2, h4, w4), (batch, window - 1, 2, h4, w4)),
+        }  # fmt: skip
+
+    def example_inputs(self, batch: int, window: int, height: int, width: int) -> dict[str, tuple[Tensor, ...]]:
+        """Inputs of each step for one shape profile (what static-shape backends build for); flows in [-1, 1]."""
+        gen = torch.Generator().manual_seed(0)
+        inputs = {
+            step: tuple(torch.rand(*shape, generator=gen).to(self.device) for shape in shapes)
+            for step, shapes in self.profile_shapes(batch, window, height, width).items()
         }
+        lqs, feats, flows_backward, flows_forward = inputs["window"]
+        inputs["window"] = (lqs, feats, flows_backward * 2 - 1, flows_forward * 2 - 1)
+        return inputs
 
     def prepare(self, batch: int, window: int, height: int, width: int) -> None:  # noqa: B027 - optional hook
         """Build whatever a shape profile needs before the first frame (no-op for eager backends)."""

@@ -46,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from vimpnet_ros.engine.backends.background import BackgroundExport
-from vimpnet_ros.engine.backends.base import Backend, TorchBackend
+from vimpnet_ros.engine.backends.base import Backend, Shapes, TorchBackend
 from vimpnet_ros.engine.backends.cache import EngineCache, ProfileMaterial
 from vimpnet_ros.engine.hardware import autocast_dtype, compute_dtype, device_identity
 from vimpnet_ros.engine.steps import StepModules
@@ -63,8 +63,6 @@ INDUCTOR_CONFIGS: dict[str, Any] = {}
 WARMUP_CALLS = 2
 #: The three steps, in the order a profile is built.
 STEPS = ("frame", "flow", "window")
-#: Input shapes of one step call.
-Shapes = tuple[tuple[int, ...], ...]
 #: A shape profile of one step: (step name, input shapes).
 ProfileKey = tuple[str, Shapes]
 
@@ -275,16 +273,6 @@ class CompiledBackend(Backend):
         self._pool: Any = None
 
     # -- keys -----------------------------------------------------------------------------------------
-
-    def profile_shapes(self, batch: int, window: int, height: int, width: int) -> dict[str, Shapes]:
-        """Input shapes of each step for one (batch, T, height, width) profile."""
-        c, h4, w4 = self.steps.model.config.mid_channels, height // 4, width // 4
-        return {
-            "frame": ((batch, 3, height, width),),
-            "flow": ((batch, 3, h4, w4), (batch, 3, h4, w4)),
-            "window": ((batch, window, 3, height, width), (batch, window, c, h4, w4),
-                       (batch, window - 1, 2, h4, w4), (batch, window - 1, 2, h4, w4)),
-        }  # fmt: skip
 
     def key_material(self, key: ProfileKey) -> dict[str, Any]:
         """Everything that invalidates a compiled program: weights, step, shapes, dtypes, precision, torch, device."""

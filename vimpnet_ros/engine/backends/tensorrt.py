@@ -13,7 +13,6 @@ precision, Torch-TensorRT/TensorRT/torch versions and GPU name, and loaded with
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import logging
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from torch import Tensor, nn
 
 from vimpnet_ros.engine.backends.base import Backend
 from vimpnet_ros.engine.backends.cache import EngineCache, ProfileMaterial
-from vimpnet_ros.engine.hardware import Environment, compute_dtype, device_identity
+from vimpnet_ros.engine.hardware import Environment, compute_dtype, device_identity, installed_version
 from vimpnet_ros.engine.steps import StepModules
 from vimpnet_ros.errors import BackendUnavailableError
 
@@ -46,19 +45,14 @@ class CompileUnit:
         return [list(x.shape) for x in self.inputs]
 
 
-def _version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def runtime_versions() -> dict[str, str | None]:
     """Versions that make a compiled TensorRT program incompatible when they change."""
     return {
         "torch": torch.__version__,
-        "torch_tensorrt": _version("torch-tensorrt") or _version("torch_tensorrt"),
-        "tensorrt": _version("tensorrt") or _version("tensorrt-cu12") or _version("tensorrt_cu12"),
+        "torch_tensorrt": installed_version("torch-tensorrt") or installed_version("torch_tensorrt"),
+        "tensorrt": (
+            installed_version("tensorrt") or installed_version("tensorrt-cu12") or installed_version("tensorrt_cu12")
+        ),
     }
 
 

@@ -10,7 +10,12 @@ from ``numpy.random.default_rng([seed, i])`` alone:
 2. ``clips_per_item`` training clips from it, each a random window of
    ``clip_length`` frames with its *own* rain (rendered over the whole frame, then
    cropped to ``crop_size``, so drop and streak sizes keep their frame-relative
-   statistics) and its own flips/transpose.
+   statistics) and its own flips/transpose. A share ``clear_fraction`` of the clips
+   has no rain at all: their targets are the input itself (noise and compression
+   included), which teaches the model to leave what has no rain alone.
+
+``clean: mixed`` draws road scenes for three items in four and a bundled photograph
+for the fourth, so the model does not learn one look.
 
 Rendering the clean scene is the expensive part (about 0.1-0.3 s per 192x192 frame
 on one core); several rain renderings of one scene (about 6 ms per frame) amortise
@@ -23,6 +28,7 @@ and the VRDS stream names; :func:`collate_items` concatenates items into batches
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +46,7 @@ from vimpnet_ros.data.vrds import Augmentation, to_tensor
 from vimpnet_ros.errors import DatasetError
 
 #: Clean sources an online dataset can render without footage.
-ONLINE_CLEAN: tuple[str, ...] = ("road", "bundled")
+ONLINE_CLEAN: tuple[str, ...] = ("road", "bundled", "mixed")
 
 
 @dataclass(frozen=True)
@@ -57,10 +63,13 @@ class OnlineSpec:
     scene: str = "default"
     augment: bool = True
     seed: int = 0
+    clear_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         """Reject combinations that cannot make a clip."""
         width, height = self.size
+        if not 0.0 <= self.clear_fraction <= 1.0:
+            raise DatasetError(f"clear_fraction must be in [0, 1], got {self.clear_fraction}")
         if self.clean not in ONLINE_CLEAN:
             raise DatasetError(f"online clean source must be one of {ONLINE_CLEAN}, got {self.clean!r}")
         if self.num_items < 1 or self.clips_per_item < 1:
@@ -82,6 +91,12 @@ class OnlineRainDataset(Dataset[dict[str, Any]]):
     def __init__(self, spec: OnlineSpec, rain: RainConfig | None = None) -> None:
         self.spec = spec
         self.rain = rain or RainConfig()
+        # The same camera without rain: exposure, noise and JPEG as in the rainy clips.
+        self.clear = dataclasses.replace(
+            self.rain,
+            streaks=dataclasses.replace(self.rain.streaks, probability=0.0),
+            drops=dataclasses.replace(self.rain.drops, probability=0.0),
+        )
 
     def __len__(self) -> int:
         return self.spec.num_items
@@ -93,7 +108,7 @@ class OnlineRainDataset(Dataset[dict[str, Any]]):
         """The clean clip of item ``item``: (num_frames, h, w, 3) uint8 RGB."""
         spec = self.spec
         rng = np.random.default_rng([spec.seed, item])
-        if spec.clean == "road":
+        if spec.clean == "road" or (spec.clean == "mixed" and item % 4 != 3):
             return make_road_clip(spec.num_frames, spec.size, rng, road_preset(spec.scene))
         name = BUNDLED_IMAGES[item % len(BUNDLED_IMAGES)]
         return make_clean_clip(name, spec.num_frames, spec.size, rng)
@@ -107,10 +122,24 @@ class OnlineRainDataset(Dataset[dict[str, Any]]):
         for clip in range(spec.clips_per_item):
             rng = np.random.default_rng([spec.seed, item, clip, 1])
             start = int(rng.integers(0, spec.num_frames - spec.clip_length + 1))
-            video = render_video(clean[start : start + spec.clip_length], self.rain, rng)
+            clear = rng.random() < spec.clear_fraction
+            video = render_video(clean[start : start + spec.clip_length], self.clear if clear else self.rain, rng)
+            if clear:
+                video = without_rain(video)
             crop = (spec.crop_size, spec.crop_size)
             samples.append(_crop(video, Augmentation.draw(rng, clean.shape[1:3], crop, spec.augment)))
         return {stream: torch.stack([sample[stream] for sample in samples]) for stream in STREAMS}
+
+
+def without_rain(video: RenderedVideo) -> RenderedVideo:
+    """A rain-free rendering whose targets are its input: the camera's noise and JPEG are not rain to remove."""
+    return dataclasses.replace(
+        video,
+        gt=video.lq.copy(),
+        drop=video.lq.copy(),
+        drop_mask=np.zeros_like(video.drop_mask),
+        streak_map=np.zeros_like(video.streak_map),
+    )
 
 
 def _crop(video: RenderedVideo, augmentation: Augmentation) -> dict[str, torch.Tensor]:

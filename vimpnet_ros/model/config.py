@@ -25,6 +25,9 @@ class VimpNetConfig:
     reconstruction. Stage 2 (raindrops): encoders of ``encoder_channels``, soft
     split into ``patch_size`` patches, ``transformer_weight_sets`` dual transformer
     blocks each applied ``transformer_repeats`` times in a row.
+    ``gated_residuals`` (not in the published network): each stage's residual is
+    multiplied by a per-pixel gate in [0, 1] before it is added to its input, so leaving
+    a pixel unchanged is one gate value away (see :class:`~vimpnet_ros.model.VimpNet`).
     """
 
     name: str
@@ -48,6 +51,7 @@ class VimpNetConfig:
     transformer_ffn: int = 2048
     transformer_weight_sets: int = 2
     transformer_repeats: int = 2
+    gated_residuals: bool = False
 
     def __post_init__(self) -> None:
         """Reject sizes that cannot build (checked here so a bad config file fails before any tensor)."""
@@ -116,6 +120,11 @@ CONFIGS: dict[str, VimpNetConfig] = {
         transformer_repeats=1,
     ),
 }
+#: ``vimpnet_lite`` with gated residuals (see ``VimpNet``): a pixel without rain passes unchanged when its gate
+#: closes. The candidate for weights that leave clean and lightly rained frames alone.
+CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
+    CONFIGS["vimpnet_lite"], name="vimpnet_lite_gated", gated_residuals=True
+)
 #: The lite model before issue 15 (mask head on 8 channels, hidden 4): checkpoints trained with it load
 #: as ``vimpnet_lite_v1`` (a checkpoint storing the old sizes under the name ``vimpnet_lite`` says so).
 CONFIGS["vimpnet_lite_v1"] = dataclasses.replace(

@@ -26,6 +26,17 @@ def make_mask_head(in_channels: int, hidden: int) -> nn.Sequential:
     )
 
 
+def make_gate_head(in_channels: int, hidden: int, open_bias: float = 3.0) -> nn.Sequential:
+    """A mask head (:func:`make_mask_head`) whose logit starts at ``open_bias``: sigmoid(3) = 0.95, a gate that
+    starts open, so a gated model initialised from ungated weights starts as their function. (n, c, t, h, w) ->
+    (n, 1, t, h, w) logits."""
+    head = make_mask_head(in_channels, hidden)
+    last = head[-1]
+    assert isinstance(last, nn.Conv3d) and last.bias is not None
+    nn.init.constant_(last.bias, open_bias)
+    return head
+
+
 class Reconstruction3D(nn.Module):
     """Quarter-res [feature, backward, forward] volume -> full-res feature volume (no activations between convs).
 

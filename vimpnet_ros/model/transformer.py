@@ -229,6 +229,7 @@ class MaskGuidedDualTransformer(nn.Module):
         self.conv_before_upsample1 = conv3d_frames(enc[2], 4 * d1)
         self.conv_before_upsample2 = conv3d_frames(d1, 4 * d2)
         self.conv_last = conv3d_frames(d2, 3)
+        self.mask_gated = config.gated_residuals
 
     def block_sequence(self) -> list[DualTransformerBlock]:
         """The dual blocks in the order they run: each weight set ``repeats`` times in a row."""
@@ -273,7 +274,7 @@ class MaskGuidedDualTransformer(nn.Module):
         for block in self.block_sequence():
             stream_a, stream_b = block(stream_a, stream_b)
         fused = self.fusion(stream_a, stream_b)
-        return stage1 + self.decode(fused, n, t, size).transpose(1, 2)
+        return self.add_residual(stage1, self.decode(fused, n, t, size).transpose(1, 2), drop_mask)
 
     def forward_frame(self, stage1: Tensor, drop_mask: Tensor, index: int) -> Tensor:
         """Stage 2 for frame ``index`` of the window only: -> (n, 3, h, w) == ``forward(...)[:, index]``.
@@ -295,4 +296,9 @@ class MaskGuidedDualTransformer(nn.Module):
         else:
             query_a = stream_a[:, own]
         fused = self.fusion(query_a, stream_b)
-        return stage1[:, index] + self.decode(fused, n, 1, size)[:, :, 0]
+        return self.add_residual(stage1[:, index], self.decode(fused, n, 1, size)[:, :, 0], drop_mask[:, index])
+
+    def add_residual(self, stage1: Tensor, residual: Tensor, drop_mask: Tensor) -> Tensor:
+        """stage1 + residual, the residual weighted by the drop mask when ``gated_residuals`` (any leading shape,
+        channels at dim -3): outside the drops stage 2 leaves stage 1 as it is."""
+        return stage1 + (residual * drop_mask if self.mask_gated else residual)

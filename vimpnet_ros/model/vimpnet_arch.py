@@ -15,6 +15,17 @@ Stage 2, drops (the paper's mask-guided dual transformer):
     ``remove_drops``: :class:`~vimpnet_ros.model.transformer.MaskGuidedDualTransformer`
     (``drop_remover``) on the stage-1 frames guided by the mask.
 
+Gated residuals (``config.gated_residuals``; our variants only, the published network
+has none). Both stages add a residual to their input; a gate decides per pixel how much:
+
+    stage1 = lqs + g * r1,      g = sigmoid(change_gate(hidden))      (n, t, 1, h, w)
+    output = stage1 + m * r2,   m = drop_mask                          (n, t, 1, h, w)
+
+A pixel without rain is returned unchanged when its gate is 0, whatever the decoders'
+residuals hold (the pixel-shuffle decoders otherwise lay a faint texture on flat,
+clean surfaces). The gate head is built like the mask heads and starts open (bias
++3), so a gated model initialised from ungated weights starts as their function.
+
 Each step is a public method so the streaming engine can cache per-frame work
 (DEVELOPERS.md, "Contract: model stages"); :meth:`VimpNet.restore_frame` is the
 window step for one output frame.
@@ -36,7 +47,7 @@ from torch import Tensor, nn
 from vimpnet_ros.model.alignment import SecondOrderDeformableAlignment
 from vimpnet_ros.model.arch_util import ResidualBlocksWithInputConv, conv3d_frames, flow_warp
 from vimpnet_ros.model.config import VimpNetConfig, get_config
-from vimpnet_ros.model.heads import Reconstruction3D, make_mask_head
+from vimpnet_ros.model.heads import Reconstruction3D, make_gate_head, make_mask_head
 from vimpnet_ros.model.spynet import SPyNet
 from vimpnet_ros.model.transformer import MaskGuidedDualTransformer
 
@@ -84,6 +95,7 @@ class VimpNet(nn.Module):
         self.conv_last = conv3d_frames(up, 3)
         self.streak_head = make_mask_head(c, config.streak_channels)
         self.drop_head = make_mask_head(up, config.drop_channels)
+        self.change_gate = make_gate_head(up, config.drop_channels) if config.gated_residuals else None
         self.drop_remover = MaskGuidedDualTransformer(config)
 
     # -- stage 1, steps 1-2: flows and features ------------------------------------------------------
@@ -186,7 +198,10 @@ class VimpNet(nn.Module):
         volume = torch.cat([feats, backward, forward], dim=2).transpose(1, 2)
         hidden = self.reconstruction(volume)
         drop_mask = torch.sigmoid(self.drop_head(hidden)).transpose(1, 2)
-        stage1 = self.conv_last(hidden).transpose(1, 2) + lqs
+        residual = self.conv_last(hidden)
+        if self.change_gate is not None:
+            residual = residual * torch.sigmoid(self.change_gate(hidden))
+        stage1 = residual.transpose(1, 2) + lqs
         return stage1, drop_mask
 
     @staticmethod

@@ -26,6 +26,19 @@ def save_model(path: str | Path, model: nn.Module, half: bool = False) -> Path:
     return path
 
 
+#: ``init_from: shipped:NAME`` starts from the weights shipped with the package for model config NAME.
+SHIPPED_PREFIX = "shipped:"
+
+
+def resolve_init(init_from: str) -> Path:
+    """The checkpoint path of an ``init_from`` value: a path, or ``shipped:NAME`` for the package's weights."""
+    if init_from.startswith(SHIPPED_PREFIX):
+        from vimpnet_ros.model.checkpoint import shipped_checkpoint
+
+        return shipped_checkpoint(init_from[len(SHIPPED_PREFIX) :])
+    return Path(init_from)
+
+
 def load_weights_into(model: nn.Module, path: str | Path) -> str:
     """Load weights from our checkpoint, a reference MMEditing checkpoint or a bare state dict.
 

@@ -48,7 +48,9 @@ class DataSource:
     ``online``: no folder; DataLoader workers render item i (one clean clip of
     ``num_frames`` frames at ``size``, ``clips_per_item`` rainy training clips from it)
     from (``seed``, i) whenever it is drawn; ``num_videos`` is the number of distinct
-    items (the epoch length). See :mod:`vimpnet_ros.data.online`.
+    items (the epoch length); ``clear_fraction`` of the clips have no rain (targets =
+    input), and ``clean: mixed`` mixes road scenes and photographs. See
+    :mod:`vimpnet_ros.data.online`.
     """
 
     type: str = "vrds"
@@ -61,6 +63,7 @@ class DataSource:
     clean: str = "bundled"
     scene: str = "default"
     clips_per_item: int = 1
+    clear_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         """Check the combination early (before any rendering or training)."""
@@ -74,8 +77,11 @@ class DataSource:
             raise ConfigError("synthetic data needs num_videos, num_frames and clips_per_item >= 1")
         if len(self.size) != 2 or min(self.size) < 16:
             raise ConfigError(f"synthetic size must be [width, height] >= 16, got {self.size}")
-        if self.clean not in CLEAN_SOURCES:
-            raise ConfigError(f"data clean source must be one of {CLEAN_SOURCES}, got {self.clean!r}")
+        clean_sources = CLEAN_SOURCES + (("mixed",) if self.type == "online" else ())
+        if self.clean not in clean_sources:
+            raise ConfigError(f"data clean source must be one of {clean_sources}, got {self.clean!r}")
+        if self.clear_fraction and self.type != "online":
+            raise ConfigError("data clear_fraction (rain-free clips) needs an online source")
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ def online_dataset(source: DataSource, clip_length: int, crop_size: int, augment
         scene=source.scene,
         augment=augment,
         seed=source.seed,
+        clear_fraction=source.clear_fraction,
     )
     return OnlineRainDataset(spec, load_rain_config(source.rain_config))
 

@@ -24,6 +24,12 @@ the mask term from settling there, each off by default (the reference objective)
 error of a grey level or two has almost no gradient and a clean background is not
 returned exactly; the plain L1 keeps a constant slope there.
 
+``identity`` (off by default) is the no-harm term: ``L1(stage1, lq) + L1(output, lq)``
+over the pixels where the clean frame equals the rainy one (no rain and no sensor
+noise there, |gt - lq| <= half a grey level), normalised by their count. A model that
+changes what has no rain pays for it directly, not only through a small share of a
+Charbonnier mean. It needs the rainy input ``lq`` among the targets.
+
 Every term is computed in float32 even under autocast: BCE on bf16/fp16 probabilities
 is unstable, and the Charbonnier eps of 1e-12 vanishes in half precision.
 """
@@ -79,6 +85,23 @@ def soft_dice_loss(probs: Tensor, mask: Tensor, smooth: float = 1.0) -> Tensor:
     return (1.0 - (2.0 * overlap + smooth) / (total + smooth)).mean()
 
 
+#: A pixel counts as rain-free when its clean and rainy values differ by at most half a grey level.
+UNCHANGED_TOLERANCE = 0.5 / 255.0
+
+
+def identity_loss(stage1: Tensor, output: Tensor, lq: Tensor, gt: Tensor) -> Tensor:
+    """Mean |stage1 - lq| + |output - lq| over the pixels where gt == lq (all (n, t, 3, h, w) float32).
+
+    Zero when no pixel is unchanged (every pixel rained on or noisy): the term then says nothing.
+    """
+    unchanged = ((gt - lq).abs().amax(dim=2, keepdim=True) <= UNCHANGED_TOLERANCE).float()
+    count = unchanged.sum() * lq.shape[2]
+    if count == 0:
+        return lq.new_zeros(())
+    change = (stage1 - lq).abs() + (output - lq).abs()
+    return (change * unchanged).sum() / count
+
+
 def resize_to(target: Tensor, like: Tensor) -> Tensor:
     """Bring a target (n, t, c, H, W) to the spatial size of ``like`` (n, t, c, h, w) by area averaging.
 
@@ -107,6 +130,7 @@ class LossWeights:
     mask_focal_gamma: float = 0.0
     mask_dice: float = 0.0
     image_l1: float = 0.0
+    identity: float = 0.0
     charbonnier_eps: float = 1e-12
     masked_eps: float = 1e-8
 
@@ -180,4 +204,7 @@ class VimpNetLoss(nn.Module):
         if w.image_l1 > 0:
             terms["image_l1"] = F.l1_loss(stage1, drop) + F.l1_loss(output, gt)
             total = total + w.image_l1 * terms["image_l1"]
+        if w.identity > 0:
+            terms["identity"] = identity_loss(stage1, output, targets["lq"].float(), gt)
+            total = total + w.identity * terms["identity"]
         return total, {name: value.detach() for name, value in terms.items()}

@@ -200,7 +200,7 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             model = VimpNet(get_config(cfg.model))
         if cfg.init_from and resume is None:
-            report = checkpoints.load_weights_into(model, cfg.init_from)
+            report = checkpoints.load_weights_into(model, checkpoints.resolve_init(cfg.init_from))
             self.log(f"initialised from {cfg.init_from}: {report}")
         elif cfg.zero_flow_init:
             zero_flow_output(model)
@@ -351,7 +351,13 @@ class Trainer:
         self._set_spynet_trainable(self.step >= self.config.optim.spynet_freeze_iters)
         self.model.train()
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        targets = {"gt": batch["gt"], "drop": batch["drop"], "mask": batch["01drop"], "streak": batch["mstreak"]}
+        targets = {
+            "gt": batch["gt"],
+            "drop": batch["drop"],
+            "mask": batch["01drop"],
+            "streak": batch["mstreak"],
+            "lq": batch["lq"],
+        }
         with self._autocast():
             out = self._ddp(batch["lq"])
         loss, terms = self.criterion(out.stage1, out.drop_mask, out.streak_map, out.output, targets)

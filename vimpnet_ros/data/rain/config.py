@@ -117,7 +117,12 @@ class RainConfig:
 #: The sections of a rain config and their dataclasses.
 _SECTIONS: dict[str, type[Any]] = {"streaks": StreakConfig, "drops": DropConfig, "sensor": SensorConfig}
 #: Rain configs shipped in the package, by name: the training default and the held-out test set's shifted ranges.
-PRESETS: dict[str, str] = {"default": "rain_default.yaml", "heldout": "rain_heldout.yaml", "light": "rain_light.yaml"}
+PRESETS: dict[str, str] = {
+    "default": "rain_default.yaml",
+    "heldout": "rain_heldout.yaml",
+    "light": "rain_light.yaml",
+    "wide": "rain_wide.yaml",
+}
 
 
 #: Fields that must lie in [0, 1] (probabilities and fractions).

@@ -159,6 +159,8 @@ class BagReader:
         self.distro = distro
         #: The distro whose message definitions fill in for the bag (``distro``, or the bag's own when "auto").
         self.resolved_distro = DEFAULT_DISTRO if distro == "auto" else distro
+        #: The ``rosbag2_bagfile_information`` section of ``metadata.yaml`` (filled by :meth:`open`).
+        self.metadata: dict[str, Any] = {}
         self._reader: AnyReader | None = None
 
     def __enter__(self) -> BagReader:
@@ -177,6 +179,7 @@ class BagReader:
         if not self.path.is_dir() or not (self.path / "metadata.yaml").is_file():
             raise BagError(f"{self.path} is not a rosbag2 folder (a folder with metadata.yaml and .db3 or .mcap files)")
         info = _read_metadata(self.path)
+        self.metadata = info
         version = int(info.get("version", 9)) if str(info.get("version", "9")).isdigit() else 9
         distro = self.distro if self.distro != "auto" else distro_for_bag(version, info.get("ros_distro"))
         self.resolved_distro = distro

@@ -25,6 +25,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "train", "train or fine-tune ViMP-Net from a YAML config (single process or torchrun DDP)"),
     ("evaluate", "evaluate", "score a checkpoint on a VRDS-layout test set: PSNR/SSIM as the reference, JSON"),
     ("make-sample-bag", "make_sample_bag", "render a short rainy drive with ground truth into a rosbag2"),
+    ("bag-info", "bag_info", "list a rosbag2's storage, distro, time span and topics (types, counts, sizes, rates)"),
     ("bag-play", "bag_play", "publish a rosbag2 onto ROS topics at the recorded rate (optional /clock)"),
     ("bag-record", "bag_record", "record ROS topics into a rosbag2; report end-to-end latency"),
     ("bag-eval", "bag_eval", "derain every frame of a rosbag offline: output bag + report (PSNR/SSIM, latency)"),

@@ -58,8 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        return int(args._run(args) or 0)
+        # Log records go through tqdm.write: a warning clears the progress bar, prints on its own line, and the bar
+        # is drawn again below it, instead of the text being glued to the bar's line.
+        with logging_redirect_tqdm():
+            return int(args._run(args) or 0)
     except VimpnetError as error:
         print(f"vimpnet-ros {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -266,8 +266,16 @@ class BagReader:
         """Time between first and last message [ns]."""
         return max(0, int(self.reader.end_time) - int(self.reader.start_time) - 1)
 
-    def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
-        """Messages of ``topics`` (all when None) in bag (receive time) order."""
+    @property
+    def storage(self) -> str:
+        """The bag's storage, "mcap" or "sqlite3" (from metadata.yaml, else the files' suffix)."""
+        identifier = str(_read_metadata(self.path).get("storage_identifier") or "")
+        if identifier in STORAGES:
+            return identifier
+        return "mcap" if any(self.path.glob("*.mcap")) else "sqlite3"
+
+    def messages(self, topics: Iterable[str] | None = None, start: int | None = None) -> Iterator[BagMessage]:
+        """Messages of ``topics`` (all when None) in bag (receive time) order, from bag time ``start`` [ns] on."""
         wanted = None if topics is None else set(topics)
         if wanted is not None:
             for topic in wanted:
@@ -275,13 +283,13 @@ class BagReader:
         connections = [c for c in self.reader.connections if wanted is None or c.topic in wanted]
         yielded: Counter[str] = Counter()
         try:
-            for connection, timestamp, raw in self.reader.messages(connections=connections):
+            for connection, timestamp, raw in self.reader.messages(connections=connections, start=start):
                 yielded[connection.topic] += 1
                 yield BagMessage(connection.topic, connection.msgtype, int(timestamp), bytes(raw), connection)
         except (AnyReaderError, SerdeError) as error:
             raise BagError(f"cannot read messages from bag {self.path}: {error}") from error
         # rosbags skips topics whose metadata.yaml record matches no storage record; never end silently.
-        silent = sorted({c.topic for c in connections if c.msgcount and not yielded[c.topic]})
+        silent = sorted({c.topic for c in connections if c.msgcount and not yielded[c.topic] and start is None})
         if silent:
             raise BagError(
                 f"bag {self.path}: metadata.yaml lists messages on {', '.join(silent)} but the storage yielded none "

@@ -18,6 +18,10 @@ outputs, against the source bag's ground truth (the demo uses it).
 
 Outputs are written atomically (hidden temporary folder, renamed when complete): an error
 leaves neither a half-written bag nor a report that looks valid.
+
+A :class:`Segment` limits a run to a range of each camera's frames (the fleet runs bags as
+many segments): the frames before it are restored first as warm-up without being written, so
+the segment's outputs equal those of a whole-bag run.
 """
 
 from __future__ import annotations
@@ -36,7 +40,15 @@ from vimpnet_ros.bags.stats import Percentiles
 from vimpnet_ros.bags.typestore import COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, RAIN_STATUS_TYPE, make_typestore
 from vimpnet_ros.errors import BagError, InputError
 from vimpnet_ros.evaluation.scoring import FrameRecord, clean_json, score_frame, summarize_quality
-from vimpnet_ros.pipeline.camera import CameraPipeline, SourceFrame, Turn, flush_camera, header_stamp_ns, restore_turn
+from vimpnet_ros.pipeline.camera import (
+    CameraCounters,
+    CameraPipeline,
+    SourceFrame,
+    Turn,
+    flush_camera,
+    header_stamp_ns,
+    restore_turn,
+)
 from vimpnet_ros.pipeline.decode import DecodedFrame, decode_compressed, decode_image
 from vimpnet_ros.pipeline.outputs import FrameOutputs, Plane, Processing, to_rgb8
 from vimpnet_ros.pipeline.settings import NodeSettings
@@ -191,12 +203,34 @@ def select_image_topics(
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Frames ``start`` .. ``end - 1`` of each restored topic (positions in the topic's message order).
+
+    Reading starts at bag time ``read_from_ns`` (None: the beginning), where the topic's first message
+    is the frame at position ``read_from``; for outputs equal to a whole-bag run ``read_from`` is at most
+    ``start - (window_size - 1)`` (or 0). Frames before ``start`` are restored as warm-up but neither
+    written nor scored, frames from ``end`` on only while ``center`` output still needs them. RainStatus
+    counters (``processed_frames``, ``dropped_frames``) count from ``start``.
+    """
+
+    start: int
+    end: int
+    read_from: int = 0
+    read_from_ns: int | None = None
+
+    def holds(self, position: int) -> bool:
+        """Whether the frame at ``position`` is one this segment outputs."""
+        return self.start <= position < self.end
+
+
+@dataclass(frozen=True)
 class BagEvalOptions:
     """What bag-eval does besides the engine settings (those come from the node's params).
 
     ``image_topics`` None = every camera topic; ``output_bag`` None = no bag written;
     ``max_frames`` limits frames per topic; ``samples`` is the number of contact-sheet rows;
-    ``gt`` / ``gt_masks`` map a camera topic to its ground-truth image / drop-mask topic.
+    ``gt`` / ``gt_masks`` map a camera topic to its ground-truth image / drop-mask topic;
+    ``segment`` restores only part of each topic (input topics are then not copied).
     """
 
     image_topics: tuple[str, ...] | None = None
@@ -210,13 +244,15 @@ class BagEvalOptions:
     overwrite: bool = False
     gt: Mapping[str, str] = field(default_factory=dict)
     gt_masks: Mapping[str, str] = field(default_factory=dict)
+    segment: Segment | None = None
 
 
 @dataclass(frozen=True)
 class BagFrame:
-    """What bag-eval keeps with each pushed frame (``SourceFrame.extra``): its time in the bag."""
+    """What bag-eval keeps with each pushed frame (``SourceFrame.extra``): its time and position in the bag."""
 
     bag_time: int
+    position: int = 0
 
 
 class _TopicState:
@@ -235,6 +271,8 @@ class _TopicState:
         self.inference: list[float] = []
         self.process_s = 0.0
         self.last_scored_stamp = -1
+        self.position = 0  # of the next frame read, in the topic's message order
+        self.done = False  # a segment's frames are all out and scored
 
 
 class _Evaluation:
@@ -266,7 +304,14 @@ class _Evaluation:
             camera = CameraPipeline(topic, engine.open_stream(topic), self._report)
             self.states[topic] = _TopicState(report, camera)
         self.gt_lookup = {name: (s, key) for s in self.states.values() for key, name in s.report.gt_topics.items()}
-        self.total = sum(min(t.count, options.max_frames or t.count) for t in summaries if t.name in self.states)
+        segment = options.segment
+        for state in self.states.values():
+            state.position = segment.read_from if segment else 0
+        counts = [t.count for t in summaries if t.name in self.states]
+        if segment is None:
+            self.total = sum(min(count, options.max_frames or count) for count in counts)
+        else:
+            self.total = sum(max(0, min(count, segment.end) - segment.start) for count in counts)
         every = self.total // max(1, options.samples * len(self.states)) if options.samples else 0
         self.sample_every = max(1, every) if options.samples else 0
 
@@ -275,18 +320,25 @@ class _Evaluation:
         (LOGGER.error if error else LOGGER.warning)("%s", text)
 
     def run(self, progress: Any) -> None:
-        """Every message in bag order, then the end of each stream."""
-        for message in self.reader.messages():
-            if self.writer is not None and self.options.copy_input:
+        """Every message in bag order (a segment's topics from its start), then the end of each stream."""
+        segment = self.options.segment
+        wanted = None if segment is None else [*self.states, *self.gt_lookup]
+        for message in self.reader.messages(wanted, segment.read_from_ns if segment else None):
+            if self.writer is not None and self.options.copy_input and segment is None:
                 self.writer.write_passthrough(message.connection, message.timestamp, message.raw)
             if message.topic in self.gt_lookup:
                 self._ground_truth(message)
             elif message.topic in self.states:
                 state = self.states[message.topic]
-                if self.options.max_frames is None or state.report.frames_in < self.options.max_frames:
+                if segment is not None:
+                    if self._segment_frame(state, message, segment, progress):
+                        break
+                elif self.options.max_frames is None or state.report.frames_in < self.options.max_frames:
                     self._frame(state, message)
                     progress.update(1)
         for state in self.states.values():
+            if state.done:  # every frame of the segment is out; the frames left are beyond it
+                continue
             started = time.perf_counter()
             newest = state.camera.stream.last_stamp_ns or 0  # the described frames waited for the newest one
             outputs = flush_camera(state.camera, self.settings, lambda newest=newest: newest)
@@ -294,6 +346,23 @@ class _Evaluation:
             for out in outputs:
                 self._emit(state, out, latency_ms=float(out.status.inference_time) * 1e3)
             self._score_ready(state, final=True)
+
+    def _segment_frame(self, state: _TopicState, message: Any, segment: Segment, progress: Any) -> bool:
+        """Warm-up, segment or look-ahead frame; True once every topic's segment is out and scored."""
+        position = state.position
+        if position == segment.start:  # RainStatus counts from the segment's first frame
+            state.camera.counters = CameraCounters()
+        lag = self.settings.window_size // 2 if self.settings.output_frame == "center" else 0
+        if position < segment.end + lag:
+            self._frame(state, message)
+            if segment.holds(position):
+                progress.update(1)
+        else:
+            state.position += 1  # past the segment: only waiting for ground truth
+        state.done = position + 1 >= segment.end + lag and (
+            not state.waiting or position >= segment.end + GT_WAIT_FRAMES
+        )
+        return all(s.done for s in self.states.values())
 
     def _ground_truth(self, message: Any) -> None:
         state, key = self.gt_lookup[message.topic]
@@ -309,7 +378,10 @@ class _Evaluation:
 
     def _frame(self, state: _TopicState, message: Any) -> None:
         """Decode, restore and write one camera frame (a bad frame is counted and skipped)."""
-        state.report.frames_in += 1
+        position, segment = state.position, self.options.segment
+        state.position += 1
+        counted = segment is None or segment.holds(position)
+        state.report.frames_in += counted
         started = time.perf_counter()
         msg = self.reader.deserialize(message)
         try:
@@ -317,9 +389,10 @@ class _Evaluation:
             decoded: DecodedFrame = (
                 decode_compressed(msg, limits) if message.msgtype == COMPRESSED_TYPE else decode_image(msg, limits)
             )
-            source = state.camera.source(decoded, msg.header, self.settings, BagFrame(message.timestamp))
+            source = state.camera.source(decoded, msg.header, self.settings, BagFrame(message.timestamp, position))
         except InputError as error:
             state.camera.count_bad_input(error)
+            state.report.bad_frames += counted
             return
 
         def now_ns() -> int:  # offline "publish time": the frame's stamp plus the time spent on it
@@ -331,8 +404,10 @@ class _Evaluation:
             self._emit(state, out, latency_ms=(time.perf_counter() - started) * 1e3)
 
     def _emit(self, state: _TopicState, out: FrameOutputs, latency_ms: float) -> None:
-        """Write one output frame and queue it for scoring."""
+        """Write one output frame and queue it for scoring (outside a segment: neither)."""
         source: SourceFrame = out.meta
+        if self.options.segment is not None and not self.options.segment.holds(source.extra.position):
+            return
         status = out.status
         report = state.report
         record = FrameRecord(
@@ -403,8 +478,9 @@ class _Evaluation:
     def finish(self, bag: str | Path, started: float) -> EvalReport:
         """The report of a completed run (BagError when a topic restored nothing)."""
         for state in self.states.values():
-            state.report.bad_frames = state.camera.counters.bad_input
-            if state.report.frames_in and state.report.frames_out == 0:
+            whole = self.options.segment is None  # a segment's bad frames are counted as they are read
+            state.report.bad_frames = state.camera.counters.bad_input if whole else state.report.bad_frames
+            if whole and state.report.frames_in and state.report.frames_out == 0:
                 raise BagError(
                     f"no frame of {state.report.topic} could be restored ({state.report.bad_frames} undecodable); "
                     "check the image encoding"
@@ -443,6 +519,15 @@ def plane_message(store: Any, plane: Plane, header: Any) -> Any:
     )
 
 
+@dataclass
+class BagEvalRun:
+    """What one run produced: its report, and the per-frame records and contact-sheet rows behind it."""
+
+    report: EvalReport
+    records: list[FrameRecord]
+    samples: list[SampleFrame]
+
+
 def evaluate_bag(
     bag: str | Path,
     report_dir: str | Path | None,
@@ -455,6 +540,17 @@ def evaluate_bag(
     ``settings``: node settings (:func:`~vimpnet_ros.pipeline.settings.load_node_settings`); ``engine``: an
     already loaded ``InferenceEngine`` for these settings (else one is built and loaded here).
     """
+    return run_bag_eval(bag, report_dir, settings, options, engine).report
+
+
+def run_bag_eval(
+    bag: str | Path,
+    report_dir: str | Path | None,
+    settings: NodeSettings,
+    options: BagEvalOptions | None = None,
+    engine: Any = None,
+) -> BagEvalRun:
+    """:func:`evaluate_bag`, also returning the per-frame records (the fleet merges segments from them)."""
     from tqdm import tqdm
 
     from vimpnet_ros.evaluation.report import AtomicFolder, write_report
@@ -488,8 +584,8 @@ def evaluate_bag(
             report = evaluation.finish(bag, started)
             if writer is not None:
                 writer.close()
+            records = [r for s in evaluation.states.values() for r in s.records]
             if report_dir is not None:
-                records = [r for s in evaluation.states.values() for r in s.records]
                 with AtomicFolder(report_dir, overwrite=True) as folder:
                     write_report(folder, report, records, evaluation.samples)
         except BaseException:
@@ -498,7 +594,7 @@ def evaluate_bag(
             raise
         finally:
             progress.close()
-    return report
+    return BagEvalRun(report, records, evaluation.samples)
 
 
 # --------------------------------------------------------------------------------------------------------------------

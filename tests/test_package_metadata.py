@@ -46,9 +46,9 @@ def test_name_and_version_agree_everywhere() -> None:
 
 
 #: How each Python requirement of setup.py reaches a ROS distro install: its rosdep key, or None when there is
-#: none and the README's distro section installs it with pip. Keys checked in rosdistro's rosdep/python.yaml
+#: none and docs/install.md installs it with pip. Keys checked in rosdistro's rosdep/python.yaml
 #: (python3-numpy, -opencv, -yaml, -tqdm, -skimage, -matplotlib, -onnxruntime-pip: pip package onnxruntime) and
-#: rosdistro PR #37795 (python3-rosbags-pip: pip package rosbags).
+#: https://github.com/ros/rosdistro/pull/37795 (python3-rosbags-pip: pip package rosbags).
 ROSDEP_KEY_OF_REQUIREMENT: dict[str, str | None] = {
     "torch": None,  # python3-torch is the distro's old build (Jammy) and resolves to nothing on Noble
     "numpy": "python3-numpy",

@@ -1,6 +1,6 @@
 """Train the lite model for a fixed wall-clock budget on one GPU, rendering rainy road clips on the fly.
 
-Made for a lent GPU machine that has torch, numpy, OpenCV, tqdm and tensorboard but no
+Made for a bare GPU machine that has torch, numpy, OpenCV, tqdm and tensorboard but no
 ROS, no scikit-image and perhaps no PyYAML, and no network. From the repository root::
 
     PYTHONPATH=$PWD python3 tools/train_gpu.py --out $OUT --budget-s 300

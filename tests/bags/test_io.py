@@ -126,9 +126,9 @@ def test_writer_is_atomic(storage: str, tmp_path: Path) -> None:
 # policies below metadata version 9 and with rmw's policy names from 9 on; yaml.hpp writes the profiles into
 # metadata.yaml as a YAML string below 9 and as a YAML list from 9 on; rosbag2_storage_mcap/src/mcap_storage.cpp
 # (create_topic) stores the same serialization in the channel metadata key "offered_qos_profiles". Recorded
-# examples: Humble, rosbag2 issue #1237 ("- history: 3\n  depth: 0\n  reliability: 1 ...", infinite durations as
-# 9223372036 s + 854775807 ns); Jazzy, ros-visualization/rqt_bag issue #146 (history: unknown, depth: 0,
-# reliability: reliable, durability: volatile, same durations).
+# examples: Humble, https://github.com/ros2/rosbag2/issues/1237 ("- history: 3\n  depth: 0\n  reliability: 1 ...",
+# infinite durations as 9223372036 s + 854775807 ns); Jazzy, https://github.com/ros-visualization/rqt_bag/issues/146
+# (history: unknown, depth: 0, reliability: reliable, durability: volatile, same durations).
 INFINITE = {"sec": 9223372036, "nsec": 854775807}
 #: A reliable, volatile publisher as ros2 bag stores it, per metadata version.
 ROS2_BAG_QOS = {

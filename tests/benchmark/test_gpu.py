@@ -1,7 +1,7 @@
 """The GPU check: its plan, its budget, its files, its workers; the whole command at tiny sizes on the CPU (slow).
 
 CI has no GPU. ``--device cpu --quick`` runs the same orchestration, subprocess workers, compiled
-programs, JSON and Markdown as the real check, so the one run on a lent GPU has run before.
+programs, JSON and Markdown as the real check, so a first run on a GPU has run before.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["--output", "/tmp/unused", *argv])
 
 
-def test_full_plan_covers_the_issue_and_compiles_lite_first(tmp_path: Path) -> None:
+def test_full_plan_covers_the_targets_and_compiles_lite_first(tmp_path: Path) -> None:
     plan = gpu.Plan.from_args(_args())
     assert plan.precisions == ("fp16",) and plan.frames == 30 and plan.window == 5
     cases, compiles = gpu.build_plan(plan, tmp_path)

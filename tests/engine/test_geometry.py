@@ -28,7 +28,7 @@ def test_tile_starts_cover_with_overlap() -> None:
 
 
 def test_reference_procedure_tile_count() -> None:
-    """640x360 with 256 tiles and 32 overlap is 6 tiles, as the issue states for the reference procedure."""
+    """640x360 with 256 tiles and 32 overlap is 6 tiles, as the reference test procedure uses."""
     geometry = FrameGeometry.plan(360, 640, EngineConfig(tile_size=256, tile_overlap=32))
     assert geometry.num_tiles == 6
 

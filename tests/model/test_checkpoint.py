@@ -217,8 +217,8 @@ def test_format_1_checkpoints_with_reference_names_still_load(tmp_path: Path, li
 
 
 def test_stored_configs_load_by_their_sizes_not_their_names(tmp_path: Path) -> None:
-    """A checkpoint of today's lite sizes stored under another name loads as vimpnet_lite; one of the lite model
-    before issue 15 (stored as 'vimpnet_lite') is refused with the name that fits it."""
+    """A checkpoint of today's lite sizes stored under another name loads as vimpnet_lite; one of the previous lite
+    model (``vimpnet_lite_v1``, stored as 'vimpnet_lite') is refused with the name that fits it."""
     import dataclasses
 
     lite, old = get_config("vimpnet_lite"), get_config("vimpnet_lite_v1")

@@ -1,4 +1,4 @@
-"""Input/output QoS with real rclpy participants over loopback DDS: auto reliability, REP-2003 overrides, events.
+"""Input/output QoS with real rclpy participants over loopback DDS: auto reliability, QoS overriding options, events.
 
 Each test has two participants (two rclpy contexts on the test's domain): a "node" side
 that uses :mod:`vimpnet_ros.node.qos` the way the vimpnet node does, optionally started

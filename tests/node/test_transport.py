@@ -1,4 +1,4 @@
-"""Camera-sized frames reach the node (issue 11 item 3): the transport profile and the real node over DDS.
+"""Camera-sized frames reach the node: the transport profile and the real node over DDS.
 
 The unit tests check when :func:`configure_transport` applies its profile and what it
 contains. The slow tests start the real node (``python -m vimpnet_ros.node.main``, default
@@ -7,7 +7,7 @@ process, whose Fast DDS configuration is the default one of any camera driver, f
 reliable and a best-effort publisher, then read how many arrived from the node's
 ``frames_received`` diagnostics (counted before decoding). Inference runs at 128x72 so
 the worker does not starve the receiving thread on a 2-core machine; the main test needs
-``net.core.rmem_max`` >= 4 MiB (README: what a deployment must set) and says so. The control test
+``net.core.rmem_max`` >= 4 MiB (docs/node.md: what a deployment must set) and says so. The control test
 turns the profile off (``VIMPNET_DDS_TUNING=0``) and shows the best-effort frames lost,
 so the main test can fail.
 """
@@ -38,7 +38,7 @@ from vimpnet_ros.node.transport import (
 )
 
 NS = "{http://www.eprosima.com}"
-#: (width, height, encoding) of the frames the issue names; 1920x1080 bgr8 also checks the other byte order.
+#: (width, height, encoding) of typical camera frames; 1920x1080 bgr8 also checks the other byte order.
 CAMERA_SIZES: tuple[tuple[int, int, str], ...] = ((1280, 720, "rgb8"), (1920, 1080, "bgr8"))
 FRAMES = 20
 #: One camera per publisher reliability: ``/reliable/image`` and ``/best_effort/image``.
@@ -235,9 +235,9 @@ def test_node_receives_camera_sized_frames_from_reliable_and_best_effort_publish
 def test_control_fast_dds_defaults_lose_best_effort_camera_frames(
     start_node: Any, ros_context: Any, checkpoint: Path
 ) -> None:
-    """Without the profile the publisher's 512 KiB shared-memory segment drops fragments (the issue's bug).
+    """Without the profile the publisher's 512 KiB shared-memory segment drops fragments (frames lost silently).
 
-    The main test's criterion fails here: it is sensitive to the bug.
+    The main test's criterion fails here: it is sensitive to the loss.
     """
     received = _received_per_case(start_node, ros_context, checkpoint, {OPT_OUT_VARIABLE: "0"})
     print("frames received of", FRAMES, "with the Fast DDS defaults:", received)

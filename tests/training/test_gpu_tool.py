@@ -16,7 +16,7 @@ from vimpnet_ros.training.config import config_from_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL = REPO_ROOT / "tools" / "train_gpu.py"
-#: Runs a script with the modules the lent GPU machine lacks made unimportable.
+#: Runs a script with the modules a bare GPU machine lacks made unimportable.
 WITHOUT_EXTRAS = """
 import runpy, sys
 for name in ("yaml", "skimage", "rclpy", "rosbags", "matplotlib", "mcap"):

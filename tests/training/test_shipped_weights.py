@@ -18,8 +18,8 @@ from vimpnet_ros.training.data import prepare_source
 from vimpnet_ros.training.ship_weights import WEIGHTS_DIR, heldout_source
 
 #: Floors below what the shipped weights measure on these clips (3 videos x 8 frames, 192x128,
-#: stride-1 5-frame clips; see MEASURED), so a regression fails and noise does not. The release
-#: before issue 15 scores IoU 0.00 here and fails the mask floor.
+#: stride-1 5-frame clips; see MEASURED), so a regression fails and noise does not. The previous
+#: release (``vimpnet_lite_v1``) scores IoU 0.00 here and fails the mask floor.
 MIN_PSNR_GAIN_DB = 2.4
 MIN_DROP_PSNR_GAIN_DB = 0.6
 MIN_MASK_IOU = 0.35

@@ -53,10 +53,10 @@ LOGGER = logging.getLogger(__name__)
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 #: rosbag2 metadata version written for each target distro. Jazzy and Kilted write 9: offered QoS
-#: profiles as a YAML list with named policies (rosbag2 PR #1476). Humble reads the profiles only
-#: as a YAML string with integer policies and fails on version 9 ("bad conversion", rosbag2 issue
-#: #2013); version 8 keeps that string form, and Humble decodes the fields it knows (it has no
-#: version gate). rosbags writes versions 8 and 9 only.
+#: profiles as a YAML list with named policies (https://github.com/ros2/rosbag2/pull/1476). Humble reads the
+#: profiles only as a YAML string with integer policies and fails on version 9 ("bad conversion",
+#: https://github.com/ros2/rosbag2/issues/2013); version 8 keeps that string form, and Humble decodes the
+#: fields it knows (it has no version gate). rosbags writes versions 8 and 9 only.
 BAG_VERSIONS: dict[str, int] = {"humble": 8, "jazzy": 9, "kilted": 9}
 
 #: An unset QoS duration as the ROS graph reports it and ``ros2 bag record`` stores it

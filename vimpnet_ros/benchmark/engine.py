@@ -41,9 +41,9 @@ from vimpnet_ros.benchmark.measure import (
 )
 
 LOGGER = logging.getLogger(__name__)
-#: What the reference code takes on this class of 2-core CPU for one 5-frame 256x256 fp32 clip (issue 4).
+#: What the reference code takes on a 2-core CPU for one 5-frame 256x256 fp32 clip (the speed targets' figure).
 REFERENCE_CLIP_SECONDS = 5.36
-#: Defaults of the command line (the issue's table; slow on CPU: narrow them for a quick look).
+#: Defaults of the command line (the full benchmark table; slow on CPU: narrow them for a quick look).
 DEFAULT_MODELS = "vimpnet_lite,vimpnet"
 DEFAULT_BACKENDS = "torch,onnxruntime"
 DEFAULT_PRECISIONS = "fp32,bf16"

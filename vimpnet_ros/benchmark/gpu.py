@@ -1,6 +1,6 @@
 """The one GPU check: ``vimpnet-ros benchmark gpu --output DIR`` (or ``python -m vimpnet_ros.benchmark.gpu``).
 
-Meant for a GPU lent for a few minutes, once: it must work the first time, stay inside a
+Meant for a GPU available for a few minutes, once: it must work the first time, stay inside a
 time budget (``--budget-s``, default 330 s) and leave results even when it is killed. It
 writes ``DIR/gpu.json`` (every case: its figures, or why it was skipped or failed) and
 ``DIR/gpu.md`` (README-ready tables) after every case, so a kill still leaves what was
@@ -51,7 +51,7 @@ from typing import Any
 from vimpnet_ros.benchmark import fidelity
 
 LOGGER = logging.getLogger(__name__)
-#: Default time budget: under 6 minutes on the lent GPU, with room for the machine's own start.
+#: Default time budget: under 6 minutes on a borrowed GPU, with room for the machine's own start.
 DEFAULT_BUDGET_S = 330.0
 #: Marks the one stdout line of a worker that carries its JSON record.
 RESULT_MARK = "GPU-CHECK-RESULT "
@@ -63,7 +63,7 @@ ESTIMATE_S = {"fidelity": 40.0, "latency": 35.0, "restart": 25.0, "fidelity_comp
 CPU_QUICK_FACTOR = 2.0
 #: A compilation is not started with less than this left: its programs could not be used any more.
 MIN_COMPILE_S = 60.0
-#: Issue 13's targets: per-frame milliseconds (streamed, fp16, one camera), camera rate, restart seconds.
+#: The GPU latency targets: per-frame milliseconds (streamed, fp16, one camera), camera rate, restart seconds.
 TARGET_MS: dict[tuple[str, tuple[int, int]], float] = {
     ("vimpnet", (640, 384)): 15.0,
     ("vimpnet", (1280, 720)): 50.0,
@@ -71,7 +71,7 @@ TARGET_MS: dict[tuple[str, tuple[int, int]], float] = {
     ("vimpnet_lite", (1280, 720)): 10.0,
 }
 TARGET_CAMERA_HZ = 30.0
-#: Compiled fp32 output must equal eager within this (issue 13).
+#: Compiled fp32 output must equal eager within this.
 FP32_TOLERANCE = 1e-4
 TARGET_RESTART_S = 10.0
 #: Sizes and cameras of the full check and of ``--quick``.
@@ -402,7 +402,7 @@ def _next_case(cases: list[dict[str, Any]], compiles: list[dict[str, Any]], runn
 
 
 def target_summary(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Issue 13's targets against the best measured compiled (or any) figure."""
+    """The GPU latency targets against the best measured compiled (or any) figure."""
     rows = []
     ok = [c for c in cases if c.get("status") == "ok"]
     for (model, size), target in TARGET_MS.items():

@@ -50,7 +50,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``vimpnet-ros benchmark engine``; defaults cover the issue's table (slow on CPU: narrow them)."""
+    """Options of ``vimpnet-ros benchmark engine``; defaults cover the full table (slow on CPU: narrow them)."""
     from vimpnet_ros.benchmark.engine import DEFAULT_BACKENDS, DEFAULT_MODELS, DEFAULT_PRECISIONS, DEFAULT_SIZES
 
     parser.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated model configs")

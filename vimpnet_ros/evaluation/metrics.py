@@ -13,7 +13,7 @@ SSIM scale with it, so both give the same number for the same picture.
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``.
 - Aggregation: per frame, mean per video, then mean over videos (:func:`aggregate`).
 
-Two scores isolate the halves of the job (issue 15): PSNR inside and outside the
+Two scores isolate the halves of the job: PSNR inside and outside the
 ground-truth raindrop mask (:func:`psnr_in_mask`, :func:`psnr_outside_mask`: how well
 drops are removed, and whether the rest of the frame is kept), and the predicted
 mask's precision, recall and IoU at the published threshold 0.5

@@ -99,7 +99,7 @@ CONFIGS: dict[str, VimpNetConfig] = {
     # narrow stage-2 encoders, patches at stride 4 (fewer tokens), a 128-wide transformer
     # applied once per weight set. SPyNet stays as published (fixed architecture). The raindrop
     # mask head reads 16 full-resolution channels (``recon_upsample_channels`` 16-16, hidden 8):
-    # chosen by the issue-15 model study (README "Model study") for +13 % CPU time.
+    # chosen by the stage-2 width study (docs/studies/lite-model-stage2.md) for +13 % CPU time.
     "vimpnet_lite": VimpNetConfig(
         name="vimpnet_lite",
         mid_channels=32,
@@ -125,16 +125,16 @@ CONFIGS: dict[str, VimpNetConfig] = {
 CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
     CONFIGS["vimpnet_lite"], name="vimpnet_lite_gated", gated_residuals=True
 )
-#: The lite model before issue 15 (mask head on 8 channels, hidden 4): checkpoints trained with it load
+#: The previous lite model (mask head on 8 channels, hidden 4): checkpoints trained with it load
 #: as ``vimpnet_lite_v1`` (a checkpoint storing the old sizes under the name ``vimpnet_lite`` says so).
 CONFIGS["vimpnet_lite_v1"] = dataclasses.replace(
     CONFIGS["vimpnet_lite"], name="vimpnet_lite_v1", recon_upsample_channels=(16, 8), drop_channels=4
 )
 
-#: Issue 15 candidates, on ``vimpnet_lite_v1``: the stage-2 drop remover wider (``w``: 16-32-64 encoders,
+#: Stage-2 width study candidates, on ``vimpnet_lite_v1``: the stage-2 drop remover wider (``w``: 16-32-64 encoders,
 #: ``x``: 24-48-96; ``n``: 8-32-64, wider only below full resolution), with (``m``) or without the mask head
-#: on 16 channels that ``vimpnet_lite`` now has. Measured against mask IoU, PSNR and CPU latency in the
-#: README's model study. (A deeper stage 2, ``transformer_repeats`` 2, was measured too but is not
+#: on 16 channels that ``vimpnet_lite`` now has. Measured against mask IoU, PSNR and CPU latency in
+#: docs/studies/lite-model-stage2.md. (A deeper stage 2, ``transformer_repeats`` 2, was measured too but is not
 #: registered: it has the same tensors as ``_s2wm``, so a bare state dict could not tell the two apart.)
 _MASK_HEAD_16: dict[str, Any] = {"recon_upsample_channels": (16, 16), "drop_channels": 8}
 _LITE_CANDIDATES: dict[str, dict[str, Any]] = {

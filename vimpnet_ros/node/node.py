@@ -143,7 +143,7 @@ class DerainCore:
         self.engine = engine
 
         def output(msg_type: type, topic: str) -> Publisher:
-            """One output publisher: the output_* parameters, REP-2003 overrides, incompatible viewers reported."""
+            """One output publisher: the output_* parameters, QoS overrides, incompatible viewers reported."""
             return create_output_publisher(
                 self._create_publisher,
                 self.node,
@@ -335,7 +335,7 @@ class DerainCore:
             if lost:
                 level = max(level, 1)
                 message = (
-                    f"{lost} frame(s) lost in transport (README: camera-sized frames and the DDS transport); {message}"
+                    f"{lost} frame(s) lost in transport (docs/node.md: camera-sized frames, DDS transport); {message}"
                 )
             if not self.active:
                 message = f"inactive; {message}"

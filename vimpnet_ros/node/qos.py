@@ -1,16 +1,17 @@
-"""QoS of the node's topics: profiles from validated strings, adaptive input reliability, REP-2003 overrides.
+"""QoS of the node's topics: profiles from validated strings, adaptive input reliability, QoS overriding options.
 
 Inputs default to ``auto`` reliability, chosen the way rosbag2 records: once a camera
 publishes, the subscription is reliable if every publisher on the topic offers reliable
 and best effort otherwise (a best-effort subscription matches both). A reliable
 subscription to a reliable camera gets lost fragments of large frames sent again; a
-best-effort one loses the whole frame (README "Camera-sized frames and the DDS
+best-effort one loses the whole frame (docs/node.md "Camera-sized frames and the DDS
 transport"). Stale frames are never asked for again either way (keep-last, volatile).
 Outputs default to reliable so that recorders and detectors that ask for reliable match.
 
-Every input subscription and output publisher also takes the standard REP-2003 overrides
-(``qos_overrides./<topic>.subscription.reliability``, ``.depth``, ``.history``, and
-``.publisher.`` for outputs): the node's ``input_*``/``output_*`` parameters give the
+Every input subscription and output publisher also takes ROS 2's QoS overriding options
+(rclpy ``QoSOverridingOptions``; design article "ROS 2 QoS configurability"):
+``qos_overrides./<topic>.subscription.reliability``, ``.depth``, ``.history``, and
+``.publisher.`` for outputs: the node's ``input_*``/``output_*`` parameters give the
 defaults for all cameras, a per-topic override wins. ``auto`` decides once, when the
 subscription is created; an explicit override of its reliability is applied by rclpy at
 that moment, so the override always wins.
@@ -52,10 +53,10 @@ assert set(_RELIABILITY) == set(RELIABILITIES)
 
 #: QoS of /diagnostics, as diagnostic_updater uses it (reliable, keep last 10).
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-#: What a user sees when frames are lost in transport (README section to read).
+#: What a user sees when frames are lost in transport (the docs page to read).
 LOSS_HINT = (
     "frames larger than the publisher's shared-memory segment (512 KiB by default) are lost by best-effort "
-    "subscriptions; see the README section 'Camera-sized frames and the DDS transport'"
+    "subscriptions; see docs/node.md, 'Camera-sized frames and the DDS transport'"
 )
 
 Report = Callable[[str], None]
@@ -104,7 +105,7 @@ def _validate_override(qos: QoSProfile) -> QosCallbackResult:
 
 
 def qos_overrides() -> QoSOverridingOptions:
-    """REP-2003 overrides of history, depth and reliability, validated (pass to create_subscription/publisher)."""
+    """Overrides of history, depth and reliability, validated (pass to create_subscription/publisher)."""
     return QoSOverridingOptions.with_default_policies(callback=_validate_override)
 
 
@@ -141,7 +142,7 @@ def output_event_callbacks(topic: str, report: Report) -> PublisherEventCallback
 def create_output_publisher(
     create: Callable[..., T], node: Any, msg_type: type, topic: str, reliability: str, depth: int, report: Report
 ) -> T:
-    """One output publisher with REP-2003 overrides and an incompatible-subscriber report.
+    """One output publisher with QoS overrides and an incompatible-subscriber report.
 
     ``create`` is ``node.create_publisher`` or ``node.create_lifecycle_publisher``. Each
     publisher gets a profile of its own: rclpy writes the overrides into the profile object
@@ -161,12 +162,12 @@ def create_output_publisher(
 
 
 class InputSubscription:
-    """One input topic: subscribed with adapted or fixed reliability, REP-2003 overrides, losses reported.
+    """One input topic: subscribed with adapted or fixed reliability, QoS overrides, losses reported.
 
     The node creates one per input topic at activation and calls :meth:`poll` from a
     timer until it returns True: with ``auto`` the subscription waits for the first
     publisher (rosbag2 style), otherwise it is created at the first poll. ``topic`` is
-    resolved (namespace, remapping) here: the publisher lookup and the REP-2003 parameter
+    resolved (namespace, remapping) here: the publisher lookup and the ``qos_overrides`` parameter
     names use the resolved name.
     """
 
@@ -258,7 +259,7 @@ class InputSubscription:
         )
 
     def destroy(self) -> None:
-        """Unsubscribe (the REP-2003 parameters stay declared: a later subscription reuses them)."""
+        """Unsubscribe (the ``qos_overrides`` parameters stay declared: a later subscription reuses them)."""
         if self.subscription is not None:
             self.node.destroy_subscription(self.subscription)
             self.subscription = None

@@ -1,6 +1,6 @@
 """Fast DDS transport of the node process: receive camera-sized frames over UDP with large socket buffers.
 
-Why (measured; README "Camera-sized frames and the DDS transport"): Fast DDS splits a
+Why (measured; docs/node.md "Camera-sized frames and the DDS transport"): Fast DDS splits a
 sample into 64 KB fragments. Between processes on one host it sends them through the
 *publisher's* shared-memory segment, 512 KiB by default; when that segment is full the
 publisher recycles fragments a reader has not picked up yet, without blocking. A reliable
@@ -58,7 +58,7 @@ MIN_RECEIVE_BUFFER = 4 * 1024 * 1024
 #: Where Linux publishes the largest socket buffers a process may ask for.
 RMEM_MAX_PATH = Path("/proc/sys/net/core/rmem_max")
 WMEM_MAX_PATH = Path("/proc/sys/net/core/wmem_max")
-#: The sysctl a deployment runs to let the node hold whole camera frames (README).
+#: The sysctl a deployment runs to let the node hold whole camera frames (docs/node.md).
 SYSCTL_HINT = "sudo sysctl -w net.core.rmem_max=33554432 net.core.wmem_max=33554432"
 
 _PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
@@ -207,7 +207,7 @@ def configure_transport(
             False,
             f"DDS transport: Fast DDS defaults, because net.core.rmem_max is {receive_limit} bytes (< "
             f"{MIN_RECEIVE_BUFFER}); frames over ~0.5 MB from best-effort publishers on this host will be lost. "
-            f"Raise the limit ({SYSCTL_HINT}) or have the camera publish reliable (see README)",
+            f"Raise the limit ({SYSCTL_HINT}) or have the camera publish reliable (see docs/node.md)",
             warn=True,
         )
     buffer = min(REQUESTED_BUFFER, receive_limit)

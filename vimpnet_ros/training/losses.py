@@ -8,7 +8,7 @@
 
 Reference weights 1, 0.8, 1.2, 0.5, 0.5. Drops cover a few percent of the pixels, so
 with the reference's plain BCE a small model is best off predicting "no drop"
-everywhere (the shipped weights until issue 15 did exactly that). Three options keep
+everywhere (the previous shipped weights, ``vimpnet_lite_v1``, did exactly that). Three options keep
 the mask term from settling there, each off by default (the reference objective):
 
 - ``mask_pos_weight``: a fixed weight on the BCE of drop pixels;

@@ -7,7 +7,7 @@
 2. Renders the held-out test set (:func:`heldout_source`): procedural road scenes
    of the ``heldout`` preset with the shifted ``heldout`` rain ranges and seed 1000,
    which no training config uses (``--held-out-clean bundled --held-out-rain default``
-   renders the set of the releases before issue 15 instead).
+   renders the set of earlier releases instead).
 3. Evaluates the *shipped file* (not the in-memory model) as the reference tests:
    5-frame clips, temporal stride 1, RGB PSNR/SSIM on uint8, per video then mean;
    plus drop-mask IoU (threshold 0.5) against the rendered masks.

@@ -1,7 +1,7 @@
 """Compiled backend: each step ahead-of-time compiled by AOTInductor per static shape profile, cached on disk.
 
 The eager engine launches thousands of small kernels per frame and the GPU mostly waits
-for them (issue 13: ~6,000 launches per ``vimpnet`` frame). This backend exports each
+for them (~6,000 launches per ``vimpnet`` frame). This backend exports each
 step module of :mod:`vimpnet_ros.engine.steps` for one static shape profile with
 ``torch.export`` (one whole graph: no graph breaks), compiles it with AOTInductor
 (``torch._inductor.aoti_compile_and_package``: Triton kernels on CUDA, C++ on CPU) into

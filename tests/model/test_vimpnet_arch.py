@@ -143,3 +143,27 @@ def test_half_weights_run_on_cpu(lite: VimpNet) -> None:
     assert out.output.dtype == torch.float16
     assert torch.isfinite(out.output).all()
     assert (out.output.float() - reference.output).abs().max() < 0.25
+
+
+def test_gated_residuals_start_open_and_a_closed_gate_returns_the_input() -> None:
+    """The gated lite model: gates start open (sigmoid(3)); closed gates and an empty drop mask pass the input."""
+    torch.manual_seed(0)
+    model = VimpNet(get_config("vimpnet_lite_gated")).eval()
+    assert model.change_gate is not None and VimpNet(get_config("vimpnet_lite")).change_gate is None
+    lqs = torch.rand(1, 3, 3, 32, 32)
+    with torch.no_grad():
+        hidden = model.reconstruction(
+            torch.cat([model.extract_features(lqs)] * 3, dim=2).transpose(1, 2)
+        )  # any hidden volume: the gate head's bias dominates at initialisation
+        gate = torch.sigmoid(model.change_gate(hidden))
+        assert gate.mean().item() == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item(), abs=0.05)
+        model.change_gate[-1].bias.fill_(-60.0)  # closed
+        model.change_gate[-1].weight.zero_()
+        model.drop_head[-1].bias.fill_(-60.0)  # no drop anywhere: stage 2 adds nothing
+        model.drop_head[-1].weight.zero_()
+        out = model(lqs)
+        assert torch.equal(out.stage1, lqs)
+        assert torch.equal(out.output, lqs)
+        flows_b, flows_f = model.compute_flows(lqs)
+        image, _, _ = model.restore_frame(lqs, model.extract_features(lqs), flows_b, flows_f, 1)
+        assert torch.equal(image, lqs[:, 1])

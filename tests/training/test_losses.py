@@ -11,6 +11,7 @@ from vimpnet_ros.training.losses import (
     LossWeights,
     VimpNetLoss,
     charbonnier_loss,
+    identity_loss,
     mask_bce,
     resize_to,
     soft_dice_loss,
@@ -160,3 +161,21 @@ def test_image_l1_keeps_a_slope_where_a_wide_charbonnier_has_none() -> None:
     pred.grad = None
     F.l1_loss(pred, target).backward()
     assert wide < 0.05 * pred.grad.abs().sum().item()
+
+
+def test_identity_term_charges_change_only_where_the_clean_frame_equals_the_input() -> None:
+    lq = torch.rand(1, 2, 3, 8, 8)
+    gt = lq.clone()
+    gt[..., :4] = 1.0 - lq[..., :4]  # left half rained on: the model may change it freely
+    changed = lq.clone()
+    changed[..., :4] = gt[..., :4]  # restores the left half, leaves the right half alone
+    assert identity_loss(changed, changed, lq, gt).item() == 0.0
+    damaged = changed.clone()
+    damaged[..., 4:] += 0.1  # changes the rain-free right half
+    assert identity_loss(damaged, changed, lq, gt).item() == pytest.approx(0.1, abs=1e-5)
+    weights = LossWeights(identity=3.0)
+    targets = {"gt": gt, "drop": gt, "mask": torch.zeros(1, 2, 1, 8, 8), "streak": torch.zeros(1, 2, 1, 8, 8), "lq": lq}
+    probs = torch.full((1, 2, 1, 8, 8), 0.5)
+    _, terms = VimpNetLoss(weights)(damaged, probs, torch.zeros(1, 2, 1, 2, 2), changed, targets)
+    assert terms["identity"].item() == pytest.approx(0.1, abs=1e-5)
+    assert identity_loss(lq, lq, lq, 1.0 - lq).item() == 0.0  # no rain-free pixel: the term says nothing

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.errors import ConfigError, DatasetError
 from vimpnet_ros.training.config import config_from_dict
 from vimpnet_ros.training.trainer import Trainer
 
@@ -63,3 +63,22 @@ def test_online_batches_hold_whole_items(make_config: Any) -> None:
         config_from_dict(_online_config(make_config, Path("unused"), **{"data.batch_size": 3}))
     with pytest.raises(ConfigError, match="clean source"):
         config_from_dict(_online_config(make_config, Path("unused"), **{"data.train": {**ONLINE, "clean": "photos"}}))
+
+
+def test_clear_clips_target_their_input_and_mixed_sources_alternate() -> None:
+    from vimpnet_ros.data.online import OnlineRainDataset, OnlineSpec
+
+    spec = OnlineSpec(
+        num_items=4, num_frames=5, size=(64, 48), clip_length=5, crop_size=32, clips_per_item=2, seed=3,
+        clear_fraction=1.0, clean="mixed",
+    )  # fmt: skip
+    dataset = OnlineRainDataset(spec)
+    item = dataset[0]
+    assert torch.equal(item["gt"], item["lq"]) and torch.equal(item["drop"], item["lq"])
+    assert item["01drop"].sum() == 0 and item["mstreak"].sum() == 0
+    rainy = OnlineRainDataset(OnlineSpec(**{**spec.__dict__, "clear_fraction": 0.0}))[0]
+    assert not torch.equal(rainy["gt"], rainy["lq"])
+    # Items 0-2 are road scenes, item 3 a bundled photograph: different clean clips for the same seed.
+    assert dataset.clean_clip(3).shape == dataset.clean_clip(0).shape
+    with pytest.raises(DatasetError):
+        OnlineSpec(num_items=1, num_frames=5, size=(64, 48), clip_length=5, crop_size=32, clear_fraction=1.5)

@@ -3,14 +3,28 @@
 With ground-truth drop masks (``01drop/``) it also prints PSNR inside and outside the
 mask and the predicted mask's IoU, precision and recall at 0.5.
 
-Example::
+With ``--set`` it renders (once, into ``--sets-dir``) and scores the package's quality
+sets instead: ``heldout`` (heavy, style-shifted rain), ``light`` and ``clean`` (no rain:
+scored by the output's PSNR against the input, which a model that leaves clean frames
+alone keeps high).
+
+Examples::
 
     vimpnet-ros evaluate --checkpoint runs/lite/final.pth --data VRDS/test --output results.json
+    vimpnet-ros evaluate --set heldout --set light --set clean --output sets.json
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from vimpnet_ros.evaluation.vrds_eval import EvaluationResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="our checkpoint, the published MMEditing .pth or a bare state dict (default: the shipped weights)",
     )
     parser.add_argument("--model", help="model config name (needed for foreign checkpoints / the shipped weights)")
-    parser.add_argument("--data", required=True, help="VRDS-layout test folder with lq/ and gt/ (01drop/ optional)")
+    parser.add_argument("--data", help="VRDS-layout test folder with lq/ and gt/ (01drop/ optional)")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="score a quality set instead of --data: heldout, light or clean (repeatable)",
+    )
+    parser.add_argument(
+        "--sets-dir", default="data/quality_sets", help="where the quality sets are rendered once and reused"
+    )
     parser.add_argument("--output", default="results.json", help="where to write the scores (JSON)")
     parser.add_argument("--save-frames", metavar="DIR", help="also write the restored frames as PNG under DIR/<video>/")
     parser.add_argument("--clip-length", type=int, default=5, help="frames per clip (reference: 5)")
@@ -37,21 +62,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the model, evaluate, write JSON, print the summary."""
-    from tqdm import tqdm
+    """Load the model, evaluate the folder or each quality set, write JSON, print the summary."""
+    import json
 
-    from vimpnet_ros.evaluation.metrics import summarize
-    from vimpnet_ros.evaluation.vrds_eval import evaluate_vrds
+    from vimpnet_ros.errors import ConfigError
     from vimpnet_ros.model.checkpoint import load_model, shipped_checkpoint
     from vimpnet_ros.training.distributed import resolve_device
+    from vimpnet_ros.training.ship_weights import quality_set, quality_set_source, set_summary
 
+    if (args.data is None) == (not args.sets):
+        raise ConfigError("give either --data FOLDER or one or more --set NAME")
+    specs = [quality_set(name) for name in args.sets]  # unknown names fail before any work
     model_name = args.model or (None if args.checkpoint else "vimpnet_lite")
     checkpoint = args.checkpoint or shipped_checkpoint(str(model_name))
     device = resolve_device(args.device)
     model = load_model(checkpoint, model_name).to(device)
-    result = evaluate_vrds(
+    if args.data is not None:
+        result = _evaluate(model, args.data, args, device)
+        result.settings["checkpoint"] = str(checkpoint)
+        _print_result(result)
+        print(f"wrote {result.write(args.output)}")
+        return 0
+    from vimpnet_ros.training.data import prepare_source
+
+    sets: dict[str, object] = {}
+    for spec in specs:
+        root = prepare_source(quality_set_source(spec.name, Path(args.sets_dir) / f"{spec.name}_seed{spec.seed}"))
+        result = _evaluate(model, root, args, device)
+        print(f"[{spec.name}] {spec.description}")
+        _print_result(result)
+        sets[spec.name] = {"summary": set_summary(spec, result.to_dict()), **result.to_dict()}
+    path = Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {"checkpoint": str(checkpoint), "sets": sets}
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
+def _evaluate(model: nn.Module, data: str | Path, args: argparse.Namespace, device: torch.device) -> EvaluationResult:
+    """One folder through :func:`~vimpnet_ros.evaluation.vrds_eval.evaluate_vrds` with the CLI's options."""
+    from tqdm import tqdm
+
+    from vimpnet_ros.evaluation.vrds_eval import evaluate_vrds
+
+    return evaluate_vrds(
         model,
-        args.data,
+        data,
         clip_length=args.clip_length,
         stride=args.stride,
         device=device,
@@ -61,8 +118,12 @@ def run(args: argparse.Namespace) -> int:
         save_frames=args.save_frames,
         progress=lambda videos: iter(tqdm(videos, desc="evaluate", unit="video")),
     )
-    result.settings["checkpoint"] = str(checkpoint)
-    path = result.write(args.output)
+
+
+def _print_result(result: EvaluationResult) -> None:
+    """The summary lines of one evaluation."""
+    from vimpnet_ros.evaluation.metrics import summarize
+
     print(f"restored: {summarize(result.restored)}   rainy input: {summarize(result.rainy_input)}")
     gain = result.gain
     if "psnr_in_mask" in gain:
@@ -76,5 +137,4 @@ def run(args: argparse.Namespace) -> int:
             f"drop mask at {mask['threshold']}: IoU {mask['iou']:.3f}, precision {mask['precision']:.3f}, "
             f"recall {mask['recall']:.3f}"
         )
-    print(f"wrote {path}")
-    return 0
+    print(f"output against input: PSNR {result.output_vs_input['psnr']:.2f} dB")

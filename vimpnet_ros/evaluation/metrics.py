@@ -52,6 +52,17 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     return _psnr_of_values(a, b, data_range)
 
 
+#: PSNR of identical images is infinite; where a mean over frames must stay finite (how much a model changes a
+#: frame it should leave alone), each frame's PSNR is capped here. 100 dB: one value in about 150,000 off by one
+#: grey level.
+MAX_PSNR_DB = 100.0
+
+
+def capped_psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
+    """:func:`psnr`, at most :data:`MAX_PSNR_DB` (identical images score the cap, not inf)."""
+    return min(psnr(a, b, data_range), MAX_PSNR_DB)
+
+
 def _psnr_of_values(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     """PSNR of two equally shaped arrays of any rank (inf when equal)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))

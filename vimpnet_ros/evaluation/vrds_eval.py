@@ -33,7 +33,15 @@ from torch import Tensor, nn
 
 from vimpnet_ros.data.layout import TEST_STREAMS, VideoEntry, frame_name, read_frame, scan_vrds, write_png
 from vimpnet_ros.errors import ConfigError, InputError
-from vimpnet_ros.evaluation.metrics import MASK_THRESHOLD, MaskCounts, VideoScores, aggregate, mask_confusion, to_uint8
+from vimpnet_ros.evaluation.metrics import (
+    MASK_THRESHOLD,
+    MaskCounts,
+    VideoScores,
+    aggregate,
+    capped_psnr,
+    mask_confusion,
+    to_uint8,
+)
 
 
 @dataclass
@@ -134,7 +142,10 @@ class EvaluationResult:
     ``restored`` / ``rainy_input``: :func:`aggregate` dicts (``psnr_in_mask`` and
     ``psnr_outside_mask`` too when the set has drop masks); ``drop_mask``: the mask's
     precision / recall / iou / f1 at ``threshold`` (None without masks);
-    :attr:`drop_mask_iou` repeats its IoU for older readers.
+    :attr:`drop_mask_iou` repeats its IoU for older readers. ``output_vs_input``: PSNR of
+    the restored frames against the rainy input (per frame, capped at
+    :data:`~vimpnet_ros.evaluation.metrics.MAX_PSNR_DB`, then per video, then over videos):
+    on a set without rain it measures how much the model changes what it should leave alone.
     """
 
     restored: dict[str, float]
@@ -142,6 +153,7 @@ class EvaluationResult:
     videos: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     drop_mask: dict[str, float] | None = None
+    output_vs_input: dict[str, float] = field(default_factory=dict)
 
     @property
     def drop_mask_iou(self) -> float | None:
@@ -166,6 +178,7 @@ class EvaluationResult:
                 "gain": self.gain,
                 "drop_mask_iou": self.drop_mask_iou,
                 "drop_mask": self.drop_mask,
+                "output_vs_input": self.output_vs_input,
                 "settings": self.settings,
                 "videos": self.videos,
             }
@@ -218,6 +231,7 @@ def evaluate_vrds(
     model.eval()
     restored_scores: list[VideoScores] = []
     input_scores: list[VideoScores] = []
+    change_psnr: list[float] = []
     per_video: list[dict[str, Any]] = []
     counts = MaskCounts()
     started = time.perf_counter()
@@ -238,6 +252,8 @@ def evaluate_vrds(
                 inp.add(lq_u8[i], gt[i], mask=frame_mask)
             restored_scores.append(rest)
             input_scores.append(inp)
+            change = float(np.mean([capped_psnr(output[i], lq_u8[i]) for i in range(len(gt))]))
+            change_psnr.append(change)
             entry: dict[str, Any] = {
                 "video": video.name,
                 "frames": len(gt),
@@ -245,6 +261,7 @@ def evaluate_vrds(
                 "ssim": rest.mean_ssim,
                 "input_psnr": inp.mean_psnr,
                 "input_ssim": inp.mean_ssim,
+                "output_vs_input_psnr": change,
             }
             if target is not None:
                 video_counts = mask_confusion(result.drop_mask, target, MASK_THRESHOLD)
@@ -269,6 +286,7 @@ def evaluate_vrds(
         rainy_input=aggregate(input_scores),
         videos=per_video,
         drop_mask={**counts.scores(), "threshold": MASK_THRESHOLD} if with_masks else None,
+        output_vs_input={"psnr": float(np.mean(change_psnr)) if change_psnr else math.nan},
         settings={
             "data": str(root),
             "clip_length": clip_length,

@@ -22,18 +22,51 @@ import json
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import vimpnet_ros
+from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.training.checkpoints import save_model
 
 WEIGHTS_DIR = Path(vimpnet_ros.__file__).resolve().parent / "weights"
 HELD_OUT_SEED = 1000
 #: The held-out test set: 8 road videos of 12 frames at 192x128, held-out scene and rain presets.
 HELD_OUT_VIDEOS, HELD_OUT_FRAMES, HELD_OUT_SIZE = 8, 12, (192, 128)
+
+
+@dataclass(frozen=True)
+class QualitySet:
+    """A named test set no training run sees: road scenes of the ``heldout`` style with the ``rain`` preset.
+
+    ``no_rain`` sets are scored by how little the model changes its input (``output_vs_input``), rain sets by
+    the PSNR gain against the clean frames, inside and outside the drops, and the drop mask's IoU.
+    """
+
+    name: str
+    description: str
+    rain: str
+    seed: int
+    no_rain: bool = False
+
+
+#: The test sets of the model card and the floor test, each rendered with a seed no training config uses.
+QUALITY_SETS: dict[str, QualitySet] = {
+    "heldout": QualitySet("heldout", "heavy rain, shifted ranges (rain_heldout.yaml)", "heldout", HELD_OUT_SEED),
+    "light": QualitySet("light", "light rain, mostly streak-free (rain_light.yaml)", "light", 1001),
+    "clean": QualitySet("clean", "no rain: camera noise and JPEG only (rain_none.yaml)", "none", 1002, no_rain=True),
+}
+
+
+def quality_set(name: str) -> QualitySet:
+    """The registered quality set ``name``; a ConfigError lists the valid names."""
+    try:
+        return QUALITY_SETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown quality set {name!r}; choose one of {sorted(QUALITY_SETS)}") from None
 
 
 def heldout_source(
@@ -45,11 +78,11 @@ def heldout_source(
     clean: str = "road",
     rain: str | None = "heldout",
 ) -> Any:
-    """The :class:`~vimpnet_ros.training.config.DataSource` of the held-out test set (rendered into ``root``).
+    """The :class:`~vimpnet_ros.training.config.DataSource` of a held-out test set (rendered into ``root``).
 
     Road scenes use the ``heldout`` scene preset (more dusk and night, wider lenses,
-    denser traffic) and ``rain`` the shifted ``heldout`` rain ranges; the seed is one
-    no training config uses, so scores on it measure generalisation.
+    denser traffic) and ``rain`` the shifted ``heldout`` rain ranges by default; the seed is
+    one no training config uses, so scores on it measure generalisation.
     """
     from vimpnet_ros.training.config import DataSource
 
@@ -66,6 +99,14 @@ def heldout_source(
     )
 
 
+def quality_set_source(
+    name: str, root: str | Path, videos: int = HELD_OUT_VIDEOS, frames: int = HELD_OUT_FRAMES
+) -> Any:
+    """The DataSource of test set ``name`` (see :data:`QUALITY_SETS`), rendered into ``root``."""
+    spec = quality_set(name)
+    return heldout_source(root, videos, frames, seed=spec.seed, rain=spec.rain)
+
+
 def render_held_out(
     root: Path,
     videos: int,
@@ -79,6 +120,19 @@ def render_held_out(
     from vimpnet_ros.training.data import prepare_source
 
     return prepare_source(heldout_source(root, videos, frames, size, seed, clean, rain))
+
+
+def set_summary(spec: QualitySet, scores: dict[str, Any]) -> dict[str, Any]:
+    """The model card's figures of one test set from an evaluate result dict."""
+    summary: dict[str, Any] = {"description": spec.description, "seed": spec.seed}
+    summary["output_vs_input_psnr"] = scores["output_vs_input"]["psnr"]
+    if not spec.no_rain:
+        summary["psnr_input"] = scores["rainy_input"]["psnr"]
+        summary["psnr_restored"] = scores["restored"]["psnr"]
+        for key in ("psnr", "psnr_in_mask", "psnr_outside_mask"):
+            summary[f"gain_{key}"] = scores["gain"].get(key)
+        summary["drop_mask_iou"] = scores["drop_mask_iou"]
+    return summary
 
 
 def measure(
@@ -123,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     config_names = args.config or ["vimpnet_lite_synthetic", "vimpnet_lite_synthetic_finetune"]
     train_configs = [load_train_config(name) for name in config_names]
     used_seeds = {c.data.train.seed for c in train_configs} | {c.data.val.seed for c in train_configs if c.data.val}
-    if args.seed in used_seeds:
-        print(f"held-out seed {args.seed} was used by {config_names}; pick another", file=sys.stderr)
+    clash = used_seeds & {args.seed, *(spec.seed for spec in QUALITY_SETS.values())}
+    if clash:
+        print(f"test-set seed(s) {sorted(clash)} were used by {config_names}; pick others", file=sys.stderr)
         return 2
     model = load_model(args.checkpoint, args.model)
     target = args.output_dir / f"{args.model}.pth"
@@ -136,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         args.held_out_rain,
     )  # fmt: skip
     scores = measure(target, args.model, data)
+    sets: dict[str, Any] = {"heldout": set_summary(QUALITY_SETS["heldout"], scores)}
+    for name in ("light", "clean"):
+        spec = QUALITY_SETS[name]
+        folder = args.held_out.parent / f"{args.held_out.name}_{name}_seed{spec.seed}"
+        rendered = render_held_out(folder, args.held_out_videos, args.held_out_frames, size, spec.seed, rain=spec.rain)
+        sets[name] = set_summary(spec, measure(target, args.model, rendered))
     record = {
         "model": args.model,
         "file": target.name,
@@ -160,12 +221,16 @@ def main(argv: list[str] | None = None) -> int:
             "source": f"{args.held_out_clean} clean clips (scene preset heldout for road), rain {args.held_out_rain}",
             "evaluation_seconds": round(time.perf_counter() - started, 1),
         },
-        "scores": {k: scores[k] for k in ("restored", "rainy_input", "gain", "drop_mask_iou", "drop_mask", "settings")},
+        "scores": {
+            k: scores[k]
+            for k in ("restored", "rainy_input", "gain", "drop_mask_iou", "drop_mask", "output_vs_input", "settings")
+        },
+        "test_sets": sets,
         "per_video": scores["videos"],
     }
     json_path = args.output_dir / f"{args.model}.json"
     json_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(record["scores"], indent=2))
+    print(json.dumps(record["test_sets"], indent=2))
     print(f"wrote {target} and {json_path}")
     return 0
 

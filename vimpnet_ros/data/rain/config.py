@@ -116,12 +116,14 @@ class RainConfig:
 
 #: The sections of a rain config and their dataclasses.
 _SECTIONS: dict[str, type[Any]] = {"streaks": StreakConfig, "drops": DropConfig, "sensor": SensorConfig}
-#: Rain configs shipped in the package, by name: the training default and the held-out test set's shifted ranges.
+#: Rain configs shipped in the package, by name: the training default, the held-out test set's shifted ranges,
+#: light rain, wide drops (training) and none (the clean test set).
 PRESETS: dict[str, str] = {
     "default": "rain_default.yaml",
     "heldout": "rain_heldout.yaml",
     "light": "rain_light.yaml",
     "wide": "rain_wide.yaml",
+    "none": "rain_none.yaml",
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vimpnet_ros.cli.arguments import add_node_settings_arguments, node_settings, topic_pairs
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Input bag, topics, node parameters, outputs."""
@@ -30,21 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-output-bag", action="store_true", help="write only the report")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output bag storage")
     parser.add_argument("--no-copy-input", action="store_true", help="leave the input topics out of the output bag")
-    parser.add_argument(
-        "--params-file",
-        type=Path,
-        default=None,
-        help="the node's params YAML (default: the package's config/vimpnet.yaml)",
-    )
-    parser.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME:=VALUE",
-        help="override a node parameter, e.g. -p backend:=onnxruntime (repeatable)",
-    )
-    parser.add_argument("--checkpoint", default=None, help="shortcut for -p checkpoint:=PATH")
+    add_node_settings_arguments(parser)
     parser.add_argument(
         "--gt",
         action="append",
@@ -83,12 +71,8 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate; print a short summary; exit 2 with one line on bad input."""
     from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag
     from vimpnet_ros.evaluation.report import REPORT_MD
-    from vimpnet_ros.pipeline.settings import load_node_settings, parse_param_overrides
 
-    overrides = parse_param_overrides(args.param)
-    if args.checkpoint is not None:
-        overrides["checkpoint"] = args.checkpoint
-    settings = load_node_settings(args.params_file, overrides)
+    settings = node_settings(args)
     if args.recording is not None:
         return _run_live(args, settings)
     output_bag = None if args.no_output_bag else (args.output_bag or args.report / "output_bag")
@@ -109,19 +93,6 @@ def run(args: argparse.Namespace) -> int:
     print(summary_lines(report.to_dict()))
     print(f"report: {args.report / REPORT_MD}" + (f"  output bag: {output_bag}" if output_bag else ""))
     return 0
-
-
-def topic_pairs(items: list[str], option: str) -> dict[str, str]:
-    """``["/cam/image_raw=/cam/clean"]`` -> ``{"/cam/image_raw": "/cam/clean"}``; ConfigError for anything else."""
-    from vimpnet_ros.errors import ConfigError
-
-    pairs = {}
-    for item in items:
-        topic, sep, gt = item.partition("=")
-        if not sep or not topic.startswith("/") or not gt.startswith("/"):
-            raise ConfigError(f"{option} {item!r} must look like /camera/topic=/ground/truth/topic")
-        pairs[topic] = gt
-    return pairs
 
 
 def summary_lines(report: dict) -> str:

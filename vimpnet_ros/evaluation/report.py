@@ -102,12 +102,16 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{_fmt(latency.get('max'), 1)} | {_fmt(inference.get('p50'), 1)} | {_fmt(topic.get('throughput_fps'))} "
             f"| {_fmt(topic.get('output_rate_hz'))} | {_fmt(topic.get('rate_fraction'), 3)} |"
         )
-    lines += ["", "## Quality against ground truth", ""]
-    lines.append(
-        "| topic | PSNR in | PSNR out | gain [dB] | SSIM in | SSIM out | in drops: gain [dB] | elsewhere: gain [dB] |"
-    )
-    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for topic in report["topics"]:
+    # Quality and mask tables list the topics scored against ground truth, and are left out when none is.
+    scored = [t for t in report["topics"] if (t.get("quality") or {}).get("psnr_out") is not None]
+    if scored:
+        lines += ["", "## Quality against ground truth", ""]
+        lines.append(
+            "| topic | PSNR in | PSNR out | gain [dB] | SSIM in | SSIM out | in drops: gain [dB] "
+            "| elsewhere: gain [dB] |"
+        )
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for topic in scored:
         q = topic.get("quality") or {}
         lines.append(
             f"| `{topic['topic']}` | {_fmt(q.get('psnr_in'))} | {_fmt(q.get('psnr_out'))} | {_fmt(q.get('psnr_gain'))} "
@@ -115,10 +119,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{_fmt(q.get('psnr_drop_out'))}: {_fmt(q.get('psnr_drop_gain'))} | {_fmt(q.get('psnr_clear_in'))} -> "
             f"{_fmt(q.get('psnr_clear_out'))}: {_fmt(q.get('psnr_clear_gain'))} |"
         )
-    lines += ["", "## Raindrop mask (published threshold 0.5; pixels summed over the topic)", ""]
-    lines.append("| topic | precision | recall | IoU | F1 | drops in GT | predicted | mean coverage |")
-    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for topic in report["topics"]:
+    masked = [t for t in report["topics"] if (t.get("quality") or {}).get("mask_iou") is not None]
+    if masked:
+        lines += ["", "## Raindrop mask (published threshold 0.5; pixels summed over the topic)", ""]
+        lines.append("| topic | precision | recall | IoU | F1 | drops in GT | predicted | mean coverage |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for topic in masked:
         q = topic.get("quality") or {}
         lines.append(
             f"| `{topic['topic']}` | {_fmt(q.get('mask_precision'), 3)} | {_fmt(q.get('mask_recall'), 3)} "

@@ -485,7 +485,7 @@ def test_out_of_memory_reloads_with_tiling_and_keeps_publishing(ros_context: Any
 
         def batch(i: int) -> Batch:
             msg = image_msg(make_rgb(i), "rgb8", BASE_STAMP + i * PERIOD_NS)
-            source = camera.pipeline.source(decode_image(msg, DecodeLimits()), msg.header, core.settings)
+            source = camera.pipeline.source(decode_image(msg, DecodeLimits()), msg.header, core.settings.inputs)
             return Batch("", [source])
 
         core._turn([batch(0)])

@@ -37,7 +37,7 @@ def _settings(**values: Any) -> NodeSettings:
 
 
 def _camera(model: VimpNet, settings: NodeSettings, name: str = "") -> tuple[InferenceEngine, CameraPipeline, Reports]:
-    engine = InferenceEngine(settings.engine_config(), environment=CPU_ENV).load(model)
+    engine = InferenceEngine(settings.engine, environment=CPU_ENV).load(model)
     reports = Reports()
     return engine, CameraPipeline(name, engine.open_stream(name or "camera"), reports), reports
 
@@ -61,7 +61,7 @@ def _source(
     camera: CameraPipeline, settings: NodeSettings, pixels: np.ndarray, encoding: str, stamp: int
 ) -> SourceFrame:
     msg = _message(pixels, encoding, stamp)
-    return camera.source(decode_image(msg, DecodeLimits()), msg.header, settings)
+    return camera.source(decode_image(msg, DecodeLimits()), msg.header, settings.inputs)
 
 
 def test_restored_frames_keep_encoding_header_and_counters(lite_model: VimpNet) -> None:
@@ -183,7 +183,7 @@ def test_gating_and_disabled_pass_frames_through(lite_model: VimpNet) -> None:
 
 def test_two_cameras_in_one_turn_and_center_flush(lite_model: VimpNet) -> None:
     settings = _settings(output_frame="center")
-    engine = InferenceEngine(settings.engine_config(), environment=CPU_ENV).load(lite_model)
+    engine = InferenceEngine(settings.engine, environment=CPU_ENV).load(lite_model)
     cameras = [CameraPipeline(n, engine.open_stream(n), Reports()) for n in ("front", "rear")]
     stamps: dict[str, list[int]] = {"front": [], "rear": []}
     for k, frame in enumerate(moving_frames(3, 16, 16)):

@@ -10,6 +10,7 @@ import pytest
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.pipeline.settings import (
     PARAMETERS,
+    SECTIONS,
     NodeSettings,
     default_values,
     load_node_settings,
@@ -25,15 +26,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_defaults_are_valid_and_map_to_engine_config() -> None:
     settings = validate_settings({})
-    assert settings.window_size == 5 and settings.camera_namespaces == [""]
-    config = settings.engine_config()
+    assert settings.engine.window_size == 5 and settings.topics.camera_namespaces == [""]
+    config = settings.engine
     assert config.checkpoint is None and config.inference_size is None and config.engine_cache_dir is None
     assert config.max_inference_pixels == 1920 * 1080 and config.oversize_policy == "resize"
 
 
 def test_settings_fields_are_the_table() -> None:
-    """NodeSettings has exactly one field per table entry, in table order."""
-    assert [f.name for f in dataclasses.fields(NodeSettings)] == [spec.name for spec in PARAMETERS]
+    """NodeSettings has one record per section, and its values are the table's entries, in table order."""
+    assert [f.name for f in dataclasses.fields(NodeSettings)] == [section.key for section in SECTIONS]
+    assert list(validate_settings({}).values()) == [spec.name for spec in PARAMETERS]
+    assert validate_settings({}).values() == default_values()
 
 
 def test_generated_files_are_up_to_date() -> None:
@@ -47,7 +50,11 @@ def test_params_files_and_overrides(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("vimpnet:\n  ros__parameters:\n    window_size: 3\n    cameras: [front]\n")
     settings = load_node_settings(path, parse_param_overrides(["mask_threshold:=0.5", "backend:=torch"]))
-    assert (settings.window_size, settings.cameras, settings.mask_threshold) == (3, ["front"], 0.5)
+    assert (settings.engine.window_size, settings.topics.cameras, settings.outputs.mask_threshold) == (
+        3,
+        ["front"],
+        0.5,
+    )
     with pytest.raises(ConfigError, match="name:=value"):
         parse_param_overrides(["window_size=3"])
     path.write_text("other:\n  ros__parameters: {}\nmore:\n  ros__parameters: {}\n")
@@ -56,9 +63,9 @@ def test_params_files_and_overrides(tmp_path: Path) -> None:
 
 
 def test_latency_budget_follows_the_device_unless_set() -> None:
-    assert validate_settings({}).latency_budget_for("cuda:0") == (100.0, "auto for cuda")
-    assert validate_settings({}).latency_budget_for("cpu") == (5000.0, "auto for cpu")
-    assert validate_settings({"latency_budget_ms": 80.0}).latency_budget_for("cpu")[0] == 80.0
+    assert validate_settings({}).diagnostics.latency_budget_for("cuda:0") == (100.0, "auto for cuda")
+    assert validate_settings({}).diagnostics.latency_budget_for("cpu") == (5000.0, "auto for cpu")
+    assert validate_settings({"latency_budget_ms": 80.0}).diagnostics.latency_budget_for("cpu")[0] == 80.0
 
 
 def test_every_parameter_has_a_description_and_a_default_of_its_type() -> None:
@@ -99,9 +106,9 @@ def test_invalid_values_are_rejected_with_the_parameter_named(changes: dict[str,
 
 def test_replace_validates_runtime_changes() -> None:
     settings = validate_settings({"cameras": ["front", "/rear"]})
-    assert settings.camera_namespaces == ["front", "/rear"]
+    assert settings.topics.camera_namespaces == ["front", "/rear"]
     changed = settings.replace(mask_threshold=0.25, jpeg_quality=50)
-    assert (changed.mask_threshold, changed.jpeg_quality) == (0.25, 50)
+    assert (changed.outputs.mask_threshold, changed.outputs.jpeg_quality) == (0.25, 50)
     with pytest.raises(ConfigError):
         settings.replace(gating_frames=0)
 

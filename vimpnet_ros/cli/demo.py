@@ -23,10 +23,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vimpnet_ros.cli.arguments import size_type
 from vimpnet_ros.errors import VimpnetError
+
+if TYPE_CHECKING:
+    from vimpnet_ros.engine import EngineConfig
 
 LOGGER = logging.getLogger(__name__)
 NAMESPACE = "/camera"
@@ -111,14 +114,14 @@ def _node_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
-def _check_weights(settings: Any) -> None:
+def _check_weights(engine: EngineConfig) -> None:
     """Fail before starting anything when the node would find no weights."""
     from vimpnet_ros.errors import CheckpointError
     from vimpnet_ros.model.checkpoint import shipped_checkpoint
 
-    path = Path(settings.checkpoint) if settings.checkpoint else shipped_checkpoint(settings.model)
+    path = Path(engine.checkpoint) if engine.checkpoint else shipped_checkpoint(engine.model)
     if not path.is_file():
-        what = "checkpoint" if settings.checkpoint else f"shipped weights for {settings.model}"
+        what = "checkpoint" if engine.checkpoint else f"shipped weights for {engine.model}"
         raise CheckpointError(
             f"{what} not found at {path}; pass --checkpoint PATH (e.g. one written by vimpnet-ros train)"
         )
@@ -155,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
         overrides["checkpoint"] = str(args.checkpoint)
     settings = load_node_settings(args.params_file, overrides)  # fails here, not in the node, on bad params
-    _check_weights(settings)
+    _check_weights(settings.engine)
     config = _sample_config(args)
     bag = output / "sample_bag"
     _ensure_sample_bag(bag, config)

@@ -51,7 +51,7 @@ from vimpnet_ros.pipeline.camera import (
 )
 from vimpnet_ros.pipeline.decode import DecodedFrame, decode_compressed, decode_image
 from vimpnet_ros.pipeline.outputs import FrameOutputs, Plane, Processing, to_rgb8
-from vimpnet_ros.pipeline.settings import NodeSettings
+from vimpnet_ros.pipeline.settings import InputSettings, NodeSettings
 from vimpnet_ros.pipeline.topics import DERIVED_MARKERS, CameraTopics, camera_namespace
 
 LOGGER = logging.getLogger(__name__)
@@ -136,9 +136,9 @@ def mono_plane(msg: Any) -> np.ndarray:
     return data.reshape(height, step)[:, :width]
 
 
-def decode_rgb8(msg: Any, msgtype: str, settings: NodeSettings) -> np.ndarray:
+def decode_rgb8(msg: Any, msgtype: str, inputs: InputSettings) -> np.ndarray:
     """Any camera or ground-truth image message -> (h, w, 3) uint8 RGB, through the node's decoder and limits."""
-    limits = settings.decode_limits
+    limits = inputs.decode_limits
     frame = decode_compressed(msg, limits) if msgtype == COMPRESSED_TYPE else decode_image(msg, limits)
     return to_rgb8(frame.rgb, frame.white_level)
 
@@ -352,7 +352,7 @@ class _Evaluation:
         position = state.position
         if position == segment.start:  # RainStatus counts from the segment's first frame
             state.camera.counters = CameraCounters()
-        lag = self.settings.window_size // 2 if self.settings.output_frame == "center" else 0
+        lag = self.settings.engine.delay_frames
         if position < segment.end + lag:
             self._frame(state, message)
             if segment.holds(position):
@@ -369,7 +369,7 @@ class _Evaluation:
         msg = self.reader.deserialize(message)
         try:
             if key == "image":
-                state.gt_images[header_stamp_ns(msg.header)] = decode_rgb8(msg, message.msgtype, self.settings)
+                state.gt_images[header_stamp_ns(msg.header)] = decode_rgb8(msg, message.msgtype, self.settings.inputs)
             else:
                 state.gt_masks[header_stamp_ns(msg.header)] = mono_plane(msg) >= 128
         except InputError as error:
@@ -385,11 +385,13 @@ class _Evaluation:
         started = time.perf_counter()
         msg = self.reader.deserialize(message)
         try:
-            limits = self.settings.decode_limits
+            limits = self.settings.inputs.decode_limits
             decoded: DecodedFrame = (
                 decode_compressed(msg, limits) if message.msgtype == COMPRESSED_TYPE else decode_image(msg, limits)
             )
-            source = state.camera.source(decoded, msg.header, self.settings, BagFrame(message.timestamp, position))
+            source = state.camera.source(
+                decoded, msg.header, self.settings.inputs, BagFrame(message.timestamp, position)
+            )
         except InputError as error:
             state.camera.count_bad_input(error)
             state.report.bad_frames += counted
@@ -495,7 +497,7 @@ class _Evaluation:
             source_bag=str(bag),
             output_bag=str(self.options.output_bag) if self.options.output_bag is not None else None,
             topics=[s.report for s in self.states.values()],
-            settings=asdict(self.settings),
+            settings=self.settings.values(),
             backend=self.engine.backend_name,
             precision=self.engine.precision_name,
             wall_s=time.monotonic() - started,
@@ -563,7 +565,7 @@ def run_bag_eval(
         if engine is None:
             from vimpnet_ros.engine import InferenceEngine
 
-            engine = InferenceEngine(settings.engine_config()).load()
+            engine = InferenceEngine(settings.engine).load()
         writer = None
         if options.output_bag is not None:
             writer = BagWriter(
@@ -654,7 +656,7 @@ def evaluate_recording(
                 continue  # not from this replay
             entry = outputs.setdefault(source_stamp, {"published": published})
             if message.topic == topics["image"]:
-                entry["image"] = decode_rgb8(msg, message.msgtype, settings)
+                entry["image"] = decode_rgb8(msg, message.msgtype, settings.inputs)
                 entry["received"] = message.timestamp
             elif message.topic == topics["mask"]:
                 entry["mask"] = np.ascontiguousarray(mono_plane(msg))
@@ -678,7 +680,7 @@ def evaluate_recording(
                 continue
             key = "rainy" if message.topic == run.input_topic else gt_by_key[message.topic]
             if key in ("rainy", "image"):
-                frames.setdefault(stamp, {})[key] = decode_rgb8(msg, message.msgtype, settings)
+                frames.setdefault(stamp, {})[key] = decode_rgb8(msg, message.msgtype, settings.inputs)
             elif key == "drop_mask":
                 frames.setdefault(stamp, {})[key] = mono_plane(msg) >= 128
     latencies, inference = [], []
@@ -725,7 +727,7 @@ def evaluate_recording(
         source_bag=str(source_bag),
         output_bag=str(recorded_bag),
         topics=[state],
-        settings=asdict(settings),
+        settings=settings.values(),
         backend=backend,
         precision=precision,
         wall_s=run.wall_s or time.monotonic() - started,

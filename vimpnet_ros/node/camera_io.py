@@ -21,7 +21,7 @@ from vimpnet_ros.node.messages import camera_info_with_header, compressed_messag
 from vimpnet_ros.node.qos import InputSubscription
 from vimpnet_ros.pipeline.camera import CameraPipeline, header_stamp_ns
 from vimpnet_ros.pipeline.outputs import FrameOutputs, Processing
-from vimpnet_ros.pipeline.settings import NodeSettings
+from vimpnet_ros.pipeline.settings import OutputSettings
 from vimpnet_ros.pipeline.topics import CameraTopics
 
 #: CameraInfo messages kept per camera to find the one matching a frame's stamp.
@@ -95,7 +95,7 @@ class CameraIO:
                     return info
             return self._infos[-1] if self._infos else None
 
-    def publish(self, outputs: FrameOutputs, settings: NodeSettings, status_type: type) -> None:
+    def publish(self, outputs: FrameOutputs, settings: OutputSettings, status_type: type) -> None:
         """Publish one frame's outputs as the parameters ask, then its RainStatus."""
         header: Any = outputs.meta.header
         pubs = self.publishers

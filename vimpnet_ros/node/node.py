@@ -111,7 +111,7 @@ class DerainCore:
 
     def report(self, camera: str, kind: str, text: str, error: bool = False) -> None:
         """The pipelines' problem reports, throttled per camera and kind."""
-        period = self.params.settings.log_throttle_s if self.params.settings else 0.0
+        period = self.params.settings.diagnostics.log_throttle_s if self.params.settings else 0.0
         self.throttle.warn(f"{camera}:{kind}", text, period, error)
 
     # ----- lifecycle ------------------------------------------------------------------------
@@ -129,16 +129,16 @@ class DerainCore:
         from vimpnet_ros.engine import InferenceEngine
 
         self.status_type = RainStatus
-        engine = InferenceEngine(settings.engine_config())
+        engine = InferenceEngine(settings.engine)
         started = time.monotonic()
         try:
             engine.load()
         except VimpnetError:
             raise
         except Exception as error:  # a backend's own exception: still one clear line and a non-zero exit
-            source = settings.checkpoint or "the shipped weights"
+            source = settings.engine.checkpoint or "the shipped weights"
             raise EngineError(
-                f"loading model {settings.model!r} from {source} failed: {type(error).__name__}: {error}"
+                f"loading model {settings.engine.model!r} from {source} failed: {type(error).__name__}: {error}"
             ) from error
         self.engine = engine
 
@@ -149,27 +149,29 @@ class DerainCore:
                 self.node,
                 msg_type,
                 topic,
-                settings.output_reliability,
-                settings.output_depth,
+                settings.topics.output_reliability,
+                settings.topics.output_depth,
                 lambda text: self.report("outputs", "qos", text),
             )
 
-        for namespace in settings.camera_namespaces:
+        for namespace in settings.topics.camera_namespaces:
             topics = CameraTopics.for_camera(namespace)
             pipeline = CameraPipeline(
                 namespace.strip("/"), engine.open_stream(namespace.strip("/") or "camera"), self.report
             )
-            publishers = CameraPublishers.create(output, topics, RainStatus, settings.use_camera_info)
+            publishers = CameraPublishers.create(output, topics, RainStatus, settings.topics.use_camera_info)
             self.cameras[pipeline.name] = CameraIO(topics, pipeline, publishers)
         self._diagnostics = self.node.create_publisher(_diagnostic_array_type(), "/diagnostics", DIAGNOSTICS_QOS)
-        self._diagnostics_timer = self.node.create_timer(settings.diagnostics_period_s, self.publish_diagnostics)
+        self._diagnostics_timer = self.node.create_timer(
+            settings.diagnostics.diagnostics_period_s, self.publish_diagnostics
+        )
         self._enable_service = self.node.create_service(SetBool, "~/set_enabled", self._set_enabled)
         labels = ", ".join(c.pipeline.label for c in self.cameras.values())
         self.logger.info(
-            f"loaded {settings.model} ({settings.checkpoint or 'shipped weights'}) in "
+            f"loaded {settings.engine.model} ({settings.engine.checkpoint or 'shipped weights'}) in "
             f"{time.monotonic() - started:.1f} s on {engine.backend_name}/{engine.precision_name} ({engine.device}), "
-            f"shared by {len(self.cameras)} camera(s): {labels}; input {settings.input_transport}, window "
-            f"{settings.window_size}, output frame {settings.output_frame}"
+            f"shared by {len(self.cameras)} camera(s): {labels}; input {settings.topics.input_transport}, window "
+            f"{settings.engine.window_size}, output frame {settings.engine.output_frame}"
         )
 
     def activate(self) -> None:
@@ -178,11 +180,11 @@ class DerainCore:
         With ``input_reliability: auto`` an input is subscribed once its first publisher appears
         (a timer looks every ``INPUT_POLL_S``); a bad ``qos_overrides`` parameter is a ConfigError.
         """
-        settings = self.settings
+        topics = self.settings.topics
         for camera in self.cameras.values():
             camera.pipeline.gate.reset()
             base = self.node.resolve_topic_name(camera.topics.image)
-            compressed = settings.input_transport == "compressed"
+            compressed = topics.input_transport == "compressed"
             topic = transport_topic(base, "compressed") if compressed else base
             inputs = [
                 (
@@ -191,7 +193,7 @@ class DerainCore:
                     lambda m, c=camera, z=compressed: self._on_message(c, m, compressed=z),
                 )
             ]
-            if settings.use_camera_info:
+            if topics.use_camera_info:
                 inputs.append((CameraInfo, camera.topics.camera_info, camera.remember_info))
             camera.inputs = [
                 InputSubscription(
@@ -199,13 +201,13 @@ class DerainCore:
                     msg_type,
                     name,
                     callback,
-                    settings.input_reliability,
-                    settings.input_depth,
+                    topics.input_reliability,
+                    topics.input_depth,
                     lambda text, c=camera: self.report(c.name, "transport", text),
                 )
                 for msg_type, name, callback in inputs
             ]
-        self.worker = InferenceWorker(list(self.cameras), settings.window_size, self._turn)
+        self.worker = InferenceWorker(list(self.cameras), self.settings.engine.window_size, self._turn)
         self.worker.start()
         self.active = True
         if self._poll_inputs():  # fixed reliabilities subscribe now; auto ones wait for a publisher
@@ -276,9 +278,9 @@ class DerainCore:
             return
         camera.stats.received()
         try:
-            limits = settings.decode_limits
+            limits = settings.inputs.decode_limits
             decoded = decode_compressed(msg, limits) if compressed else decode_image(msg, limits)
-            source = camera.pipeline.source(decoded, msg.header, settings)
+            source = camera.pipeline.source(decoded, msg.header, settings.inputs)
         except InputError as error:
             camera.pipeline.count_bad_input(error)
             return
@@ -312,7 +314,7 @@ class DerainCore:
             if worker.stopping or not self.active or self.status_type is None:
                 return  # shutting down: the context may already be gone
             try:
-                self.cameras[pipeline.name].publish(frame_outputs, settings, self.status_type)
+                self.cameras[pipeline.name].publish(frame_outputs, settings.outputs, self.status_type)
             except Exception as error:
                 if worker.stopping or not self.node.context.ok():
                     return
@@ -324,8 +326,9 @@ class DerainCore:
         settings, pub, engine = self.params.settings, self._diagnostics, self.engine
         if settings is None or pub is None or engine is None:
             return
-        budget, source = settings.latency_budget_for(str(engine.device))
-        thresholds = Thresholds(budget, source, settings.min_rate_fraction, settings.error_after_failures)
+        diagnostics = settings.diagnostics
+        budget, source = diagnostics.latency_budget_for(str(engine.device))
+        thresholds = Thresholds(budget, source, diagnostics.min_rate_fraction, diagnostics.error_after_failures)
         hardware_id = self.node.get_fully_qualified_name()
         statuses = []
         for camera in self.cameras.values():
@@ -339,7 +342,7 @@ class DerainCore:
                 )
             if not self.active:
                 message = f"inactive; {message}"
-            elif not settings.enabled:
+            elif not settings.node.enabled:
                 message = f"paused (enabled=false); {message}"
             statuses.append(make_status(f"{hardware_id}: {camera.pipeline.label}", hardware_id, level, message, values))
         statuses.append(
@@ -349,8 +352,8 @@ class DerainCore:
                 0,
                 "active" if self.active else "inactive",
                 [
-                    ("model", settings.model),
-                    ("checkpoint", settings.checkpoint or "shipped weights"),
+                    ("model", settings.engine.model),
+                    ("checkpoint", str(settings.engine.checkpoint or "shipped weights")),
                     ("backend", engine.backend_name),
                     ("precision", engine.precision_name),
                     ("device", str(engine.device)),
@@ -359,7 +362,7 @@ class DerainCore:
                     ("cameras", ", ".join(c.pipeline.label for c in self.cameras.values())),
                     ("pending_frames", str(self.worker.pending_count() if self.worker else 0)),
                     ("building_in_background", ", ".join(engine.building()) or "none"),
-                    ("enabled", str(settings.enabled).lower()),
+                    ("enabled", str(settings.node.enabled).lower()),
                 ],
             )
         )

@@ -36,8 +36,8 @@ from vimpnet_ros.pipeline.outputs import (
 from vimpnet_ros.pipeline.rain import NO_RAIN, RainEstimate, RainGate, estimate_rain, mask_level
 
 if TYPE_CHECKING:
-    from vimpnet_ros.engine import FrameResult, InferenceEngine, Stream
-    from vimpnet_ros.pipeline.settings import NodeSettings
+    from vimpnet_ros.engine import EngineConfig, FrameResult, InferenceEngine, Stream
+    from vimpnet_ros.pipeline.settings import InputSettings, NodeOptions, NodeSettings, RainSettings
 
 
 class Reporter(Protocol):
@@ -106,9 +106,9 @@ class CameraPipeline:
             self.counters.bad_input += 1
         self.report(self.name, "input", f"[{self.label}] frame dropped: {error}")
 
-    def source(self, frame: DecodedFrame, header: Any, settings: NodeSettings, extra: Any = None) -> SourceFrame:
+    def source(self, frame: DecodedFrame, header: Any, inputs: InputSettings, extra: Any = None) -> SourceFrame:
         """A decoded frame with its white level (``input_white_level``) and header stamp; InputError if unusable."""
-        self.white_level.configured = settings.input_white_level
+        self.white_level.configured = inputs.input_white_level
         return SourceFrame(self.white_level.update(frame), header_stamp_ns(header), header, extra)
 
     def buffer(self, source: SourceFrame) -> bool:
@@ -120,16 +120,16 @@ class CameraPipeline:
             return False
         return True
 
-    def wants_restore(self, settings: NodeSettings) -> bool:
+    def wants_restore(self, node: NodeOptions, rain: RainSettings) -> bool:
         """Whether this camera's next frame goes through the model (enabled, not gated)."""
-        return settings.enabled and self.gate.should_restore(settings.gating_enabled, settings.gating_probe_interval)
+        return node.enabled and self.gate.should_restore(rain.gating_enabled, rain.gating_probe_interval)
 
     # -- outputs -----------------------------------------------------------------------------------------------------
 
-    def _latency_s(self, stamp_ns: int, now_ns: int, settings: NodeSettings) -> float:
+    def _latency_s(self, stamp_ns: int, now_ns: int, inputs: InputSettings) -> float:
         """now - stamp in seconds, or NaN (and counted) when the stamp is further than max_stamp_skew_s off."""
         latency = (now_ns - stamp_ns) / 1e9
-        if abs(latency) <= settings.max_stamp_skew_s:
+        if abs(latency) <= inputs.max_stamp_skew_s:
             return latency
         with self.counters.lock:
             self.counters.stamp_suspect += 1
@@ -149,7 +149,7 @@ class CameraPipeline:
         inference_s: float,
         latency_s: float,
         window_frames: int,
-        settings: NodeSettings,
+        engine: EngineConfig,
         backend: str,
         precision: str,
     ) -> StatusFields:
@@ -164,12 +164,12 @@ class CameraPipeline:
             inference_time=inference_s,
             latency=latency_s,
             window_frames=window_frames & 0xFF,  # the message's uint8 and uint32 fields wrap
-            window_size=settings.window_size & 0xFF,
+            window_size=engine.window_size & 0xFF,
             processed_frames=processed & 0xFFFFFFFF,
             dropped_frames=dropped & 0xFFFFFFFF,
             backend=backend,
             precision=precision,
-            model=settings.model,
+            model=engine.model,
         )
 
     def outputs(self, result: FrameResult, settings: NodeSettings, now_ns: int) -> FrameOutputs:
@@ -182,14 +182,15 @@ class CameraPipeline:
             self.report(self.name, "reset", f"[{self.label}] temporal buffer reset: {result.reset_reason}")
         if not result.valid:
             return self.fallback(source, "model output contains NaN/Inf", settings, now_ns, result)
-        estimate = estimate_rain(result.drop_mask, result.streak_intensity, settings.mask_threshold)
-        detected = estimate.detected(settings.rain_streak_threshold, settings.rain_coverage_threshold)
+        planes, rain = settings.outputs, settings.rain
+        estimate = estimate_rain(result.drop_mask, result.streak_intensity, planes.mask_threshold)
+        detected = estimate.detected(rain.rain_streak_threshold, rain.rain_coverage_threshold)
         self.estimate = estimate
-        self.gate.update(detected, settings.gating_enabled, settings.gating_frames)
+        self.gate.update(detected, rain.gating_enabled, rain.gating_frames)
         with self.counters.lock:
             self.counters.consecutive_failures = 0
             self.counters.restored += 1
-        latency = self._latency_s(source.stamp_ns, now_ns, settings)
+        latency = self._latency_s(source.stamp_ns, now_ns, settings.inputs)
         status = self._status(
             Processing.RESTORED,
             estimate,
@@ -197,7 +198,7 @@ class CameraPipeline:
             result.inference_ms / 1e3,
             latency,
             result.window_frames,
-            settings,
+            settings.engine,
             result.backend,
             result.precision,
         )
@@ -206,8 +207,8 @@ class CameraPipeline:
             stamp_ns=source.stamp_ns,
             meta=source,
             image=image_plane(result.image, encoding),
-            mask=mask_plane(result.drop_mask, mask_level(settings.mask_threshold), settings.mask_threshold > 0),
-            streak=streak_plane(result.streak_map, result.streak_float, settings.streak_map_encoding),
+            mask=mask_plane(result.drop_mask, mask_level(planes.mask_threshold), planes.mask_threshold > 0),
+            streak=streak_plane(result.streak_map, result.streak_float, planes.streak_map_encoding),
             rgb8=to_rgb8(result.image, result.white_level),
             status=status,
         )
@@ -224,9 +225,9 @@ class CameraPipeline:
     ) -> FrameOutputs:
         """The input published unchanged (gated, disabled, or a failed inference), with empty planes."""
         rgb = source.frame.rgb
-        mask, streak = empty_planes(rgb.shape[0], rgb.shape[1], settings.streak_map_encoding)
+        mask, streak = empty_planes(rgb.shape[0], rgb.shape[1], settings.outputs.streak_map_encoding)
         estimate = self.estimate if processing == Processing.GATED else NO_RAIN
-        detected = estimate.detected(settings.rain_streak_threshold, settings.rain_coverage_threshold)
+        detected = estimate.detected(settings.rain.rain_streak_threshold, settings.rain.rain_coverage_threshold)
         window = result.window_frames if result is not None else len(self.stream.slots)
         inference_s = result.inference_ms / 1e3 if result is not None else 0.0
         status = self._status(
@@ -234,9 +235,9 @@ class CameraPipeline:
             estimate,
             detected,
             inference_s,
-            self._latency_s(source.stamp_ns, now_ns, settings),
+            self._latency_s(source.stamp_ns, now_ns, settings.inputs),
             window,
-            settings,
+            settings.engine,
             backend or (result.backend if result else ""),
             precision or (result.precision if result else ""),
         )
@@ -265,7 +266,7 @@ class CameraPipeline:
             self.counters.failures += 1
             self.counters.consecutive_failures += 1
             self.counters.last_error = reason
-            repeated = self.counters.consecutive_failures >= settings.error_after_failures
+            repeated = self.counters.consecutive_failures >= settings.diagnostics.error_after_failures
         self.report(self.name, "failure", f"[{self.label}] {reason}; published the input instead", repeated)
         return self.passthrough(source, Processing.FALLBACK, settings, now_ns, result, backend, precision)
 
@@ -298,7 +299,7 @@ def restore_turn(
             camera.counters.skipped += len(context) + turn.skipped
         for source in context:
             camera.buffer(source)
-        if not camera.wants_restore(settings):
+        if not camera.wants_restore(settings.node, settings.rain):
             if camera.buffer(newest):
                 outputs.append((camera, camera.passthrough(newest, Processing.GATED, settings, now_ns(), **ran)))
             continue
@@ -312,7 +313,7 @@ def restore_turn(
     if not jobs:
         return outputs
     try:
-        results = engine.restore([(camera.stream, target) for camera, target in jobs], settings.float_streak)
+        results = engine.restore([(camera.stream, target) for camera, target in jobs], settings.outputs.float_streak)
     except Exception as error:  # a backend failure, CUDA out of memory: publish the inputs, keep running
         recovery = engine.recover(error)
         reason = f"inference failed ({type(error).__name__}: {error})" + (f"; {recovery}" if recovery else "")
@@ -327,4 +328,5 @@ def restore_turn(
 
 def flush_camera(camera: CameraPipeline, settings: NodeSettings, now_ns: Callable[[], int]) -> list[FrameOutputs]:
     """Outputs for the frames ``center`` mode has not described yet (end of a bag or stream)."""
-    return [camera.outputs(result, settings, now_ns()) for result in camera.stream.flush(settings.float_streak)]
+    results = camera.stream.flush(settings.outputs.float_streak)
+    return [camera.outputs(result, settings, now_ns()) for result in results]

@@ -1,0 +1,323 @@
+"""The node's settings, one record per concern; each record field declared with :func:`~.specs.param` is a parameter.
+
+To add a parameter, add one field to the record of its concern (``name: type = param(default,
+description, ...)``): the table, the ROS declaration, ``config/vimpnet.yaml`` and the README
+follow (``tools/regenerate_docs.py``), and code reads it as ``settings.<record>.<name>``.
+The engine's parameters fill the engine's own :class:`~vimpnet_ros.engine.config.EngineConfig`
+(its fields, choices and ranges are the engine's, imported, never restated), so they are listed
+here as specs that name the field they fill.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from vimpnet_ros.engine.config import (
+    BACKENDS,
+    MAX_WINDOW,
+    MIN_WINDOW,
+    OUTPUT_FRAMES,
+    OVERSIZE_POLICIES,
+    PRECISIONS,
+)
+from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.pipeline.decode import DecodeLimits
+from vimpnet_ros.pipeline.settings.specs import ParamSpec, param
+
+INPUT_TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
+RELIABILITIES: tuple[str, ...] = ("best_effort", "reliable", "system_default")
+#: ``input_reliability`` value that adapts to the publishers, as rosbag2 records (node/qos.py).
+AUTO_RELIABILITY = "auto"
+INPUT_RELIABILITIES: tuple[str, ...] = (AUTO_RELIABILITY, *RELIABILITIES)
+STREAK_ENCODINGS: tuple[str, ...] = ("mono8", "32FC1")
+_CAMERA_RE = re.compile(r"^/?[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*$")
+#: p95 latency budgets when ``latency_budget_ms`` is 0 (auto), by the engine's device kind [ms].
+AUTO_LATENCY_BUDGET_MS: dict[str, float] = {"cuda": 100.0, "cpu": 5000.0}
+
+_LIMITS = DecodeLimits()
+
+#: The parameters that fill :class:`~vimpnet_ros.engine.config.EngineConfig` (all read-only: they shape the engine).
+ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("model", "string", "vimpnet_lite", "model config name from vimpnet_ros.model", read_only=True),
+    ParamSpec(
+        "checkpoint",
+        "string",
+        "",
+        "checkpoint path; empty = the weights shipped with the package",
+        read_only=True,
+        unset="",
+    ),
+    ParamSpec("backend", "string", "auto", "inference backend", read_only=True, choices=BACKENDS),
+    ParamSpec("precision", "string", "auto", "compute precision", read_only=True, choices=PRECISIONS),
+    ParamSpec("device", "string", "auto", "auto, cpu, cuda or cuda:N", read_only=True),
+    ParamSpec(
+        "engine_cache_dir",
+        "string",
+        "",
+        "compiled-program cache (TensorRT, AOTInductor, ONNX); empty = ~/.cache/vimpnet_ros/engines",
+        read_only=True,
+        unset="",
+    ),
+    ParamSpec(
+        "window_size",
+        "int",
+        5,
+        "temporal window T (frames per clip); odd",
+        read_only=True,
+        int_range=(MIN_WINDOW, MAX_WINDOW, 2),
+    ),
+    ParamSpec(
+        "output_frame",
+        "string",
+        "latest",
+        "which frame of the window is restored: latest (no delay) or center (T//2 frames delay, both-side context)",
+        read_only=True,
+        choices=OUTPUT_FRAMES,
+    ),
+    ParamSpec(
+        "inference_width",
+        "int",
+        0,
+        "resize frames to this width for inference (0 = native); with inference_height",
+        read_only=True,
+        int_range=(0, 8192, 0),
+        field="inference_size",
+        part=0,
+        unset=0,
+    ),
+    ParamSpec(
+        "inference_height",
+        "int",
+        0,
+        "resize frames to this height for inference (0 = native)",
+        read_only=True,
+        int_range=(0, 8192, 0),
+        field="inference_size",
+        part=1,
+        unset=0,
+    ),
+    ParamSpec(
+        "tile_size", "int", 0, "spatial tile size in pixels (0 = whole frame)", read_only=True, int_range=(0, 8192, 0)
+    ),
+    ParamSpec("tile_overlap", "int", 32, "overlap between tiles in pixels", read_only=True, int_range=(0, 1024, 0)),
+    ParamSpec(
+        "max_inference_pixels",
+        "int",
+        1920 * 1080,
+        "frames with more pixels (after inference_width/height) are resized or tiled to this budget "
+        "(oversize_policy) instead of costing memory in proportion (0 = no limit)",
+        read_only=True,
+        int_range=(0, 2**31 - 1, 0),
+    ),
+    ParamSpec(
+        "oversize_policy",
+        "string",
+        "resize",
+        "what happens to frames over max_inference_pixels: resize (to the budget, results mapped back) or "
+        "tile (256 px tiles, full detail)",
+        read_only=True,
+        choices=OVERSIZE_POLICIES,
+    ),
+    ParamSpec(
+        "max_gap_s",
+        "double",
+        1.0,
+        "a stamp jump larger than this resets a camera's temporal buffer [s]",
+        read_only=True,
+        float_range=(0.001, 3600.0),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """Which cameras, which input transport, and the QoS of inputs and outputs."""
+
+    cameras: list[str] = param(
+        [],
+        "camera namespaces (e.g. [front, rear]); topics become <ns>/image etc. Empty = one camera, relative names",
+        read_only=True,
+    )
+    input_transport: str = param(
+        "raw",
+        "subscribe to image (raw) or <image>/compressed (compressed), image_transport style: the base topic "
+        "is resolved (remapped) first, then the transport appended",
+        read_only=True,
+        choices=INPUT_TRANSPORTS,
+    )
+    use_camera_info: bool = param(
+        False, "subscribe to camera_info and republish it as derained/camera_info", read_only=True
+    )
+    input_reliability: str = param(
+        AUTO_RELIABILITY,
+        "input QoS reliability: auto = reliable if every publisher offers reliable, else best effort, decided when "
+        "the first publisher appears (as ros2 bag record); qos_overrides.<topic>.subscription.reliability wins",
+        read_only=True,
+        choices=INPUT_RELIABILITIES,
+    )
+    input_depth: int = param(
+        5,
+        "input QoS history depth (default of every input; qos_overrides.<topic>.subscription.depth wins)",
+        read_only=True,
+        int_range=(1, 1000, 0),
+    )
+    output_reliability: str = param(
+        "reliable",
+        "output QoS reliability (default of every output; qos_overrides.<topic>.publisher.reliability wins)",
+        read_only=True,
+        choices=RELIABILITIES,
+    )
+    output_depth: int = param(5, "output QoS history depth", read_only=True, int_range=(1, 1000, 0))
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for camera in self.cameras:
+            if not _CAMERA_RE.match(camera):
+                raise ConfigError(
+                    f"parameter 'cameras': '{camera}' is not a valid namespace (letters, digits, '_', separated by '/')"
+                )
+            key = camera.strip("/")
+            if key in seen:
+                raise ConfigError(f"parameter 'cameras' lists '{camera}' twice")
+            seen.add(key)
+
+    @property
+    def camera_namespaces(self) -> list[str]:
+        """Topic prefixes, one per camera: '' (relative names) when ``cameras`` is empty."""
+        return list(self.cameras) if self.cameras else [""]
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """What one input frame may cost (checked before decoding) and how its levels and stamp are read."""
+
+    max_input_width: int = param(
+        _LIMITS.max_width,
+        "frames wider than this are rejected before decoding (counted as bad input)",
+        int_range=(1, 65535, 0),
+    )
+    max_input_height: int = param(
+        _LIMITS.max_height, "frames taller than this are rejected before decoding", int_range=(1, 65535, 0)
+    )
+    max_input_pixels: int = param(
+        _LIMITS.max_pixels,
+        "frames with more pixels than this are rejected before decoding",
+        int_range=(1, 2**31 - 1, 0),
+    )
+    input_white_level: int = param(
+        0,
+        "full-scale value of 16-bit inputs (4095 for a 12-bit camera); 0 = the smallest 8/10/12/14/16-bit "
+        "range the camera's frames have reached",
+        int_range=(0, 65535, 0),
+    )
+    max_stamp_skew_s: float = param(
+        60.0,
+        "frames whose stamp is further than this from the node clock are processed but flagged, and left "
+        "out of the latency statistics [s]",
+        float_range=(0.001, 1e9),
+    )
+
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        """What one input frame may cost (checked before decoding)."""
+        return DecodeLimits(
+            max_width=self.max_input_width,
+            max_height=self.max_input_height,
+            max_pixels=self.max_input_pixels,
+            max_bytes=self.max_input_pixels * 8,  # 4 channels x 16 bits: the largest raw layout
+        )
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """Which outputs are published, and how the mask and streak planes are encoded."""
+
+    publish_image: bool = param(True, "publish derained/image (sensor_msgs/Image)")
+    publish_compressed: bool = param(False, "publish derained/image/compressed (JPEG)")
+    jpeg_quality: int = param(90, "JPEG quality of derained/image/compressed", int_range=(1, 100, 1))
+    publish_mask: bool = param(True, "publish raindrop_mask (mono8)")
+    mask_threshold: float = param(
+        0.0,
+        "0 = raindrop_mask is the probability scaled to 0..255; > 0 = binary mask (255 where p >= threshold)",
+        float_range=(0.0, 1.0),
+    )
+    publish_streak_map: bool = param(False, "publish streak_map")
+    streak_map_encoding: str = param(
+        "mono8",
+        "streak_map encoding: mono8 (intensity x 255, clipped) or 32FC1 (raw intensity)",
+        choices=STREAK_ENCODINGS,
+    )
+
+    @property
+    def float_streak(self) -> bool:
+        """Whether results must carry the raw streak intensity (the 32FC1 streak map)."""
+        return self.streak_map_encoding == "32FC1"
+
+
+@dataclass(frozen=True)
+class RainSettings:
+    """When a frame counts as rainy, and rain gating (pass dry frames through, probe now and then)."""
+
+    rain_streak_threshold: float = param(
+        0.05, "mean streak intensity above which rain_detected is set", float_range=(0.0, 100.0)
+    )
+    rain_coverage_threshold: float = param(
+        0.01, "raindrop coverage fraction above which rain_detected is set", float_range=(0.0, 1.0)
+    )
+    gating_enabled: bool = param(
+        False,
+        "rain gating: after gating_frames dry frames, pass frames through and run the model only every "
+        "gating_probe_interval-th frame",
+    )
+    gating_frames: int = param(30, "consecutive dry frames before gating starts", int_range=(1, 100000, 0))
+    gating_probe_interval: int = param(
+        10, "while gated, restore every k-th frame to re-check for rain", int_range=(1, 100000, 0)
+    )
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """Whether frames are restored at all, and how a managed node starts."""
+
+    enabled: bool = param(
+        True,
+        "false pauses restoration: frames pass through unchanged (PROCESSING_GATED); the ~/set_enabled "
+        "service (std_srvs/SetBool) sets it too",
+    )
+    autostart: bool = param(
+        False,
+        "managed (lifecycle) node only: configure and activate at start instead of waiting for a manager",
+        read_only=True,
+    )
+
+
+@dataclass(frozen=True)
+class DiagnosticsSettings:
+    """When /diagnostics warns or errs, how often it is published, and how often repeated warnings are logged."""
+
+    diagnostics_period_s: float = param(
+        1.0, "period of /diagnostics messages [s]", read_only=True, float_range=(0.05, 60.0)
+    )
+    latency_budget_ms: float = param(
+        0.0,
+        "WARN when p95 end-to-end latency exceeds this [ms]; 0 = by device: 100 on CUDA, 5000 on CPU "
+        "(diagnostics show the budget applied)",
+        float_range=(0.0, 600000.0),
+    )
+    min_rate_fraction: float = param(
+        0.5, "WARN when output rate < this fraction of the input rate", float_range=(0.0, 1.0)
+    )
+    error_after_failures: int = param(
+        5, "ERROR after this many consecutive inference failures", int_range=(1, 100000, 0)
+    )
+    log_throttle_s: float = param(
+        5.0, "minimum interval between repeated warnings of one kind [s]", float_range=(0.0, 3600.0)
+    )
+
+    def latency_budget_for(self, device: str) -> tuple[float, str]:
+        """(budget in ms, where it comes from) for an engine on ``device`` (``cpu``, ``cuda:0``)."""
+        if self.latency_budget_ms > 0:
+            return self.latency_budget_ms, "parameter latency_budget_ms"
+        kind = device.partition(":")[0]
+        return AUTO_LATENCY_BUDGET_MS.get(kind, AUTO_LATENCY_BUDGET_MS["cpu"]), f"auto for {kind}"

@@ -28,6 +28,8 @@ else
     start=()
 fi
 cd "$state"   # relative data folders (the validation cache) live beside the runs
+# The code of this checkout, even where the environment's editable install points at another one.
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 nohup nice -n 19 "$repo/.venv/bin/vimpnet-ros" train --config "$config" --out-dir "$run" "${start[@]}" "$@" \
     >>"$run/train.log" 2>&1 &
 echo $! >"$run/train.pid"

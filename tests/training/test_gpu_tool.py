@@ -36,13 +36,31 @@ def _tool() -> ModuleType:
 
 def test_the_gpu_config_validates_and_renders_online(tmp_path: Path) -> None:
     tool = _tool()
-    args = tool.parse_args(["--out", str(tmp_path), "--model", "vimpnet_lite_s2wm", "--compile"])
+    args = tool.parse_args(["--out", str(tmp_path), "--recipe", "road", "--model", "vimpnet_lite_s2wm", "--compile"])
     config = config_from_dict(tool.build_config(args, "heldout", tmp_path))
     assert config.data.train.type == "online" and config.data.train.clean == "road"
     assert config.compile and config.model == "vimpnet_lite_s2wm"
     assert config.log.save_every_seconds == 60.0 and config.data.batch_size % config.data.train.clips_per_item == 0
     assert config.data.val is not None and config.data.val.seed != config.data.train.seed != tool.HELDOUT_SEED
     assert config.loss.mask_balance == 0.25 and config.loss.mask_dice == 4.0 and config.loss.mask == 8.0
+
+
+def test_the_gated_recipe_matches_its_packaged_config(tmp_path: Path) -> None:
+    """The default recipe writes out vimpnet_lite_gated.yaml's model, data mix and loss (no YAML on a GPU machine)."""
+    from vimpnet_ros.training.config import load_train_config
+
+    tool = _tool()
+    args = tool.parse_args(["--out", str(tmp_path)])
+    config = config_from_dict(tool.build_config(args, "heldout", tmp_path, "wide"))
+    packaged = load_train_config("vimpnet_lite_gated")
+    assert config.model == packaged.model == "vimpnet_lite_gated"
+    train = config.data.train
+    assert (train.clean, train.clear_fraction, train.rain_config) == (
+        packaged.data.train.clean,
+        packaged.data.train.clear_fraction,
+        packaged.data.train.rain_config,
+    )
+    assert config.loss == packaged.loss
 
 
 @pytest.mark.slow

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Keep a background run's newest weights in the repository, so a new machine resumes from them, not from zero.
+#
+#   tools/keep_training_state.sh [CONFIG]            # default CONFIG: vimpnet_lite_gated
+#
+# Copies the newest checkpoints/iter_*.pth of $VIMPNET_STATE_DIR/runs/CONFIG (see tools/train_background.sh) to
+# training_state/CONFIG.pth and writes training_state/CONFIG.json (step, source file, time). Commit both.
+# Only weights travel (the optimizer state stays on the machine): a run started from them on a new machine
+# begins a new schedule at those weights.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config=${1:-vimpnet_lite_gated}
+state=${VIMPNET_STATE_DIR:-$HOME/.local/state/vimpnet_ros}
+folder=$state/runs/$config/checkpoints
+newest=$(ls -1 "$folder"/iter_*.pth 2>/dev/null | sort | tail -n 1 || true)
+if [ -z "$newest" ]; then
+    echo "no checkpoint in $folder" >&2
+    exit 2
+fi
+step=$(basename "$newest" .pth | sed 's/^iter_0*//')
+mkdir -p training_state
+cp "$newest" "training_state/$config.pth.tmp"
+mv "training_state/$config.pth.tmp" "training_state/$config.pth"
+printf '{"config": "%s", "step": %s, "source": "%s", "kept_at": "%s"}\n' "$config" "${step:-0}" \
+    "$(basename "$newest")" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"training_state/$config.json"
+echo "kept step ${step:-0} of $config in training_state/$config.pth"

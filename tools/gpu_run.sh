@@ -30,7 +30,7 @@ quick=()
 train_extra=(--compile)
 if [ "$device" = cpu ]; then   # the rehearsal: tiny sizes, no compile
     quick=(--quick)
-    train_extra=(--batch-size 2 --crop 64 --size 96 96 --frames 5 --workers 1 --heldout-videos 1 --heldout-frames 6)
+    train_extra=(--batch-size 2 --clips-per-item 2 --crop 64 --size 96 96 --frames 5 --workers 1 --heldout-videos 1 --heldout-frames 6)
 fi
 timeout --signal=INT --kill-after=15 "$check" "$python" -m vimpnet_ros benchmark gpu --output "$OUT/gpu_check" \
     --device "$device" --budget-s $((check - 20)) "${quick[@]}" >"$OUT/gpu_check.log" 2>&1
@@ -43,7 +43,7 @@ left=$((total - $(elapsed) - 15))
 train_rc=skipped
 if [ "$left" -gt 60 ]; then
     timeout --signal=INT --kill-after=15 "$left" "$python" tools/train_gpu.py --out "$OUT/train" \
-        --budget-s $((left - 10)) --recipe gated --init-from "$init" --device "$device" --batch-size "$batch" \
+        --budget-s $((left - 25)) --recipe gated --init-from "$init" --device "$device" --batch-size "$batch" \
         --save-every-s 60 "${train_extra[@]}" >"$OUT/train.log" 2>&1
     train_rc=$?
 fi

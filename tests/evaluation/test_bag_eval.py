@@ -113,7 +113,8 @@ def test_report_matches_independent_metrics(storage: str, evaluated: Callable[[s
     sheet = cv2.imread(str(folder / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[1] >= 4 * 256
     markdown = (folder / "report.md").read_text()
-    assert "| `/camera/image` | 6 | 6 | 6 |" in markdown
+    assert "| `/camera/image` | 6 | 6 | 0 | 0 | 0 | 100.0 | 6 |" in markdown
+    assert "needs ground truth" not in markdown and "Quality against ground truth" in markdown
     assert f"{means['psnr_out']:.2f}" in markdown
 
 
@@ -331,4 +332,10 @@ def test_ground_truth_named_explicitly_is_scored_and_not_derained(checkpoint: Pa
     values = np.frombuffer(ir[-1].data.tobytes(), "<u2")
     assert values.max() <= 4095 and len(np.unique(values)) > 100  # the camera's 12-bit scale, not x257
     assert sorted(clean) == sorted(f["stamp_ns"] for f in report["frames"] if f["topic"] == "/camera/front/image_raw")
+    # The camera without ground truth is named once; the quality tables hold only the one with it.
+    markdown = (report_dir / "report.md").read_text()
+    assert markdown.count("needs ground truth") == 1 and "This bag has none for `/camera/ir/image`." in markdown
+    quality = markdown.split("## Quality against ground truth")[1].split("## Output topics")[0]
+    assert "`/camera/front/image_raw`" in quality and "`/camera/ir/image`" not in quality
+    assert report["contact_sheet_columns"][-1] == "ground truth"
     assert main([*args, "--overwrite", "--gt", "no-equals-sign"]) == 2

@@ -99,8 +99,10 @@ def summary_lines(report: dict) -> str:
     """A few lines per topic: frames, quality gain, latency, throughput."""
     lines = []
     for topic in report["topics"]:
-        q, lat = topic.get("quality") or {}, topic.get("latency_ms") or {}
-        text = f"{topic['topic']}: {topic['frames_out']}/{topic['frames_in']} frames restored"
+        q, lat, rain = topic.get("quality") or {}, topic.get("latency_ms") or {}, topic.get("rain") or {}
+        text = f"{topic['topic']}: {rain.get('restored', topic['frames_out'])}/{topic['frames_in']} frames restored"
+        if rain.get("gated"):
+            text += f", {rain['gated']} gated"
         if q.get("psnr_in") is not None:
             text += (
                 f", PSNR {q['psnr_in']:.2f} -> {q['psnr_out']:.2f} dB ({q['psnr_gain']:+.2f}), "
@@ -110,12 +112,17 @@ def summary_lines(report: dict) -> str:
             text += f", in drops {q['psnr_drop_gain']:+.2f} dB"
         if q.get("mask_iou") is not None:
             text += f", mask IoU {q['mask_iou']:.3f}"
+        if rain.get("raindrop_coverage_mean") is not None:
+            text += f", raindrop mask area {100 * rain['raindrop_coverage_mean']:.1f}%"
         if lat.get("p50") is not None:
             text += f", latency p50 {lat['p50']:.1f} ms p95 {lat['p95']:.1f} ms"
+            text += f" (after {topic.get('warmup_frames', 0)} warm-up frames)"
         if topic.get("throughput_fps"):
             text += f", {topic['throughput_fps']:.2f} fps"
         if topic.get("rate_fraction") is not None:
             text += f", {100 * topic['rate_fraction']:.0f}% of frames at {topic.get('input_rate_hz') or 0:.1f} Hz"
+        if not any(value is not None for value in q.values()):
+            text += "; no ground truth, so no quality scores (the report says how to give it)"
         lines.append(text)
     return "\n".join(lines)
 

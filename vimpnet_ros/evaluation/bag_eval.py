@@ -36,10 +36,16 @@ from typing import Any
 import numpy as np
 
 from vimpnet_ros.bags.io import BagReader, BagWriter, TopicSummary
-from vimpnet_ros.bags.stats import Percentiles
 from vimpnet_ros.bags.typestore import COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, RAIN_STATUS_TYPE, make_typestore
 from vimpnet_ros.errors import BagError, InputError
-from vimpnet_ros.evaluation.scoring import FrameRecord, clean_json, score_frame, summarize_quality
+from vimpnet_ros.evaluation.scoring import (
+    FrameRecord,
+    clean_json,
+    score_frame,
+    summarize_quality,
+    summarize_rain,
+    summarize_timing,
+)
 from vimpnet_ros.pipeline.camera import (
     CameraCounters,
     CameraPipeline,
@@ -80,7 +86,11 @@ class TopicReport:
     output_topics: dict[str, str] = field(default_factory=dict)
     gt_topics: dict[str, str] = field(default_factory=dict)
     quality: dict[str, float | None] = field(default_factory=dict)
-    latency_ms: dict[str, Any] = field(default_factory=dict)
+    rain: dict[str, Any] = field(default_factory=dict)  # scoring.summarize_rain: known without ground truth
+    restored_fraction: float | None = None  # frames the model restored / frames in
+    warmup_frames: int = 0  # the cold start, left out of the percentiles (scoring.warmup_count)
+    first_frame_ms: float | None = None
+    latency_ms: dict[str, Any] = field(default_factory=dict)  # restored frames after the warm-up
     inference_ms: dict[str, Any] = field(default_factory=dict)
     throughput_fps: float | None = None
     output_rate_hz: float | None = None
@@ -267,8 +277,6 @@ class _TopicState:
         self.waiting: dict[int, tuple[FrameRecord, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.gt_images: dict[int, np.ndarray] = {}
         self.gt_masks: dict[int, np.ndarray] = {}
-        self.latencies: list[float] = []
-        self.inference: list[float] = []
         self.process_s = 0.0
         self.last_scored_stamp = -1
         self.position = 0  # of the next frame read, in the topic's message order
@@ -418,14 +426,15 @@ class _Evaluation:
             stamp_ns=out.stamp_ns,
             raindrop_coverage=status.raindrop_coverage,
             streak_intensity=status.streak_intensity,
+            rain_detected=status.rain_detected,
+            processing=Processing(status.processing).name.lower(),
+            window_frames=status.window_frames,
             inference_ms=status.inference_time * 1e3,
             latency_ms=latency_ms,
             valid=status.processing != Processing.FALLBACK,
         )
         report.frames_out += 1
         report.invalid_outputs += 0 if record.valid else 1
-        state.latencies.append(latency_ms)
-        state.inference.append(status.inference_time * 1e3)
         if self.writer is not None:
             self._write(state, out, source.extra.bag_time)
         rainy = to_rgb8(source.frame.rgb, source.frame.white_level)
@@ -488,9 +497,7 @@ class _Evaluation:
                     "check the image encoding"
                 )
             report = state.report
-            report.quality = summarize_quality(state.records)
-            report.latency_ms = Percentiles.of(state.latencies).to_dict()
-            report.inference_ms = Percentiles.of(state.inference).to_dict()
+            summarize_topic(report, state.records, self.settings.window_size)
             report.throughput_fps = report.frames_out / state.process_s if state.process_s > 0 else None
         return EvalReport(
             mode="offline",
@@ -503,6 +510,16 @@ class _Evaluation:
             wall_s=time.monotonic() - started,
             topic_counts={t.name: t.count for t in self.reader.topics()},
         )
+
+
+def summarize_topic(report: TopicReport, records: Sequence[FrameRecord], window_size: int) -> None:
+    """Fill ``report``'s summaries from its frames (offline and live): quality, rain, restored fraction, timing."""
+    report.quality = summarize_quality(records)
+    report.rain = summarize_rain(records)
+    report.restored_fraction = report.rain["restored"] / report.frames_in if report.frames_in else None
+    timing = summarize_timing(records, window_size)
+    report.warmup_frames, report.first_frame_ms = timing["warmup_frames"], timing["first_frame_ms"]
+    report.latency_ms, report.inference_ms = timing["latency_ms"], timing["inference_ms"]
 
 
 def plane_message(store: Any, plane: Plane, header: Any) -> Any:
@@ -683,7 +700,6 @@ def evaluate_recording(
                 frames.setdefault(stamp, {})[key] = decode_rgb8(msg, message.msgtype, settings.inputs)
             elif key == "drop_mask":
                 frames.setdefault(stamp, {})[key] = mono_plane(msg) >= 128
-    latencies, inference = [], []
     ordered = sorted(restored)
     pick = (
         set(ordered[len(ordered) // (2 * samples) :: max(1, len(ordered) // samples)][:samples]) if samples else set()
@@ -693,13 +709,14 @@ def evaluate_recording(
         status = entry.get("status")
         record = FrameRecord(topic=run.input_topic, index=index, stamp_ns=stamp)
         record.latency_ms = (entry["received"] - entry["published"]) / 1e6
-        latencies.append(record.latency_ms)
         if status is not None:
             record.inference_ms = float(status.inference_time) * 1e3
             record.raindrop_coverage = float(status.raindrop_coverage)
             record.streak_intensity = float(status.streak_intensity)
+            record.rain_detected = bool(status.rain_detected)
+            record.processing = Processing(int(status.processing)).name.lower()
+            record.window_frames = int(status.window_frames)
             record.valid = int(status.processing) != Processing.FALLBACK
-            inference.append(record.inference_ms)
         rainy = frame.get("rainy")
         if rainy is not None:
             mask = entry.get("mask", np.zeros(rainy.shape[:2], np.uint8))
@@ -713,9 +730,7 @@ def evaluate_recording(
         records.append(record)
     state.frames_in = run.frames_played
     state.frames_out = len(restored)
-    state.quality = summarize_quality(records)
-    state.latency_ms = Percentiles.of(latencies).to_dict()
-    state.inference_ms = Percentiles.of(inference).to_dict()
+    summarize_topic(state, records, settings.window_size)
     received = sorted(entry["received"] for entry in restored.values())
     span = (received[-1] - received[0]) / 1e9 if len(received) > 1 else 0.0
     state.output_rate_hz = (len(received) - 1) / span if span > 0 else None

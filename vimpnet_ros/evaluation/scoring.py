@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vimpnet_ros.bags.stats import Percentiles
 from vimpnet_ros.errors import InputError
 from vimpnet_ros.evaluation.metrics import MaskCounts, mask_confusion, psnr, psnr_in_mask, psnr_outside_mask, ssim
 from vimpnet_ros.pipeline.rain import mask_level
@@ -45,6 +46,10 @@ class FrameRecord:
     mask_f1: float | None = None
     raindrop_coverage: float = 0.0
     streak_intensity: float = 0.0
+    rain_detected: bool = False
+    processing: str = "restored"  # restored | gated (passed through: dry) | fallback (passed through: model failed)
+    window_frames: int = 0  # frames in the model's window for this frame
+    warmup: bool = False  # the stream's cold start: left out of the latency percentiles
     inference_ms: float | None = None
     latency_ms: float | None = None
     valid: bool = True
@@ -103,8 +108,6 @@ AVERAGED = (
     "psnr_drop_out",
     "psnr_clear_in",
     "psnr_clear_out",
-    "raindrop_coverage",
-    "streak_intensity",
 )
 GAINS = {
     "psnr_gain": ("psnr_in", "psnr_out"),
@@ -128,6 +131,59 @@ def summarize_quality(records: Sequence[FrameRecord]) -> dict[str, float | None]
         total = sum(counted, MaskCounts())
         quality.update({f"mask_{key}": _or_none(value) for key, value in total.scores().items()})
     return quality
+
+
+def summarize_rain(records: Sequence[FrameRecord]) -> dict[str, float | int | None]:
+    """What the model saw, known without ground truth: frames by processing, rain detected, mask area, streaks.
+
+    ``raindrop_coverage`` is the published drop mask's area (fraction of the frame), ``streak_intensity`` the mean
+    positive streak intensity; both over restored frames (gated and fallback frames have empty planes).
+    """
+    restored = [r for r in records if r.processing == "restored"]
+    coverage = [r.raindrop_coverage for r in restored]
+    streaks = [r.streak_intensity for r in restored]
+    total = len(records)
+    return {
+        "restored": len(restored),
+        "gated": sum(r.processing == "gated" for r in records),
+        "fallback": sum(r.processing == "fallback" for r in records),
+        "rain_detected_fraction": sum(r.rain_detected for r in records) / total if total else None,
+        "raindrop_coverage_mean": _mean(coverage),
+        "raindrop_coverage_max": max(coverage) if coverage else None,
+        "streak_intensity_mean": _mean(streaks),
+        "streak_intensity_max": max(streaks) if streaks else None,
+    }
+
+
+def warmup_count(window_frames: Sequence[int], window_size: int) -> int:
+    """How many leading frames of a stream are its cold start: those before the window first held ``window_size``.
+
+    They run with fewer frames than every later one and the first pays the model's lazy start-up, so they describe
+    neither steady-state latency nor throughput. None when the first frame already had a full window (a segment
+    that starts after frames run before it); only the first when the window never fills (a short bag).
+    """
+    for index, frames in enumerate(window_frames):
+        if frames >= window_size:
+            return index
+    return min(1, len(window_frames))
+
+
+def summarize_timing(records: Sequence[FrameRecord], window_size: int) -> dict[str, Any]:
+    """Mark each topic's warm-up frames (``record.warmup``); latency and inference percentiles of the restored rest.
+
+    ``records`` in stream order, one topic. Returns ``warmup_frames``, ``first_frame_ms`` (the first frame's latency:
+    the cold start) and ``latency_ms`` / ``inference_ms`` (:class:`Percentiles` dicts over the warm frames).
+    """
+    warmup = warmup_count([r.window_frames for r in records], window_size)
+    for index, record in enumerate(records):
+        record.warmup = index < warmup
+    warm = [r for r in records[warmup:] if r.processing == "restored"]
+    return {
+        "warmup_frames": warmup,
+        "first_frame_ms": records[0].latency_ms if records else None,
+        "latency_ms": Percentiles.of([r.latency_ms for r in warm if r.latency_ms is not None]).to_dict(),
+        "inference_ms": Percentiles.of([r.inference_ms for r in warm if r.inference_ms is not None]).to_dict(),
+    }
 
 
 def record_dict(record: FrameRecord) -> dict[str, Any]:

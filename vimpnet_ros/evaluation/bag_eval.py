@@ -497,7 +497,7 @@ class _Evaluation:
                     "check the image encoding"
                 )
             report = state.report
-            summarize_topic(report, state.records, self.settings.window_size)
+            summarize_topic(report, state.records, self.settings.engine.window_size)
             report.throughput_fps = report.frames_out / state.process_s if state.process_s > 0 else None
         return EvalReport(
             mode="offline",
@@ -730,7 +730,7 @@ def evaluate_recording(
         records.append(record)
     state.frames_in = run.frames_played
     state.frames_out = len(restored)
-    summarize_topic(state, records, settings.window_size)
+    summarize_topic(state, records, settings.engine.window_size)
     received = sorted(entry["received"] for entry in restored.values())
     span = (received[-1] - received[0]) / 1e9 if len(received) > 1 else 0.0
     state.output_rate_hz = (len(received) - 1) / span if span > 0 else None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.bags.conftest import TINY
+from tests.bags.conftest import TINY, make_humble_like
 from vimpnet_ros.bags.images import array_to_image, make_header, rgb_to_compressed
 from vimpnet_ros.bags.info import format_bag_info, read_bag_info
 from vimpnet_ros.bags.io import BagWriter
@@ -117,3 +118,19 @@ def test_missing_and_corrupt_bags_give_one_line_and_exit_2(
     assert error.count("\n") == 1 and error.startswith("vimpnet-ros bag-info: error: cannot read bag")
     with pytest.raises(BagError, match="cannot read bag"):
         read_bag_info(corrupt)
+
+
+def test_humble_bag_without_definitions(tiny_bag_sqlite: Path, tmp_path: Path) -> None:
+    bag = tmp_path / "humble"
+    shutil.copytree(tiny_bag_sqlite, bag)
+    make_humble_like(bag)
+    info = read_bag_info(bag)
+    assert (info.version, info.ros_distro, info.definitions) == (5, None, "humble")
+    topics = {t.name: t for t in info.topics}
+    assert topics["/camera/image"].count == TINY.num_frames
+    assert topics["/camera/image"].image == {"width": TINY.size[0], "height": TINY.size[1], "encoding": "rgb8"}
+    text = format_bag_info(info)
+    assert (
+        "ROS distro:   not recorded" in text
+        and "metadata version 5; definitions the bag lacks are taken from humble" in text
+    )

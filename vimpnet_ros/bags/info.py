@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from vimpnet_ros.bags.io import BagMessage, BagReader
-from vimpnet_ros.bags.typestore import COMPRESSED_TYPE, IMAGE_TYPE
+from vimpnet_ros.bags.typestore import COMPRESSED_TYPE, DISTROS, IMAGE_TYPE
 from vimpnet_ros.errors import BagError, InputError
 from vimpnet_ros.pipeline.decode import compressed_size
 
@@ -186,14 +186,20 @@ def image_text(image: dict[str, Any] | None) -> str:
 
 def format_bag_info(info: BagInfo) -> str:
     """The text ``vimpnet-ros bag-info`` prints: a header block, then one row per topic."""
-    distro = info.ros_distro or "not recorded"
+    if info.ros_distro is None:
+        distro = "not recorded"
+    elif info.ros_distro not in DISTROS:
+        distro = f"not recorded (the writer put '{info.ros_distro}')"
+    else:
+        distro = info.ros_distro
     version = f"metadata version {info.version}" if info.version is not None else "metadata version unknown"
     lines = [
         f"Bag:          {info.path}",
         f"Files:        {', '.join(info.files) or '-'}",
         f"Size:         {_size(info.size_bytes)}",
         f"Storage:      {info.storage}" + (f", compressed {info.compression}" if info.compression else ""),
-        f"ROS distro:   {distro} ({version}; definitions not in the bag taken from {info.definitions})",
+        f"ROS distro:   {distro}",
+        f"Format:       {version}; definitions the bag lacks are taken from {info.definitions}",
         f"Start:        {_time(info.start_ns)}",
         f"End:          {_time(info.end_ns)}",
         f"Duration:     {info.duration_s:.3f} s",

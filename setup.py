@@ -33,6 +33,7 @@ setup(
         (f"share/{NAME}/launch", ["launch/vimpnet.launch.py"]),
         (f"share/{NAME}/config", ["config/vimpnet.yaml"]),
     ],
+    # What the node imports at run time (a test runs the node and compares); everything else is an extra.
     install_requires=[
         # torch is pinned by the set-up step (tools/setup_env.py) to the CPU build 2.13.0;
         # any 2.13.x satisfies this without pulling another build.
@@ -40,21 +41,19 @@ setup(
         "numpy>=1.26",
         "opencv-python-headless>=4.8",
         "pillow>=10",  # reads a compressed image's declared size before it is decoded
-        "scikit-image>=0.22",
-        "scipy>=1.11",
         "pyyaml>=6",
-        "tqdm>=4.66",
-        "matplotlib>=3.8",
-        "tensorboard>=2.15",
-        "onnx>=1.16",
-        "onnxscript>=0.2",
-        "onnxruntime>=1.18",
-        "rosbags>=0.10",
-        "rosbags-image[opencv-headless]>=0.10",
-        "mcap>=1.1",
-        "mcap-ros2-support>=0.5",
     ],
     extras_require={
+        # Training: logs, progress bars, the clean clips drawn from scikit-image's sample images, footage from bags.
+        "train": ["tensorboard>=2.15", "tqdm>=4.66", "scikit-image>=0.22", "rosbags>=0.10"],
+        # Bag tools (bag-play, bag-eval, bag-info, record), evaluation reports and their plots.
+        "eval": ["rosbags>=0.10", "rosbags-image[opencv-headless]>=0.10", "matplotlib>=3.8", "tqdm>=4.66"],
+        # ONNX export and the ONNX Runtime backend (torch.onnx.export(dynamo=True) needs onnx and onnxscript).
+        "export": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],
+        # The test suite: reference metrics (scikit-image) and an MCAP reader independent of rosbags.
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "scikit-image>=0.22", "mcap>=1.1", "mcap-ros2-support>=0.5"],
+        # `vimpnet-ros fleet`: many bags over the cores of one machine or a cluster.
+        "fleet": ["ray[default]>=2.40"],
         # ROS 2 Kilted from PyPI plus what building the messages needs (no ROS distro installed).
         "ros-pypi": [
             "ros-kilted-rclpy[fastrtps]",
@@ -73,8 +72,8 @@ setup(
             "lark",
             "catkin_pkg",
         ],
-        # colcon: the slow test that builds and tests the package the way a ROS user does.
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "colcon-common-extensions>=0.3"],
+        # Lint, and colcon for the slow test that builds and tests the packages the way a ROS user does.
+        "dev": ["ruff>=0.6", "colcon-common-extensions>=0.3"],
         # Vehicle GPUs: needs CUDA and TensorRT; cannot be installed on CPU-only machines.
         "tensorrt": ["torch-tensorrt==2.13.*"],
     },

@@ -1,10 +1,12 @@
 """The colcon path: the package builds, installs and tests itself the way a ROS user's workspace does.
 
-``test_full_cmake_install`` runs what ``colcon build`` runs for an ament_cmake package (CMake configure,
-build, install) and checks the install tree: messages, Python package, node executable, the
-``vimpnet-ros`` command, launch and config, and the tests ``colcon test`` would run. ``test_colcon_build_and_test``
-runs colcon itself (``colcon-common-extensions`` from PyPI, in the dev extras): ``colcon build``, the
-``vimpnet-ros`` command after sourcing the workspace, ``colcon test`` and ``colcon test-result``. Both build
+``test_full_cmake_install`` runs what ``colcon build`` runs for the two ament_cmake packages (CMake configure,
+build, install of the interface package ``vimpnet_msgs``, then of ``vimpnet_ros``) and checks the install tree:
+messages, Python package, node executable, the ``vimpnet-ros`` command, launch and config, and the tests
+``colcon test`` would run; without ``vimpnet_msgs`` the configure step stops with a line saying how to build it.
+``test_colcon_build_and_test`` runs colcon itself (``colcon-common-extensions`` from PyPI, in the dev extras):
+``colcon build`` of both packages (messages first), the ``vimpnet-ros`` command after sourcing the workspace,
+``colcon test`` and ``colcon test-result``. Both build
 against the PyPI ROS wheels in the environment (no distro installed). The sources are copied out of the
 repository first (what a clone holds), because the .venv inside the checkout would otherwise make CMake see
 numpy's include directory as part of the source tree.
@@ -64,39 +66,64 @@ def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 900
     return output
 
 
-def test_full_cmake_install(tmp_path: Path) -> None:
-    source, build, install = tmp_path / "src", tmp_path / "build", tmp_path / "install"
-    copy_clone_files(source)
-    build.mkdir()
-    env = build_env(tmp_path)
-    configure = [
+def configure_command(source: Path, install: Path, prefixes: list[Path]) -> list[str]:
+    """CMake's configure step as colcon runs it for an ament_cmake package."""
+    return [
         "cmake",
         str(source),
-        f"-DCMAKE_PREFIX_PATH={PREFIX}",
+        f"-DCMAKE_PREFIX_PATH={';'.join(map(str, prefixes))}",
         f"-DCMAKE_INSTALL_PREFIX={install}",
         f"-DPython3_EXECUTABLE={sys.executable}",
         "-DBUILD_TESTING=ON",
     ]
-    run(configure, build, env)
-    run(["cmake", "--build", ".", "--target", "install", "--parallel", "2"], build, env)
+
+
+def test_full_cmake_install(tmp_path: Path) -> None:
+    source, install = tmp_path / "src", tmp_path / "install"
+    copy_clone_files(source)
+    env = build_env(tmp_path)
+
+    # Without the interface package, vimpnet_ros stops at configure and says how to build both (the
+    # environment has vimpnet_msgs built by the set-up, so CMake is told not to find it).
+    lonely = tmp_path / "build_without_messages"
+    lonely.mkdir()
+    hidden = [*configure_command(source, install, [PREFIX]), "-DCMAKE_DISABLE_FIND_PACKAGE_vimpnet_msgs=TRUE"]
+    result = subprocess.run(hidden, cwd=lonely, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    said = " ".join((result.stdout + result.stderr).split())  # CMake wraps its messages
+    assert "colcon build --base-paths src/vimpnet_ros src/vimpnet_ros/vimpnet_msgs" in said, said[-2000:]
+
+    # colcon's order: the interface package first, then the node package against it.
+    for name, folder in (("vimpnet_msgs", source / "vimpnet_msgs"), ("vimpnet_ros", source)):
+        build = tmp_path / "build" / name
+        build.mkdir(parents=True)
+        run(
+            configure_command(folder, install, [install, PREFIX]),
+            build,
+            {**env, "AMENT_PREFIX_PATH": f"{install}:{PREFIX}"},
+        )
+        run(["cmake", "--build", ".", "--target", "install", "--parallel", "2"], build, env)
 
     site = install / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     package = site / "vimpnet_ros"
-    assert (package / "msg" / "_rain_status.py").exists()
-    assert "__version__" in (package / "__init__.py").read_text(), "the generated empty __init__.py won"
+    assert (site / "vimpnet_msgs" / "msg" / "_rain_status.py").exists()
+    assert not (package / "msg").exists(), "vimpnet_ros must not carry messages of its own"
+    assert (install / "share" / "vimpnet_msgs" / "msg" / "RainStatus.msg").exists()
+    assert "__version__" in (package / "__init__.py").read_text()
     assert os.access(install / "lib" / "vimpnet_ros" / "vimpnet_node", os.X_OK)
     assert os.access(install / "bin" / "vimpnet-ros", os.X_OK)
     assert (install / "share" / "vimpnet_ros" / "launch" / "vimpnet.launch.py").exists()
     assert (install / "share" / "vimpnet_ros" / "config" / "vimpnet.yaml").exists()
-    assert (install / "share" / "ament_index" / "resource_index" / "packages" / "vimpnet_ros").exists()
+    for name in ("vimpnet_ros", "vimpnet_msgs"):
+        assert (install / "share" / "ament_index" / "resource_index" / "packages" / name).exists()
 
     # BUILD_TESTING registers the pytest targets that `colcon test` runs through ctest.
-    listed = run(["ctest", "-N"], build, env)
+    listed = run(["ctest", "-N"], tmp_path / "build" / "vimpnet_ros", env)
     for target in COLCON_TEST_TARGETS:
         assert f": {target}\n" in listed, listed
     assert f"Total Tests: {len(COLCON_TEST_TARGETS)}" in listed, listed
 
-    # The installed tree alone (as after `source install/setup.bash`) provides the package, its messages and
+    # The installed tree alone (as after `source install/setup.bash`) provides the package, the messages and
     # the `vimpnet-ros` command.
     run_env = {
         **os.environ,
@@ -106,8 +133,8 @@ def test_full_cmake_install(tmp_path: Path) -> None:
         "PATH": f"{install / 'bin'}{os.pathsep}{PREFIX / 'bin'}{os.pathsep}{os.environ['PATH']}",
     }
     check = (
-        "import vimpnet_ros, vimpnet_ros.msg as m; from pathlib import Path;"
-        "assert Path(vimpnet_ros.__file__).parent == Path(m.__file__).parent.parent, vimpnet_ros.__path__;"
+        "import vimpnet_ros, vimpnet_msgs.msg as m; from pathlib import Path;"
+        f"assert Path(vimpnet_ros.__file__).parent == Path({str(package)!r}), vimpnet_ros.__file__;"
         "print(m.RainStatus().PROCESSING_FALLBACK)"
     )
     assert run([sys.executable, "-c", check], Path("/"), run_env, timeout=120).strip() == "2"
@@ -122,12 +149,16 @@ def test_colcon_build_and_test(tmp_path: Path) -> None:
     copy_clone_files(workspace / "src" / "vimpnet_ros")
     env = build_env(tmp_path)
     cmake_args = ["--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}"]
-    run([str(colcon), "build", "--packages-select", "vimpnet_ros", *cmake_args], workspace, env)
+    # The README's command: both package folders named, colcon orders them (messages first).
+    base_paths = ["--base-paths", "src/vimpnet_ros", "src/vimpnet_ros/vimpnet_msgs"]
+    listed = run([str(colcon), "list", "--topological-order", "--names-only", *base_paths], workspace, env)
+    assert listed.split() == ["vimpnet_msgs", "vimpnet_ros"], listed
+    run([str(colcon), "build", *base_paths, *cmake_args], workspace, env)
 
-    # `source install/setup.bash` puts the command on PATH and the installed package first on sys.path.
+    # `source install/setup.bash` puts the command on PATH and the installed packages first on sys.path.
     shell = (
         "source install/setup.bash && command -v vimpnet-ros && vimpnet-ros --help && "
-        "python3 -c 'import vimpnet_ros; print(vimpnet_ros.__file__)'"
+        "python3 -c 'from vimpnet_msgs.msg import RainStatus; import vimpnet_ros; print(vimpnet_ros.__file__)'"
     )
     output = run(["bash", "-c", shell], workspace, env, timeout=120)
     command_path, *_, module_path = output.strip().splitlines()
@@ -135,7 +166,7 @@ def test_colcon_build_and_test(tmp_path: Path) -> None:
     assert BAG_SUBCOMMAND in output, output
     assert Path(module_path).is_relative_to(workspace / "install"), module_path
 
-    run([str(colcon), "test", "--packages-select", "vimpnet_ros"], workspace, env, timeout=1800)
+    run([str(colcon), "test", *base_paths, "--packages-select", "vimpnet_ros"], workspace, env, timeout=1800)
     summary = run([str(colcon), "test-result", "--verbose"], workspace, env)  # non-zero on any failure
     results = workspace / "build" / "vimpnet_ros" / "test_results" / "vimpnet_ros"
     totals = {}

@@ -1,4 +1,4 @@
-"""The custom messages: built into the environment, and they cross DDS between processes."""
+"""The interface package vimpnet_msgs: built into the environment, light to import, and it crosses DDS."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ PUBLISHER = textwrap.dedent(
     """
     import sys, time
     import rclpy
-    from vimpnet_ros.msg import RainStatus
+    from vimpnet_msgs.msg import RainStatus
 
     rclpy.init()
     node = rclpy.create_node("rain_status_publisher")
@@ -50,7 +50,7 @@ PUBLISHER = textwrap.dedent(
 
 
 def test_rain_status_fields_and_constants() -> None:
-    from vimpnet_ros.msg import RainStatus
+    from vimpnet_msgs.msg import RainStatus
 
     message = RainStatus()
     assert message.processing == RainStatus.PROCESSING_RESTORED == 0
@@ -68,7 +68,7 @@ def test_rain_status_round_trips_between_processes(ros_env: dict[str, str]) -> N
     import rclpy
     from rclpy.qos import QoSProfile
 
-    from vimpnet_ros.msg import RainStatus
+    from vimpnet_msgs.msg import RainStatus
 
     domain_id = int(ros_env["ROS_DOMAIN_ID"])
     publisher = subprocess.Popen(
@@ -120,7 +120,7 @@ def test_messages_import_in_a_clean_environment() -> None:
     clean = {key: value for key, value in os.environ.items() if not key.startswith(("LD_", "AMENT_", "_ROS", "PYTHON"))}
     clean["PATH"] = "/usr/bin:/bin"
     result = subprocess.run(
-        [sys.executable, "-c", "from vimpnet_ros.msg import RainStatus; print(RainStatus.__module__)"],
+        [sys.executable, "-c", "from vimpnet_msgs.msg import RainStatus; print(RainStatus.__module__)"],
         env=clean,
         cwd="/",
         capture_output=True,
@@ -128,4 +128,29 @@ def test_messages_import_in_a_clean_environment() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "vimpnet_ros.msg._rain_status"
+    assert result.stdout.strip() == "vimpnet_msgs.msg._rain_status"
+
+
+#: A consumer of RainStatus (a detector): the message, its serialisation, and nothing of the node.
+CONSUMER = textwrap.dedent(
+    """
+    import sys
+    from rclpy.serialization import deserialize_message, serialize_message
+    from vimpnet_msgs.msg import RainStatus
+
+    message = RainStatus(processing=RainStatus.PROCESSING_FALLBACK, raindrop_coverage=0.5, model="vimpnet_lite")
+    message.header.frame_id = "cam_rear_optical"
+    message.processed_frames = 123456
+    back = deserialize_message(serialize_message(message), RainStatus)
+    assert back == message, (back, message)
+    heavy = sorted(name for name in ("torch", "cv2", "vimpnet_ros") if name in sys.modules)
+    print("heavy:", ",".join(heavy))
+    """
+)
+
+
+def test_a_consumer_imports_the_messages_without_the_node() -> None:
+    """vimpnet_msgs is a message package: importing and round-tripping RainStatus loads no torch, OpenCV or node."""
+    result = subprocess.run([sys.executable, "-c", CONSUMER], cwd="/", capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "heavy:", result.stdout

@@ -25,7 +25,7 @@ def load_setup_module() -> ModuleType:
 
 def snapshot(folder: Path) -> dict[str, int]:
     """Modification times (ns) of what the set-up writes: packages, messages, scripts, the stamp."""
-    watched = [folder / "lib" / "python3.11" / "site-packages", folder / "lib" / "vimpnet_ros_messages", folder / "bin"]
+    watched = [folder / "lib" / "python3.11" / "site-packages", folder / "lib", folder / "bin"]
     times = {str(folder / ".vimpnet_ros_setup.json"): (folder / ".vimpnet_ros_setup.json").stat().st_mtime_ns}
     for base in watched:
         for path in base.iterdir():
@@ -49,15 +49,16 @@ def test_fingerprint_follows_every_input(tmp_path: Path, monkeypatch: pytest.Mon
     for name in setup_env.FINGERPRINT_INPUTS:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "msg", tmp_path / "msg")
+    messages = f"{setup_env.MESSAGES_PACKAGE}/msg"
+    shutil.copytree(ROOT / messages, tmp_path / messages)
     monkeypatch.setattr(setup_env, "ROOT", tmp_path)
     original = setup_env.fingerprint()
     assert setup_env.fingerprint() == original
-    for changed in [*setup_env.FINGERPRINT_INPUTS, "msg/RainStatus.msg"]:
+    for changed in [*setup_env.FINGERPRINT_INPUTS, f"{messages}/RainStatus.msg"]:
         path = tmp_path / changed
         content = path.read_bytes()
         path.write_bytes(content + b"\n")
         assert setup_env.fingerprint() != original, changed
         path.write_bytes(content)
-    (tmp_path / "msg" / "Extra.msg").write_text("float32 value\n")
+    (tmp_path / messages / "Extra.msg").write_text("float32 value\n")
     assert setup_env.fingerprint() != original

@@ -2,12 +2,13 @@
 """Create or update the development environment in ``.venv`` (the README's set-up step).
 
 Steps: create the virtual environment, install torch 2.13.0 (the CPU build on our
-machines), the package (editable) with its Python dependencies and the ROS 2 Kilted
-wheels from PyPI, then build ``msg/*.msg`` with CMake into the environment so that
-``from vimpnet_ros.msg import RainStatus`` works with no variables to set.
+machines), the package (editable) with its Python dependencies, every extra that installs
+on a CPU machine (training, evaluation, export, test, fleet, dev) and the ROS 2 Kilted
+wheels from PyPI, then build the interface package ``vimpnet_msgs`` with CMake into the
+environment so that ``from vimpnet_msgs.msg import RainStatus`` works with no variables to set.
 
 It is idempotent: a fingerprint of every input (this script, setup.py, package.xml,
-CMakeLists.txt, the messages) is stored in the environment; when it matches and the
+CMakeLists.txt, the interface package) is stored in the environment; when it matches and the
 messages import, nothing is touched. Standard library only, so it runs before the
 environment exists.
 """
@@ -26,9 +27,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCH_REQUIREMENT = "torch==2.13.0"
-PACKAGE_EXTRAS = "ros-pypi,dev"
-FINGERPRINT_INPUTS = ("tools/setup_env.py", "setup.py", "pyproject.toml", "package.xml", "CMakeLists.txt")
-MESSAGES_DIR_NAME = "vimpnet_ros_messages"  # under <venv>/lib: the generated Python message module
+#: Every extra except tensorrt (CUDA only): `make test` covers training, evaluation, export and the fleet.
+PACKAGE_EXTRAS = "ros-pypi,dev,train,eval,export,test,fleet"
+#: The interface package (its own CMake project), built into the environment.
+MESSAGES_PACKAGE = "vimpnet_msgs"
+FINGERPRINT_INPUTS = (
+    "tools/setup_env.py",
+    "setup.py",
+    "pyproject.toml",
+    "package.xml",
+    "CMakeLists.txt",
+    f"{MESSAGES_PACKAGE}/package.xml",
+    f"{MESSAGES_PACKAGE}/CMakeLists.txt",
+)
+#: What earlier set-ups wrote to put messages inside vimpnet_ros (removed: it would shadow the package).
+LEGACY_MESSAGES_DIR_NAME = "vimpnet_ros_messages"
 STAMP_NAME = ".vimpnet_ros_setup.json"
 
 
@@ -46,7 +59,7 @@ def run(command: list[str], **kwargs: object) -> None:
 def fingerprint() -> str:
     """Hash of everything that changes what the set-up installs or builds."""
     digest = hashlib.sha256()
-    paths = [ROOT / name for name in FINGERPRINT_INPUTS] + sorted((ROOT / "msg").glob("*.msg"))
+    paths = [ROOT / name for name in FINGERPRINT_INPUTS] + sorted((ROOT / MESSAGES_PACKAGE / "msg").glob("*.msg"))
     for path in paths:
         digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(path.read_bytes())
@@ -76,7 +89,7 @@ def messages_import(venv: Path) -> bool:
     if not python.exists():
         return False
     result = subprocess.run(
-        [str(python), "-c", "from vimpnet_ros.msg import RainStatus; RainStatus()"],
+        [str(python), "-c", f"from {MESSAGES_PACKAGE}.msg import RainStatus; RainStatus()"],
         capture_output=True,
         cwd="/",
     )
@@ -88,31 +101,25 @@ def install_python_packages(venv: Path) -> None:
     run([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     # torch first and pinned: an unpinned resolution would pull the CUDA build (several GB).
     run([python, "-m", "pip", "install", "--quiet", TORCH_REQUIREMENT])
-    # editable_mode=compat puts the repository on sys.path through a plain .pth entry. The default
-    # (an import hook searched after sys.path) would lose to the generated message folder, which also
-    # holds a `vimpnet_ros` package; as a sys.path entry ours comes first and merges the messages in.
-    run(
-        [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--config-settings",
-            "editable_mode=compat",
-            "--editable",
-            f"{ROOT}[{PACKAGE_EXTRAS}]",
-            TORCH_REQUIREMENT,
-        ]
-    )
+    run([python, "-m", "pip", "install", "--quiet", "--editable", f"{ROOT}[{PACKAGE_EXTRAS}]", TORCH_REQUIREMENT])
+
+
+def remove_legacy_messages(venv: Path) -> None:
+    """Remove the message folder earlier set-ups merged into ``vimpnet_ros`` (it would shadow the package)."""
+    (site_packages(venv) / f"{LEGACY_MESSAGES_DIR_NAME}.pth").unlink(missing_ok=True)
+    shutil.rmtree(venv / "lib" / LEGACY_MESSAGES_DIR_NAME, ignore_errors=True)
 
 
 def build_messages(venv: Path) -> None:
-    """Generate and install the messages into the environment with CMake + rosidl."""
+    """Generate and install the interface package into the environment with CMake + rosidl.
+
+    The Python module goes to the environment's site-packages; its extensions find the
+    message libraries in ``<venv>/lib`` through their RPATH.
+    """
     cmake = shutil.which("cmake")
     if cmake is None:
         raise SystemExit("[setup] cmake is required to build the messages (apt-get install cmake)")
-    build_dir = ROOT / "build" / "messages"
+    build_dir = ROOT / "build" / MESSAGES_PACKAGE
     if build_dir.exists():
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True)
@@ -124,13 +131,12 @@ def build_messages(venv: Path) -> None:
     run(
         [
             cmake,
-            str(ROOT),
-            "-DVIMPNET_ROS_MESSAGES_ONLY=ON",
+            str(ROOT / MESSAGES_PACKAGE),
             "-DBUILD_TESTING=OFF",
             f"-DCMAKE_PREFIX_PATH={venv}",
             f"-DCMAKE_INSTALL_PREFIX={venv}",
             f"-DPython3_EXECUTABLE={venv_python(venv)}",
-            f"-DPYTHON_INSTALL_DIR=lib/{MESSAGES_DIR_NAME}",
+            f"-DPYTHON_INSTALL_DIR={site_packages(venv).relative_to(venv)}",
         ],
         cwd=build_dir,
         env=env,
@@ -142,12 +148,6 @@ def build_messages(venv: Path) -> None:
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    messages_dir = venv / "lib" / MESSAGES_DIR_NAME
-    # ament writes an egg-info for the generated module; pip already owns the distribution name.
-    for egg_info in messages_dir.glob("*.egg-info"):
-        shutil.rmtree(egg_info)
-    # Put the generated module's parent on sys.path; vimpnet_ros/__init__.py merges it with extend_path.
-    (site_packages(venv) / f"{MESSAGES_DIR_NAME}.pth").write_text(f"{messages_dir}\n")
 
 
 def main() -> int:
@@ -171,9 +171,10 @@ def main() -> int:
     if not venv_python(venv).exists():
         run([sys.executable, "-m", "venv", str(venv)])
     install_python_packages(venv)
+    remove_legacy_messages(venv)
     build_messages(venv)
     if not messages_import(venv):
-        raise SystemExit("[setup] the messages were built but `from vimpnet_ros.msg import RainStatus` fails")
+        raise SystemExit(f"[setup] the messages were built but `from {MESSAGES_PACKAGE}.msg import RainStatus` fails")
     stamp_path.write_text(json.dumps({"fingerprint": wanted, "seconds": round(time.monotonic() - started, 1)}) + "\n")
     log(f"environment {venv} ready in {time.monotonic() - started:.0f} s")
     return 0

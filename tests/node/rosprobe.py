@@ -65,7 +65,7 @@ class Probe:
     )
 
     def __init__(self, context: Any, prefixes: tuple[str, ...] = ("",), reliable: bool = True) -> None:
-        from vimpnet_ros.msg import RainStatus
+        from vimpnet_msgs.msg import RainStatus
 
         self.node = rclpy.create_node("probe", context=context)
         self.executor = SingleThreadedExecutor(context=context)

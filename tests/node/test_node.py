@@ -501,7 +501,7 @@ def test_out_of_memory_reloads_with_tiling_and_keeps_publishing(ros_context: Any
 
 
 def test_processing_codes_match_the_message() -> None:
-    from vimpnet_ros.msg import RainStatus
+    from vimpnet_msgs.msg import RainStatus
     from vimpnet_ros.pipeline.outputs import Processing
 
     assert Processing.RESTORED == RainStatus.PROCESSING_RESTORED

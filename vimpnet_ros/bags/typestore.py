@@ -3,8 +3,9 @@
 Bags recorded on Jazzy and Kilted (and all MCAP bags) carry their message
 definitions, so they are read with those. Humble's sqlite3 bags carry none; for
 them (or when asked) the distro's typestore fills in. Writing always registers
-``vimpnet_ros/msg/RainStatus`` from the ``.msg`` text so output bags are
-self-describing for any reader.
+``vimpnet_msgs/msg/RainStatus`` from the ``.msg`` text so output bags are
+self-describing for any reader; the same definition under its former name
+``vimpnet_ros/msg/RainStatus`` (before the messages had their own package) keeps older bags readable.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ DISTROS: dict[str, Stores] = {
     "kilted": Stores.ROS2_KILTED,
 }
 DEFAULT_DISTRO = "kilted"
-RAIN_STATUS_TYPE = "vimpnet_ros/msg/RainStatus"
+RAIN_STATUS_TYPE = "vimpnet_msgs/msg/RainStatus"
+#: The same message in bags written before the interface package existed.
+LEGACY_RAIN_STATUS_TYPE = "vimpnet_ros/msg/RainStatus"
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -36,10 +39,11 @@ IMAGE_TYPES = frozenset({IMAGE_TYPE, COMPRESSED_TYPE})
 
 def rain_status_msg_path() -> Path:
     """Find ``RainStatus.msg``: the source tree, the colcon/ament share dir, or the venv's share dir."""
-    candidates = [Path(__file__).resolve().parents[2] / "msg" / "RainStatus.msg"]
+    package = RAIN_STATUS_TYPE.partition("/")[0]
+    candidates = [Path(__file__).resolve().parents[2] / package / "msg" / "RainStatus.msg"]
     for prefix in [*os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep), sys.prefix]:
         if prefix:
-            candidates.append(Path(prefix) / "share" / "vimpnet_ros" / "msg" / "RainStatus.msg")
+            candidates.append(Path(prefix) / "share" / package / "msg" / "RainStatus.msg")
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -50,11 +54,13 @@ def rain_status_msg_path() -> Path:
 
 
 def make_typestore(distro: str = DEFAULT_DISTRO) -> Typestore:
-    """A typestore of ``distro`` (humble, jazzy, kilted) with ``vimpnet_ros/msg/RainStatus`` registered."""
+    """A typestore of ``distro`` (humble, jazzy, kilted) with ``RainStatus`` registered (current and former name)."""
     if distro not in DISTROS:
         raise BagError(f"unknown ROS distro {distro!r} for bag message types; choose one of {', '.join(DISTROS)}")
     store = get_typestore(DISTROS[distro])
-    store.register(get_types_from_msg(rain_status_msg_path().read_text(), RAIN_STATUS_TYPE))
+    text = rain_status_msg_path().read_text()
+    for name in (RAIN_STATUS_TYPE, LEGACY_RAIN_STATUS_TYPE):
+        store.register(get_types_from_msg(text, name))
     return store
 
 

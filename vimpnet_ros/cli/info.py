@@ -25,6 +25,6 @@ def run(args: argparse.Namespace) -> int:
             continue
         imported = importlib.import_module(module)
         print(f"{module}: {getattr(imported, '__version__', 'installed')}")
-    messages = importlib.util.find_spec("vimpnet_ros.msg")
-    print(f"vimpnet_ros.msg: {'built' if messages else 'NOT built (run: make setup)'}")
+    messages = importlib.util.find_spec("vimpnet_msgs")
+    print(f"vimpnet_msgs: {'built' if messages else 'NOT built (run: make setup, or build it with colcon)'}")
     return 0

@@ -127,6 +127,8 @@ class InferenceEngine:
             selection = select_backend(self.config, environment)
             for note in selection.notes:
                 LOGGER.warning("%s", note)
+            for note in selection.info:
+                LOGGER.info("%s", note)
             if model is None:
                 model = self._load_model()
             elif model.config.name != self.config.model:

@@ -4,8 +4,10 @@
 
 ``--managed`` starts a lifecycle node (configure loads the model, activate starts
 processing; with the ``autostart`` parameter it does both at once); without it the node
-loads and starts at once. Bad parameters or a
-missing/corrupt checkpoint end the process with exit code 2 and one error line.
+loads and starts at once. Bad parameters, a missing or malformed params file, ROS arguments
+rcl refuses, or a missing/corrupt checkpoint end the process with exit code 2 and one error
+line (:mod:`vimpnet_ros.node.startup`); an unknown parameter name is a warning naming the
+nearest known one.
 rclpy's signal handlers turn SIGINT and SIGTERM into a context shutdown, after
 which the worker is stopped and the process exits 0 within seconds, even mid-inference:
 an inference still running after the worker's stop timeout is abandoned and the process
@@ -45,17 +47,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the node; return the process exit code."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.impl.implementation_singleton import rclpy_implementation
     from rclpy.utilities import remove_ros_args
 
     from vimpnet_ros.engine.allocator import keep_freed_memory
     from vimpnet_ros.errors import VimpnetError
+    from vimpnet_ros.node.startup import check_params_files, rcl_error_line, read_ros_arguments
     from vimpnet_ros.node.transport import configure_transport
 
     keep_freed_memory()
     args_in = list(sys.argv if argv is None else ["vimpnet_node", *argv])
-    options = build_parser().parse_args(remove_ros_args(args_in)[1:])
-    transport = configure_transport()
-    rclpy.init(args=args_in)
+    try:
+        check_params_files(read_ros_arguments(args_in))
+        options = build_parser().parse_args(remove_ros_args(args_in)[1:])
+        transport = configure_transport()
+        rclpy.init(args=args_in)
+    except VimpnetError as error:
+        return _start_error(str(error))
+    except rclpy_implementation.UnknownROSArgsError as error:  # its text is the list of arguments
+        return _start_error(f"unknown ROS argument(s) after --ros-args: {error}")
+    except rclpy_implementation.RCLError as error:  # what rcl still refuses in the arguments
+        return _start_error(rcl_error_line(error))
     logger = rclpy.logging.get_logger("vimpnet_node")
     (logger.warning if transport.warn else logger.info)(transport.summary)
     node = None
@@ -92,6 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _start_error(line: str) -> int:
+    """A problem found before rclpy runs: one line on stderr (no logger exists yet), exit code 2."""
+    print(f"[ERROR] [vimpnet_node]: error: {line}", file=sys.stderr, flush=True)
+    return EXIT_CONFIG_ERROR
 
 
 if __name__ == "__main__":

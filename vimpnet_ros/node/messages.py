@@ -52,7 +52,7 @@ def compressed_message(rgb8: np.ndarray, header: Any, quality: int) -> Compresse
 
 
 def status_message(message_type: type, fields: StatusFields, header: Any) -> Any:
-    """A ``vimpnet_ros/msg/RainStatus`` from the pipeline's fields (already in the message's ranges)."""
+    """A ``vimpnet_msgs/msg/RainStatus`` from the pipeline's fields (already in the message's ranges)."""
     status = message_type(header=header)
     for name, value in dataclasses.asdict(fields).items():
         setattr(status, name, int(value) if name == "processing" else value)

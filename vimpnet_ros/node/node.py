@@ -119,10 +119,11 @@ class DerainCore:
         """Validate parameters, load the model once, create publishers and services (raises VimpnetError)."""
         settings = self.params.load()
         try:
-            from vimpnet_ros.msg import RainStatus
+            from vimpnet_msgs.msg import RainStatus
         except ImportError as error:
             raise ConfigError(
-                "the message module vimpnet_ros.msg is not built/installed (RainStatus); build the package first"
+                "the interface package vimpnet_msgs (RainStatus) is not built/installed: run make setup, or build "
+                "it with colcon and source the workspace"
             ) from error
         from std_srvs.srv import SetBool
 

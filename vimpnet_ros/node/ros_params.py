@@ -24,6 +24,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from vimpnet_ros.errors import ConfigError, VimpnetError
+from vimpnet_ros.node.startup import unknown_parameter_warnings
 from vimpnet_ros.pipeline.settings import PARAMETERS, PARAMETERS_BY_NAME, NodeSettings, ParamSpec, validate_settings
 
 _ROS_TYPES: dict[str, int] = {
@@ -59,7 +60,9 @@ class ParameterBridge:
     """The node's parameters: declared once at construction, validated on every update.
 
     ``settings`` is None until :meth:`load` (configure); afterwards updates are validated against
-    the whole table and, when valid, replace it at once (the next frame uses them).
+    the whole table and, when valid, replace it at once (the next frame uses them). Names given
+    with ``-p`` or in a params file that the table does not have are logged as warnings at
+    construction, each with the nearest known name.
     """
 
     def __init__(self, node: Node) -> None:
@@ -73,6 +76,9 @@ class ParameterBridge:
                 node.declare_parameter(spec.name, default, descriptor_for(spec))
             except Exception as error:  # rclpy's ParameterException family for overrides it cannot take
                 raise ConfigError(f"parameter '{spec.name}' must be {spec.allowed} ({error})") from error
+        # rclpy keeps every override addressed to this node, declared or not, in _parameter_overrides.
+        for warning in unknown_parameter_warnings(node._parameter_overrides, PARAMETERS_BY_NAME):
+            node.get_logger().warning(warning)
         node.add_on_set_parameters_callback(self._on_set_parameters)
 
     def current_values(self) -> dict[str, Any]:

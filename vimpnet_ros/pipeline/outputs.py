@@ -49,7 +49,7 @@ class Plane:
 
 @dataclass(frozen=True)
 class StatusFields:
-    """The ``vimpnet_ros/msg/RainStatus`` fields of one output frame (the header is the source frame's)."""
+    """The ``vimpnet_msgs/msg/RainStatus`` fields of one output frame (the header is the source frame's)."""
 
     processing: Processing
     raindrop_coverage: float

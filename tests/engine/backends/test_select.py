@@ -69,8 +69,18 @@ def test_auto_fallback_says_why() -> None:
     assert any("AOTInductor-compiled" in n for n in select_backend(EngineConfig(), GPU_INDUCTOR).notes)
     notes = select_backend(EngineConfig(backend="compiled"), GPU_ONLY).notes  # explicit: served, with a warning
     assert any("C++ compiler" in n and "Triton" in n for n in notes)
-    assert any("no CUDA GPU" in n for n in select_backend(EngineConfig(), CPU_ENV).notes)
     assert select_backend(EngineConfig(), GPU_TRT).notes == ()
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_cpu_without_a_gpu_is_information_not_a_warning(device: str) -> None:
+    """Nobody asked for a GPU (device auto or cpu): the CPU choice is explained at INFO, never warned about."""
+    selection = select_backend(EngineConfig(device=device), CPU_ENV)
+    assert selection.device == "cpu" and selection.notes == ()
+    assert len(selection.info) == 1 and "on the CPU" in selection.info[0]
+    assert ("no CUDA GPU visible" in selection.info[0]) == (device == "auto")
+    with pytest.raises(BackendUnavailableError, match="no CUDA GPU"):  # asking for cuda is an error, not a fallback
+        select_backend(EngineConfig(device="cuda"), CPU_ENV)
 
 
 @pytest.mark.parametrize(
@@ -91,16 +101,17 @@ def test_explicit_requests_that_cannot_work(env: Environment, changes: dict[str,
         select_backend(EngineConfig(**changes), env)  # type: ignore[arg-type]
 
 
-def test_engine_load_explicit_tensorrt_fails_and_auto_warns(
+def test_engine_load_explicit_tensorrt_fails_and_auto_informs(
     lite_model: VimpNet, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """On this (CPU-only, no torch_tensorrt) machine: explicit tensorrt is an error, auto falls back with a warning."""
+    """On a CPU-only machine: explicit tensorrt is an error; auto runs on the CPU and says so at INFO, not WARNING."""
     with pytest.raises(BackendUnavailableError, match="tensorrt"):
-        InferenceEngine(EngineConfig(backend="tensorrt")).load(lite_model)
-    with caplog.at_level(logging.WARNING):
-        engine = InferenceEngine(EngineConfig()).load(lite_model)
+        InferenceEngine(EngineConfig(backend="tensorrt"), CPU_ENV).load(lite_model)
+    with caplog.at_level(logging.INFO):
+        engine = InferenceEngine(EngineConfig(), CPU_ENV).load(lite_model)
     assert engine.backend_name in ("torch", "onnxruntime") and engine.device.type == "cpu"
-    assert "falling back" in caplog.text
+    levels = [r.levelno for r in caplog.records if "no CUDA GPU visible" in r.getMessage()]
+    assert levels == [logging.INFO], caplog.text
 
 
 def test_probe_describes_this_machine() -> None:

@@ -40,12 +40,17 @@ CPU_FASTEST_BF16: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class Selection:
-    """The concrete backend, device and precision an engine runs with, plus why (for logs and diagnostics)."""
+    """The concrete backend, device and precision an engine runs with, plus why (for logs and diagnostics).
+
+    ``notes`` are worth a warning (what was asked for is not what runs); ``info`` only explains a
+    choice ``auto`` made as expected, e.g. the CPU on a machine without a GPU when no GPU was asked for.
+    """
 
     backend: str
     device: str
     precision: str
     notes: tuple[str, ...] = ()
+    info: tuple[str, ...] = ()
 
 
 def _cpu_choice(config: EngineConfig, env: Environment) -> tuple[str, str]:
@@ -105,11 +110,13 @@ def select_backend(config: EngineConfig, env: Environment) -> Selection:
                          "falling back to eager PyTorch on CUDA")  # fmt: skip
         else:
             backend, cpu_precision = _cpu_choice(config, env)
-            notes.append(
-                f"no CUDA GPU visible: falling back to {backend} on CPU (TensorRT needs CUDA and torch_tensorrt)"
-            )
+            # The CPU is what was asked for (device cpu) or what auto finds here; a requested cuda device
+            # without a GPU raised in resolve_device. So this is information, not a warning.
+            why = "no CUDA GPU visible" if config.device == "auto" else f"device {config.device}"
+            info = f"{why}: running {backend} on the CPU (TensorRT needs CUDA and torch_tensorrt)"
             if config.precision == "auto":
-                return Selection(backend, device, cpu_precision, tuple(notes))
+                return Selection(backend, device, cpu_precision, tuple(notes), (info,))
+            return Selection(backend, device, _resolve_precision(config, backend, device, env), tuple(notes), (info,))
     precision = _resolve_precision(config, backend, device, env)
     return Selection(backend, device, precision, tuple(notes))
 

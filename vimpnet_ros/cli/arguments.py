@@ -32,6 +32,16 @@ def size_list_type(minimum: int = 1, multiple: int = 1) -> Callable[[str], list[
     return parse
 
 
+def add_bag_distro_argument(parser: argparse.ArgumentParser) -> None:
+    """``--distro``: whose message definitions fill in for a bag that carries none (Humble sqlite3 bags)."""
+    parser.add_argument(
+        "--distro",
+        choices=("auto", "humble", "jazzy", "kilted"),
+        default="auto",
+        help="message definitions for bags without them (default: from the bag)",
+    )
+
+
 def add_node_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """``--params-file``, ``-p NAME:=VALUE`` and ``--checkpoint``: the node's parameters, as ``ros2 run`` takes them."""
     from pathlib import Path

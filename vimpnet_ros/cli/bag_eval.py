@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vimpnet_ros.cli.arguments import add_node_settings_arguments, node_settings, topic_pairs
+from vimpnet_ros.cli.arguments import add_bag_distro_argument, add_node_settings_arguments, node_settings, topic_pairs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,12 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-frames", type=int, default=None, help="restore at most this many frames per topic")
     parser.add_argument("--samples", type=int, default=4, help="contact-sheet rows (default 4)")
-    parser.add_argument(
-        "--distro",
-        choices=("auto", "humble", "jazzy", "kilted"),
-        default="auto",
-        help="message definitions for bags without them (default: from the bag)",
-    )
+    add_bag_distro_argument(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     live = parser.add_argument_group(

@@ -5,17 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from vimpnet_ros.cli.arguments import add_bag_distro_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The bag, and how to print it."""
     parser.add_argument("bag", help="rosbag2 folder (sqlite3 or MCAP; Humble, Jazzy or Kilted)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the table")
-    parser.add_argument(
-        "--distro",
-        choices=("auto", "humble", "jazzy", "kilted"),
-        default="auto",
-        help="message definitions for bags without them (default: from the bag)",
-    )
+    add_bag_distro_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while the bag is read")
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from vimpnet_ros.cli.arguments import add_bag_distro_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Bag, speed, topics, remaps, clock, restamping."""
@@ -31,12 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait-timeout", type=float, default=60.0, help="seconds to wait for those subscribers")
     parser.add_argument("--start-offset", type=float, default=0.0, help="skip this many seconds of the bag")
     parser.add_argument("--duration", type=float, default=None, help="play only this many seconds of the bag")
-    parser.add_argument(
-        "--distro",
-        choices=("auto", "humble", "jazzy", "kilted"),
-        default="auto",
-        help="message definitions for bags without them (default: from the bag)",
-    )
+    add_bag_distro_argument(parser)
     parser.add_argument("--stats", type=Path, default=None, help="write a JSON summary (incl. the stamp map) here")
 
 

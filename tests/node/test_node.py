@@ -315,6 +315,67 @@ def test_managed_node_loads_in_configure_and_processes_after_activate(
     _assert_ok_shutdown(node)
 
 
+@pytest.mark.slow
+def test_deactivate_activate_in_a_tight_loop_mid_inference_never_runs_two_turns(
+    start_node: Any, probe_factory: Any, checkpoint: Path
+) -> None:
+    """1280x720 frames streaming (a CPU inference takes seconds) while deactivate/activate alternate.
+
+    A deactivate abandons the inference in flight after a bounded wait; the activate right after
+    must not start a second one on the same streams (that raised IndexError in the worker, lost
+    turns and held two inferences' memory): its first turn waits until the abandoned one ended.
+    """
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    node = _start(start_node, checkpoint, args=["--managed"], window_size=3, max_inference_pixels=0)
+    probe = probe_factory()
+    client = probe.node.create_client(ChangeState, "/vimpnet/change_state")
+    assert probe.spin_until(client.service_is_ready, START_TIMEOUT), node.log()
+    clock = probe.node.get_clock()
+    frames = [make_rgb(i, (1280, 720)) for i in range(3)]
+    peak = [0.0]
+
+    def stream(seconds: float) -> None:
+        """Send a frame every 0.2 s (5 Hz) for ``seconds``, sampling the node's memory."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert node.alive(), node.log()[-3000:]
+            probe.send(image_msg(frames[int(time.monotonic() * 5) % 3], "rgb8", clock.now().nanoseconds))
+            peak[0] = max(peak[0], _rss_mb(node.pid))
+            probe.spin_for(0.2)
+
+    def transition(transition_id: int) -> None:
+        future = client.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
+        assert probe.spin_until(future.done, START_TIMEOUT) and future.result().success, node.log()[-3000:]
+
+    transition(Transition.TRANSITION_CONFIGURE)
+    transition(Transition.TRANSITION_ACTIVATE)
+    assert probe.wait_connected(), node.log()
+    deadline = time.monotonic() + 120.0
+    while probe.count("/rain_status") < 2 and time.monotonic() < deadline:
+        stream(1.0)  # two turns: the second one's window holds new frames only, the largest working set
+    assert probe.count("/rain_status") >= 2, node.log()[-3000:]
+    single = peak[0]  # one inference at a time, and the next one is running now
+    for _ in range(4):
+        transition(Transition.TRANSITION_DEACTIVATE)
+        transition(Transition.TRANSITION_ACTIVATE)
+        stream(0.5)
+    assert "is abandoned" in node.log(), node.log()[-3000:]  # the deactivates did land mid-inference
+    resumed = probe.count("/rain_status")
+    deadline = time.monotonic() + 120.0
+    while probe.count("/rain_status") < resumed + 2 and time.monotonic() < deadline:
+        stream(1.0)
+    log = node.log()
+    print(f"lifecycle loop: peak RSS {single:.0f} MB before the loop, {peak[0]:.0f} MB in all")
+    assert probe.count("/rain_status") >= resumed + 2, log[-3000:]  # processing resumed after the loop
+    assert "Traceback" not in log and "IndexError" not in log and "unexpected error" not in log, log[-3000:]
+    assert node.alive()
+    # one inference's working set at a time (two at once held over 1 GB more)
+    assert peak[0] < single + 400, f"peak RSS {peak[0]:.0f} MB, {single:.0f} MB with one inference at a time"
+    _assert_ok_shutdown(node)
+
+
 def test_rain_gating_passes_dry_frames_through(start_node: Any, probe_factory: Any, checkpoint: Path) -> None:
     # started the way a vehicle without `ros2 launch` runs it: params file plus a namespace remap;
     # thresholds no random model can exceed, so every frame counts as dry

@@ -65,12 +65,55 @@ def test_stop_is_prompt_when_idle_and_bounded_when_busy() -> None:
     worker.start()
     started = time.monotonic()
     assert worker.stop(2)
-    assert time.monotonic() - started < 1.0
-    busy = threading.Event()
-    worker = InferenceWorker(["a"], capacity=1, process=lambda b: (busy.set(), time.sleep(3)))
+    assert time.monotonic() - started < 1.5  # woken at once, not after its 2-s timeout (margin for a loaded machine)
+    busy, release = threading.Event(), threading.Event()
+    worker = InferenceWorker(["a"], capacity=1, process=lambda b: (busy.set(), release.wait(30)))
     worker.start()
     worker.submit("a", _frame(0))
     assert busy.wait(5)
     started = time.monotonic()
     assert not worker.stop(0.5) and worker.stopping  # a long inference is abandoned, not waited for
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0 and worker.running()  # bounded by the timeout, not the 30-s turn
+    release.set()
+    assert worker.join(5)
+
+
+def test_a_worker_started_after_an_abandoned_turn_waits_for_it() -> None:
+    """Deactivate then activate mid-inference: the new worker's first turn starts only once the old one ended."""
+    log: list[str] = []
+    busy, release = threading.Event(), threading.Event()
+
+    def old_turn(batches: list[Batch]) -> None:
+        log.append("old start")
+        busy.set()
+        release.wait(30)
+        log.append("old end")
+
+    old = InferenceWorker(["a"], capacity=2, process=old_turn)
+    old.start()
+    old.submit("a", _frame(0))
+    assert busy.wait(5)
+    assert not old.stop(0.2)  # abandoned mid-turn
+    new = InferenceWorker(["a"], capacity=2, process=lambda b: log.append(f"new {b[0].frames[-1].stamp_ns}"))
+    new.start(after=old)
+    for stamp in range(1, 4):
+        new.submit("a", _frame(stamp))
+    time.sleep(0.5)
+    assert log == ["old start"] and new.pending_count() == 2  # held (latest wins meanwhile), not run
+    release.set()
+    _wait(lambda: len(log) >= 3)
+    assert log == ["old start", "old end", "new 3"]
+    assert new.stop(5)
+    # stopping a worker still waiting for its predecessor is prompt, and it never runs a turn
+    busy.clear(), release.clear()
+    log.clear()
+    old = InferenceWorker(["a"], capacity=2, process=old_turn)
+    old.start()
+    old.submit("a", _frame(0))
+    assert busy.wait(5) and not old.stop(0.2)
+    waiting = InferenceWorker(["a"], capacity=2, process=lambda b: log.append("waiting ran"))
+    waiting.start(after=old)
+    waiting.submit("a", _frame(1))
+    assert waiting.stop(2) and not waiting.running()
+    release.set()
+    assert old.join(5) and log == ["old start", "old end"]

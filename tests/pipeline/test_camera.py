@@ -107,6 +107,26 @@ def test_implausible_stamps_are_processed_but_flagged(lite_model: VimpNet) -> No
     assert camera.counters.stamp_suspect == 3 and any(kind == "stamp" for kind, _, _ in reports.lines)
 
 
+def test_unnormalised_and_future_stamps_never_give_a_negative_latency(lite_model: VimpNet) -> None:
+    """nanosec >= 1e9 (within the skew once normalised) and a stamp ahead of the clock: flagged, latency NaN."""
+    settings = _settings()
+    engine, camera, reports = _camera(lite_model, settings)
+    msg = _message(moving_frames(1, 8, 8)[0], "rgb8", BASE - 2 * 10**9)
+    msg.header.stamp.nanosec += 1_999_999_999  # 2 s before BASE written as 0 s + 1.999999999 s: unnormalised
+    unnormalised = camera.source(decode_image(msg, DecodeLimits()), msg.header, settings.inputs)
+    future = _source(camera, settings, moving_frames(2, 8, 8)[1], "rgb8", BASE + 10**9 // 2)
+    present = _source(camera, settings, moving_frames(3, 8, 8)[2], "rgb8", BASE + 10**9 // 2 + 1)
+    latencies = []
+    for source, now in ((unnormalised, BASE), (future, BASE), (present, BASE + 10**9)):
+        [(_, out)] = restore_turn(engine, [Turn(camera, [source])], settings, lambda now=now: now)
+        assert out.status.processing == Processing.RESTORED
+        latencies.append(out.status.latency)
+    assert math.isnan(latencies[0]) and math.isnan(latencies[1]) and 0.49 < latencies[2] < 0.51
+    assert camera.counters.stamp_suspect == 2
+    stamp_lines = [text for kind, text, _ in reports.lines if kind == "stamp"]
+    assert "not normalised" in stamp_lines[0] and "ahead of the node clock" in stamp_lines[1]
+
+
 def test_mono16_keeps_the_camera_range_end_to_end(lite_model: VimpNet) -> None:
     """A 12-bit ramp goes in as 4096 levels and comes out as mono16 on the same 0..4095 scale."""
     settings = _settings()

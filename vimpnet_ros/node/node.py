@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 
     from vimpnet_ros.engine import InferenceEngine
 
-#: Seconds the worker gets to finish its turn when processing stops; a longer inference is abandoned.
+#: Seconds the worker gets to finish its turn when processing stops; a longer inference is abandoned
+#: (not published, and the next activation's first turn waits for it to end).
 WORKER_STOP_TIMEOUT_S = 2.0
 #: How often inputs waiting for their first publisher (``input_reliability: auto``) look again [s].
 INPUT_POLL_S = 0.5
@@ -99,8 +100,13 @@ class DerainCore:
         self._diagnostics_timer: Timer | None = None
         self._enable_service: Service | None = None
         self._input_timer: Timer | None = None
-        #: Set when processing stopped while an inference was still running: its thread is abandoned (see main).
-        self.abandoned_inference = False
+        #: A stopped worker whose last turn still ran when processing stopped (its inference is abandoned).
+        self._retiring: InferenceWorker | None = None
+
+    @property
+    def abandoned_inference(self) -> bool:
+        """True while an abandoned inference still runs: the process then exits without teardown (see main)."""
+        return self._retiring is not None and self._retiring.running()
 
     @property
     def settings(self) -> NodeSettings:
@@ -209,7 +215,7 @@ class DerainCore:
                 for msg_type, name, callback in inputs
             ]
         self.worker = InferenceWorker(list(self.cameras), self.settings.engine.window_size, self._turn)
-        self.worker.start()
+        self.worker.start(after=self._retiring)  # the fence: no turn before an abandoned one has ended
         self.active = True
         if self._poll_inputs():  # fixed reliabilities subscribe now; auto ones wait for a publisher
             self._input_timer = self.node.create_timer(INPUT_POLL_S, self._poll_inputs)
@@ -245,8 +251,11 @@ class DerainCore:
             camera.inputs = []
         if self.worker is not None:
             if not self.worker.stop(timeout=WORKER_STOP_TIMEOUT_S):
-                self.abandoned_inference = True
-                self.logger.info(f"an inference still running after {WORKER_STOP_TIMEOUT_S:.0f} s is abandoned")
+                self._retiring = self.worker
+                self.logger.info(
+                    f"an inference still running after {WORKER_STOP_TIMEOUT_S:.0f} s is abandoned: its frame is not "
+                    "published, and processing resumes only once it has ended"
+                )
             self.worker = None
 
     def cleanup(self) -> None:

@@ -10,7 +10,10 @@ discarded and counted.
 
 Stopping is bounded: :meth:`InferenceWorker.stop` returns after ``timeout`` seconds even
 if an inference is still running (a CPU inference at 1280x720 takes ~10 s here); the
-thread is a daemon and, once told to stop, never calls back into the node again.
+thread is a daemon and, once told to stop, never calls back into the node again. A worker
+started ``after`` such a stopped one holds its first turn until that inference has ended,
+so the same streams never see two turns at once (a deactivate followed at once by an
+activate).
 """
 
 from __future__ import annotations
@@ -52,13 +55,15 @@ class InferenceWorker:
         self._cond = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._after: InferenceWorker | None = None
 
-    def start(self) -> None:
-        """Start the worker thread (idempotent)."""
+    def start(self, after: InferenceWorker | None = None) -> None:
+        """Start the worker thread (idempotent); its first turn waits for ``after``'s turn still running."""
         with self._cond:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop = False
+            self._after = after
             self._thread = threading.Thread(target=self._run, name="vimpnet-inference", daemon=True)
             self._thread.start()
 
@@ -72,6 +77,18 @@ class InferenceWorker:
             return True
         thread.join(timeout)
         return not thread.is_alive()
+
+    def running(self) -> bool:
+        """True while the thread lives (after :meth:`stop`: while its last turn still runs)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the thread to end; True once it has."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.running()
 
     @property
     def stopping(self) -> bool:
@@ -103,6 +120,11 @@ class InferenceWorker:
         return batches
 
     def _run(self) -> None:
+        while self._after is not None:  # the fence: a predecessor's turn still runs on the same streams
+            if self._stop:
+                return
+            if self._after.join(0.1):
+                self._after = None
         while True:
             with self._cond:
                 batches = self._take()

@@ -51,6 +51,12 @@ def header_stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+def stamp_nanosec(header: Any) -> int:
+    """``header.stamp.nanosec`` (0 for a header without a stamp, as bag evaluation's synthetic frames)."""
+    stamp = getattr(header, "stamp", None)
+    return int(stamp.nanosec) if stamp is not None else 0
+
+
 @dataclass(frozen=True)
 class SourceFrame:
     """A decoded frame with what publishing its result needs: stamp, header, and anything else the caller keeps."""
@@ -126,18 +132,26 @@ class CameraPipeline:
 
     # -- outputs -----------------------------------------------------------------------------------------------------
 
-    def _latency_s(self, stamp_ns: int, now_ns: int, inputs: InputSettings) -> float:
-        """now - stamp in seconds, or NaN (and counted) when the stamp is further than max_stamp_skew_s off."""
-        latency = (now_ns - stamp_ns) / 1e9
-        if abs(latency) <= inputs.max_stamp_skew_s:
+    def _latency_s(self, source: SourceFrame, now_ns: int, inputs: InputSettings) -> float:
+        """now - stamp in seconds, or NaN (and counted) when the stamp cannot give a latency.
+
+        That is: further than ``max_stamp_skew_s`` off the node clock, in the future (a negative
+        latency means the clocks disagree), or unnormalised (``nanosec`` of a second or more).
+        """
+        latency = (now_ns - source.stamp_ns) / 1e9
+        nanosec = stamp_nanosec(source.header)
+        if nanosec >= 1_000_000_000:
+            problem = f"has nanosec {nanosec} (1e9 or more: not normalised)"
+        elif latency < 0:
+            problem = f"is {-latency:.3g} s ahead of the node clock (the clocks disagree)"
+        elif latency > inputs.max_stamp_skew_s:
+            problem = f"is {latency:.3g} s off the node clock (max_stamp_skew_s {inputs.max_stamp_skew_s:g})"
+        else:
             return latency
         with self.counters.lock:
             self.counters.stamp_suspect += 1
         self.report(
-            self.name,
-            "stamp",
-            f"[{self.label}] frame stamp is {latency:.3g} s off the node clock; "
-            "processed, left out of the latency statistics",
+            self.name, "stamp", f"[{self.label}] frame stamp {problem}; processed, left out of the latency statistics"
         )
         return math.nan
 
@@ -190,7 +204,7 @@ class CameraPipeline:
         with self.counters.lock:
             self.counters.consecutive_failures = 0
             self.counters.restored += 1
-        latency = self._latency_s(source.stamp_ns, now_ns, settings.inputs)
+        latency = self._latency_s(source, now_ns, settings.inputs)
         status = self._status(
             Processing.RESTORED,
             estimate,
@@ -235,7 +249,7 @@ class CameraPipeline:
             estimate,
             detected,
             inference_s,
-            self._latency_s(source.stamp_ns, now_ns, settings.inputs),
+            self._latency_s(source, now_ns, settings.inputs),
             window,
             settings.engine,
             backend or (result.backend if result else ""),

@@ -100,3 +100,22 @@ def test_unwritable_cache_still_returns_the_program(tmp_path: Path, caplog: pyte
     with caplog.at_level(logging.WARNING):
         report = cache.load_or_build("x", {"a": 1}, *_tools(2.0, counter))  # type: ignore[arg-type]
     assert report.status == "built" and "cannot write the engine cache" in caplog.text
+
+
+@pytest.mark.parametrize("sidecar", [b"\x00garbage{", b"[1, 2]", b'{"key": "0000", "material": {}}'])
+def test_unusable_sidecar_is_rebuilt_with_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sidecar: bytes
+) -> None:
+    """A garbage, foreign or stale ``.json`` beside a good program: rebuilt, and said once however often it is asked."""
+    counter = {"builds": 0}
+    cache = EngineCache(tmp_path)
+    material = {"step": "frame"}
+    report = cache.load_or_build("x", material, *_tools(2.0, counter))  # type: ignore[arg-type]
+    report.entry.meta.write_bytes(sidecar)
+    with caplog.at_level(logging.WARNING):
+        assert not cache.is_fresh("x", material) and not cache.is_fresh("x", material)  # polled twice
+        again = cache.load_or_build("x", material, *_tools(2.0, counter))  # type: ignore[arg-type]
+    lines = [r.getMessage() for r in caplog.records if "rebuilding it" in r.getMessage()]
+    assert len(lines) == 1 and str(report.entry.program) in lines[0], lines
+    assert again.status == "rebuilt-stale" and counter["builds"] == 2
+    assert cache.is_fresh("x", material) and json.loads(report.entry.meta.read_text())["key"] == report.entry.key

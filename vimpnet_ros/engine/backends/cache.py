@@ -91,6 +91,7 @@ class EngineCache:
     def __init__(self, directory: str | Path, suffix: str = ".ep") -> None:
         self.directory = Path(directory).expanduser()
         self.suffix = suffix
+        self._reported: set[Path] = set()  # entries whose repair was logged (once each, however often polled)
 
     def entry(self, name: str, material: Mapping[str, Any]) -> CacheEntry:
         """The files for ``name`` (a readable prefix) under key ``material``."""
@@ -100,17 +101,45 @@ class EngineCache:
         return CacheEntry(base.with_name(base.name + self.suffix), base.with_name(base.name + ".json"), key)
 
     def is_fresh(self, name: str, material: Mapping[str, Any]) -> bool:
-        """Whether a complete entry for ``material`` is on disk (it may still fail to load)."""
+        """Whether a complete entry for ``material`` is on disk (it may still fail to load).
+
+        An entry that is there but unusable (a missing, unreadable or foreign ``.json``, a missing
+        program) is not fresh, and is logged once as being rebuilt.
+        """
         return self._is_fresh(self.entry(name, material), material)
 
     def _is_fresh(self, entry: CacheEntry, material: Mapping[str, Any]) -> bool:
-        if not entry.program.is_file() or not entry.meta.is_file():
-            return False
+        problem = self._problem(entry, material)
+        if problem is None:
+            self._reported.discard(entry.program)  # usable again: a later repair is news
+        elif problem != "absent":
+            self.report_repair(entry.program, problem)
+        return problem is None
+
+    @staticmethod
+    def _problem(entry: CacheEntry, material: Mapping[str, Any]) -> str | None:
+        """Why the entry cannot be used ('absent' when neither file is there), or None when it is fresh."""
+        program, meta_file = entry.program.is_file(), entry.meta.is_file()
+        if not program and not meta_file:
+            return "absent"
+        if not program or not meta_file:
+            return f"incomplete (no {entry.meta.name if program else entry.program.name})"
         try:
             meta = json.loads(entry.meta.read_text())
-        except (OSError, ValueError):
-            return False
-        return meta.get("key") == entry.key and meta.get("material") == json.loads(json.dumps(material, default=str))
+        except (OSError, ValueError) as error:
+            return f"its {entry.meta.name} is unreadable ({type(error).__name__})"
+        if not isinstance(meta, dict):
+            return f"its {entry.meta.name} is not a key record"
+        if meta.get("key") != entry.key or meta.get("material") != json.loads(json.dumps(material, default=str)):
+            return "stale (made for other weights, shapes or versions)"
+        return None
+
+    def report_repair(self, program: Path, problem: str) -> None:
+        """Log, once per entry, that it is rebuilt and why (corrupt, stale, unreadable key record)."""
+        if program in self._reported:
+            return
+        self._reported.add(program)
+        LOGGER.warning("engine cache entry %s is %s; rebuilding it", program, problem)
 
     def discard(self, name: str, material: Mapping[str, Any]) -> None:
         """Remove the entry for ``material`` (a program that failed to load), so it is built again."""
@@ -136,11 +165,10 @@ class EngineCache:
             try:
                 return LoadReport(load(entry.program), "hit", entry)
             except Exception as error:
-                LOGGER.warning("engine cache entry %s is corrupt (%s); rebuilding it", entry.program, error)
+                self.report_repair(entry.program, f"corrupt ({error})")
                 status = "rebuilt-corrupt"
         elif entry.program.exists() or entry.meta.exists():
-            LOGGER.warning("engine cache entry %s is stale or incomplete; rebuilding it", entry.program)
-            status = "rebuilt-stale"
+            status = "rebuilt-stale"  # logged by _is_fresh
         program = build()
         self._store(entry, material, program, save)
         return LoadReport(program, status, entry)

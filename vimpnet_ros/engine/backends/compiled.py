@@ -333,7 +333,7 @@ class CompiledBackend(Backend):
         try:
             return self._open(key, path)
         except Exception as error:
-            LOGGER.warning("engine cache entry %s is corrupt (%s); rebuilding it", path, error)
+            self.cache.report_repair(path, f"corrupt ({error})")
             self.cache.discard(name, material)
             return None
 

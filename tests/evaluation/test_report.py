@@ -101,6 +101,11 @@ def test_report_without_ground_truth_shows_what_is_known(runs: dict[str, Path]) 
     assert rain["raindrop_coverage_max"] == pytest.approx(max(coverage))
     assert rain["streak_intensity_mean"] == pytest.approx(np.mean([f["streak_intensity"] for f in restored]))
     assert rain["rain_detected_fraction"] == 0.0
+    # How much the model changed each restored frame, known without ground truth; gated frames pass unchanged.
+    changed = [f["psnr_vs_input"] for f in restored]
+    assert all(value is not None and 0 < value <= 100.0 for value in changed)
+    assert all(f["psnr_vs_input"] is None for f in frames if f["processing"] == "gated")
+    assert rain["output_vs_input_psnr"] == pytest.approx(np.mean(changed))
     # Latency leaves out the warm-up (the frames before the window first held 3) and the gated frames.
     assert [f["window_frames"] for f in frames[:WINDOW]] == list(range(1, WINDOW + 1))
     assert topic["warmup_frames"] == WINDOW - 1
@@ -117,6 +122,7 @@ def test_report_without_ground_truth_shows_what_is_known(runs: dict[str, Path]) 
     cells = dict(zip(rain_table[0], rain_table[1], strict=True))
     assert cells["raindrop mask area mean / max [% of frame]"].startswith(f"{100 * np.mean(coverage):.2f} / ")
     assert cells["gated [% of frames]"] == "50.0" and cells["rain detected [% of frames]"] == "0.0"
+    assert cells["output vs input PSNR [dB]"] == f"{np.mean(changed):.2f}"
 
 
 def test_plots_are_titled_and_run_on_source_time(runs: dict[str, Path]) -> None:

@@ -165,6 +165,7 @@ def _rain_table(topics: Sequence[dict[str, Any]]) -> list[str]:
         "raindrop mask area mean / max [% of frame]",
         "streak intensity mean / max",
         "gated [% of frames]",
+        "output vs input PSNR [dB]",
     )
     rows = []
     for topic in topics:
@@ -178,6 +179,7 @@ def _rain_table(topics: Sequence[dict[str, Any]]) -> list[str]:
                 f"{_fmt(_percent(rain.get('raindrop_coverage_max')))}",
                 f"{_fmt(rain.get('streak_intensity_mean'), 3)} / {_fmt(rain.get('streak_intensity_max'), 3)}",
                 _fmt(100 * rain["gated"] / out if out and rain.get("gated") is not None else None, 1),
+                _fmt(rain.get("output_vs_input_psnr")),
             )
         )
     return markdown_table(headers, rows)
@@ -277,7 +279,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "Raindrop mask area: share of the frame the published raindrop mask marks (threshold 0.5); streak intensity: "
         "mean positive intensity of the streak map; both over restored frames. Gated frames were passed through "
-        "unchanged because the camera looked dry (rain gating).",
+        "unchanged because the camera looked dry (rain gating). Output vs input: PSNR of each restored frame against "
+        "its input (capped at 100 dB), how much the model changed it; on a camera without rain it should stay high.",
     ]
     lines += _quality_tables([t for t in topics if _scored(t)])
     lines += ["", "## Output topics", ""]

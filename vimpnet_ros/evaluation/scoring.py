@@ -18,7 +18,15 @@ import numpy as np
 
 from vimpnet_ros.bags.stats import Percentiles
 from vimpnet_ros.errors import InputError
-from vimpnet_ros.evaluation.metrics import MaskCounts, mask_confusion, psnr, psnr_in_mask, psnr_outside_mask, ssim
+from vimpnet_ros.evaluation.metrics import (
+    MaskCounts,
+    capped_psnr,
+    mask_confusion,
+    psnr,
+    psnr_in_mask,
+    psnr_outside_mask,
+    ssim,
+)
 from vimpnet_ros.pipeline.rain import mask_level
 
 #: Frames smaller than this are not scored with SSIM (its window).
@@ -44,6 +52,7 @@ class FrameRecord:
     mask_recall: float | None = None
     mask_iou: float | None = None
     mask_f1: float | None = None
+    psnr_vs_input: float | None = None  # the output against the input (capped): how much the frame was changed
     raindrop_coverage: float = 0.0
     streak_intensity: float = 0.0
     rain_detected: bool = False
@@ -72,8 +81,10 @@ def score_frame(
 
     ``rainy``/``derained``/``gt``: (h, w, 3) uint8 RGB; ``mask``: the published mono8 plane (probability x 255,
     or 0/255), thresholded at 128 = the published threshold 0.5 (or the node's binary mask as published);
-    ``gt_mask``: (h, w) bool.
+    ``gt_mask``: (h, w) bool. ``psnr_vs_input`` (no ground truth needed) is filled for restored frames.
     """
+    if record.processing == "restored":
+        record.psnr_vs_input = capped_psnr(derained, rainy)
     if gt is not None:
         if gt.shape != rainy.shape:
             raise InputError(f"ground truth {gt.shape} and frame {rainy.shape} differ in size on {record.topic}")
@@ -138,6 +149,9 @@ def summarize_rain(records: Sequence[FrameRecord]) -> dict[str, float | int | No
 
     ``raindrop_coverage`` is the published drop mask's area (fraction of the frame), ``streak_intensity`` the mean
     positive streak intensity; both over restored frames (gated and fallback frames have empty planes).
+    ``output_vs_input_psnr``: mean PSNR of the restored frames against their input (each capped at
+    :data:`~vimpnet_ros.evaluation.metrics.MAX_PSNR_DB`): on a bag without rain, how much the model changes
+    what it should leave alone.
     """
     restored = [r for r in records if r.processing == "restored"]
     coverage = [r.raindrop_coverage for r in restored]
@@ -152,6 +166,7 @@ def summarize_rain(records: Sequence[FrameRecord]) -> dict[str, float | int | No
         "raindrop_coverage_max": max(coverage) if coverage else None,
         "streak_intensity_mean": _mean(streaks),
         "streak_intensity_max": max(streaks) if streaks else None,
+        "output_vs_input_psnr": _mean([r.psnr_vs_input for r in restored]),
     }
 
 

@@ -32,3 +32,14 @@ def test_a_forbidden_import_is_reported(tmp_path: Path) -> None:
     (engine / "good.py").write_text(good)
     problems = _tool().violations(tmp_path)
     assert len(problems) == 1 and "bad.py:2: 'engine' imports 'node'" in problems[0]
+
+
+def test_a_lazy_import_circle_is_found(tmp_path: Path) -> None:
+    """Two modules importing each other, one of them inside a function, are one circle; a chain is not."""
+    engine = tmp_path / "vimpnet_ros" / "engine"
+    engine.mkdir(parents=True)
+    (engine / "__init__.py").write_text("")
+    (engine / "a.py").write_text("from vimpnet_ros.engine import b\n")
+    (engine / "b.py").write_text("def f():\n    from vimpnet_ros.engine.a import g\n    return g\n")
+    (engine / "c.py").write_text("from . import a\n")  # relative import, no way back: not part of the circle
+    assert _tool().import_circles(tmp_path) == [["vimpnet_ros.engine.a", "vimpnet_ros.engine.b"]]

@@ -7,7 +7,13 @@ drift apart. Every ``import vimpnet_ros.X`` / ``from vimpnet_ros.X import ...`` 
 lazy imports inside functions included (they are dependencies too). A small AST walk,
 written here because import-linter would need its own contract file restating the table.
 
-Exit code 0 when the code follows the table, 1 with one line per violation otherwise.
+It also finds import circles between modules (``a`` imports ``b`` and ``b``, directly or through
+others, imports ``a``; lazy imports count here too, and so does ``from package import name`` as
+an import of the package): a module that needs what imports it should get it passed in, or the
+two should share a third module they both import.
+
+Exit code 0 when the code follows the table and has no import circle, 1 with one line per
+violation or circle otherwise.
 """
 
 from __future__ import annotations
@@ -53,6 +59,87 @@ def imported_packages(path: Path) -> set[tuple[str, int]]:
     return found
 
 
+def module_name(root: Path, path: Path) -> str:
+    """``vimpnet_ros/engine/stream.py`` -> ``vimpnet_ros.engine.stream`` (a package is its ``__init__``)."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def module_imports(root: Path, path: Path, modules: set[str]) -> set[str]:
+    """The modules of the package that ``path`` imports (relative and lazy imports included)."""
+    tree = ast.parse(path.read_text(), str(path))
+    this = module_name(root, path)
+    package = this if path.name == "__init__.py" else this.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            # ``from a import b``: the submodule a.b when there is one, else a name of a
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:  # ``import a.b.c`` of a name inside a.b
+                target = target.rpartition(".")[0]
+            if target and target != this:
+                found.add(target)
+    return found
+
+
+def import_circles(root: Path = ROOT) -> list[list[str]]:
+    """Groups of modules that import each other (strongly connected components of the import graph), sorted."""
+    paths = {module_name(root, path): path for path in sorted((root / PACKAGE).rglob("*.py"))}
+    graph = {name: sorted(module_imports(root, path, set(paths))) for name, path in paths.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(start: str) -> None:  # Tarjan's algorithm, iterative (deep chains stay within the recursion limit)
+        work = [(start, iter(graph[start]))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, edges = work[-1]
+            for target in edges:
+                if target not in index:
+                    index[target] = low[target] = len(index)
+                    stack.append(target)
+                    on_stack.add(target)
+                    work.append((target, iter(graph[target])))
+                    break
+                if target in on_stack:
+                    low[node] = min(low[node], index[target])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    group = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        group.append(member)
+                        if member == node:
+                            break
+                    if len(group) > 1:
+                        circles.append(sorted(group))
+
+    for name in graph:
+        if name not in index:
+            visit(name)
+    return sorted(circles)
+
+
 def violations(root: Path = ROOT) -> list[str]:
     """One line per import the table does not allow."""
     table = allowed_imports(root / "DEVELOPERS.md")
@@ -75,7 +162,7 @@ def violations(root: Path = ROOT) -> list[str]:
 
 
 def main() -> int:
-    problems = violations()
+    problems = violations() + [f"import circle: {' <-> '.join(circle)}" for circle in import_circles()]
     for problem in problems:
         print(problem)
     return 1 if problems else 0

@@ -13,11 +13,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from vimpnet_ros.engine.backends.registry import ALL_PRECISIONS, REGISTRY
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.model.config import get_config
 
-BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt", "compiled")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+#: ``auto`` and every registered backend (engine/backends/registry.py).
+BACKENDS: tuple[str, ...] = ("auto", *REGISTRY)
+PRECISIONS: tuple[str, ...] = ("auto", *ALL_PRECISIONS)
 OUTPUT_FRAMES: tuple[str, ...] = ("latest", "center")
 MIN_WINDOW, MAX_WINDOW = 3, 9
 #: What happens to frames over ``max_inference_pixels``: resized to the budget, or tiled.
@@ -158,12 +160,14 @@ class EngineConfig:
     def _check_combination(self) -> None:
         """Reject pairs that can never work, whatever the machine (auto values are resolved later)."""
         on_cpu = self.device == "cpu"
-        if self.backend == "tensorrt" and on_cpu:
-            raise ConfigError("engine backend 'tensorrt' needs a CUDA device; set device to auto or cuda")
-        if self.backend == "onnxruntime" and self.precision not in ("auto", "fp32"):
-            raise ConfigError(
-                f"engine backend 'onnxruntime' runs fp32 only; got precision {self.precision!r} (use fp32 or auto)"
-            )
+        if self.backend != "auto":
+            spec = REGISTRY[self.backend]
+            if on_cpu and "cpu" not in spec.devices:
+                raise ConfigError(f"engine backend '{spec.name}' needs a CUDA device; set device to auto or cuda")
+            if self.precision != "auto" and self.precision not in spec.precisions:
+                runs = " and ".join(spec.precisions)
+                raise ConfigError(f"engine backend '{spec.name}' runs {runs} only; got precision {self.precision!r} "
+                                  f"(use {' or '.join(spec.precisions)} or auto)")  # fmt: skip
         if on_cpu and self.precision == "fp16":
             raise ConfigError("engine precision 'fp16' needs a CUDA device; on CPU use bf16 or fp32")
 

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from vimpnet_ros.engine.allocator import keep_freed_memory
-from vimpnet_ros.engine.backends.base import Backend, TorchBackend
+from vimpnet_ros.engine.backends.base import Backend
+from vimpnet_ros.engine.backends.registry import backend_spec
 from vimpnet_ros.engine.backends.select import Selection, select_backend
 from vimpnet_ros.engine.config import FALLBACK_TILE_OVERLAP, FALLBACK_TILE_SIZE, EngineConfig
 from vimpnet_ros.engine.geometry import FrameGeometry, Uploader, quantize
@@ -169,28 +170,12 @@ class InferenceEngine:
         return checkpoint_io.load_model(path, self.config.model)
 
     def _build_backend(self, model: VimpNet, selection: Selection, environment: Environment) -> Backend:
+        """The selected backend, built by its registry factory (engine/backends/registry.py)."""
         from vimpnet_ros.engine.steps import StepModules
 
         steps = StepModules(model, self.config.output_index)
-        device = torch.device(selection.device)
-        if selection.backend == "torch":
-            return TorchBackend(steps, device, selection.precision, channels_last=device.type == "cuda")
-        if selection.backend == "compiled":
-            from vimpnet_ros.engine.backends.compiled import CompiledBackend
-
-            return CompiledBackend(steps, device, selection.precision, self.config.cache_dir,
-                                   self.config.background_build, self.config.cuda_graphs)  # fmt: skip
-        if selection.backend == "onnxruntime":
-            from vimpnet_ros.engine.backends.onnx import OnnxRuntimeBackend
-
-            return OnnxRuntimeBackend(
-                steps, device, selection.precision, self.config.cache_dir, self.config.background_build
-            )
-        if selection.backend == "tensorrt":
-            from vimpnet_ros.engine.backends.tensorrt import TensorRTBackend
-
-            return TensorRTBackend(steps, device, selection.precision, self.config.cache_dir, environment)
-        raise EngineError(f"unknown backend {selection.backend!r}")
+        spec = backend_spec(selection.backend)
+        return spec.create(steps, torch.device(selection.device), selection.precision, self.config, environment)
 
     def require_loaded(self) -> Backend:
         """The backend, or an EngineError saying to load first."""

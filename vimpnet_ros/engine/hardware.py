@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vimpnet_ros.engine.backends.registry import OPTIONAL_MODULES
 from vimpnet_ros.engine.config import parse_device
 from vimpnet_ros.errors import BackendUnavailableError, ConfigError
 
@@ -135,22 +136,25 @@ class Environment:
 
         cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
         gpu_name = torch.cuda.get_device_name(0) if cuda_devices else None
-        has_ort = importlib.util.find_spec("onnxruntime") is not None
+        installed = {module: importlib.util.find_spec(module) is not None for module in OPTIONAL_MODULES}
         ort_cuda = False
-        if has_ort:
+        if installed["onnxruntime"]:
             import onnxruntime
 
             ort_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
         return cls(
             cuda_devices=cuda_devices,
             gpu_name=gpu_name,
-            torch_tensorrt=importlib.util.find_spec("torch_tensorrt") is not None,
-            onnxruntime=has_ort,
+            **installed,
             onnxruntime_cuda=ort_cuda,
             cpu_fast_bf16=cpu_bf16_is_fast(),
             cxx_compiler=cxx_compiler_available(),
             triton=importlib.util.find_spec("triton") is not None,
         )
+
+    def has(self, module: str | None) -> bool:
+        """Whether a backend's optional package (``onnxruntime``, ``torch_tensorrt``; None = none needed) is here."""
+        return module is None or bool(getattr(self, module))
 
     @property
     def can_compile_cuda(self) -> bool:

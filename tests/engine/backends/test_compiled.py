@@ -24,9 +24,10 @@ import torch
 from tests.engine.backends.conftest import COMPILED_CONFIG, COMPILED_SIZE
 from tests.engine.conftest import CPU_ENV, moving_frames, random_model
 from vimpnet_ros.engine import InferenceEngine
-from vimpnet_ros.engine.backends import compiled
+from vimpnet_ros.engine.backends import compiled, static
 from vimpnet_ros.engine.backends.base import TorchBackend
 from vimpnet_ros.engine.backends.compiled import CompiledBackend, build_parallelism, precise_step, step_dtypes
+from vimpnet_ros.engine.backends.registry import REGISTRY
 from vimpnet_ros.engine.steps import StepModules
 from vimpnet_ros.model import VimpNet
 
@@ -323,10 +324,13 @@ def test_environment_variable_for_child_compile_threads_is_respected(
         started.update(kwargs)
         raise OSError("not started in this test")
 
-    monkeypatch.setattr(compiled.BackgroundExport, "start", record)
+    monkeypatch.setattr(static.BackgroundExport, "start", record)
     backend = _backend(lite_model, tmp_path)
     backend.frame(_frames())
-    assert started["environment"] == {"TORCHINDUCTOR_COMPILE_THREADS": "3"} and started["kind"] == "aoti"
+    assert (
+        started["environment"] == {"TORCHINDUCTOR_COMPILE_THREADS": "3"}
+        and started["builder"] == REGISTRY["compiled"].child_builder
+    )
     assert "cannot start the background compilation" in next(iter(backend.status()["failed"].values()))
     assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "3"
 

@@ -14,10 +14,12 @@ from tests.engine.conftest import CPU_ENV, moving_frames
 from vimpnet_ros.engine import EngineConfig, InferenceEngine
 from vimpnet_ros.engine.backends.background import BackgroundExport
 from vimpnet_ros.engine.backends.onnx import OnnxRuntimeBackend
+from vimpnet_ros.engine.backends.registry import REGISTRY
 from vimpnet_ros.engine.steps import StepModules
 from vimpnet_ros.model import VimpNet
 
 TOLERANCE = 1e-4
+ONNX_BUILDER = REGISTRY["onnxruntime"].child_builder
 
 
 def test_frame_step_parity_and_cache(lite_model: VimpNet, tmp_path: Path) -> None:
@@ -87,7 +89,9 @@ def test_failed_background_export_keeps_serving_eagerly(
 
 
 def test_failing_child_reports_its_error(lite_model: VimpNet, tmp_path: Path) -> None:
-    export = BackgroundExport.start(tmp_path, "broken", {}, StepModules(lite_model, 4), "no_such_step", [[1, 3, 8, 8]])
+    export = BackgroundExport.start(
+        tmp_path, "broken", {}, StepModules(lite_model, 4), "no_such_step", [[1, 3, 8, 8]], builder=ONNX_BUILDER
+    )
     assert export.wait() is False
     assert export.exit_code != 0 and "no_such_step" in export.error_tail()
     assert not list(tmp_path.glob(".job-*"))  # the job file (weights) is removed
@@ -96,7 +100,7 @@ def test_failing_child_reports_its_error(lite_model: VimpNet, tmp_path: Path) ->
 def test_close_stops_background_exports(lite_model: VimpNet, tmp_path: Path) -> None:
     backend = OnnxRuntimeBackend(StepModules(lite_model, 4), torch.device("cpu"), "fp32", tmp_path, True)
     backend.frame(torch.rand(1, 3, 32, 48))
-    exports = list(backend._exports.values())
+    exports = list(backend._builds.values())
     assert len(exports) == 1
     backend.close()
     assert backend.building() == []

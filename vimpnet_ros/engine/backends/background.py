@@ -6,7 +6,9 @@ long, so :class:`BackgroundExport` runs it in a separate interpreter
 (``python -m vimpnet_ros.engine.backends.background JOB``; a plain subprocess, so the
 caller's ``__main__`` is never re-imported as multiprocessing's spawn would). The job
 file carries the model config and weights (read back with ``weights_only=True``) and
-what to build (``kind``: ``onnx`` or ``aoti``); the child rebuilds the model, builds the
+what to build (``builder``: the backend's ``child_builder`` from
+:mod:`~vimpnet_ros.engine.backends.registry`, a ``module:function`` this module imports only
+by name, so it never imports the backends that use it); the child rebuilds the model, builds the
 one step and stores the result in the engine cache, where the parent opens it once the
 child has exited cleanly. A separate process also keeps the exporter's and compiler's
 global state and memory peak out of the engine.
@@ -27,6 +29,7 @@ from typing import Any
 
 import torch
 
+from vimpnet_ros.engine.backends.registry import resolve
 from vimpnet_ros.engine.steps import StepModules
 from vimpnet_ros.model import VimpNet
 from vimpnet_ros.model.config import VimpNetConfig
@@ -38,23 +41,11 @@ ERROR_TAIL_LINES = 5
 
 def run_job(job_path: Path) -> None:
     """Child process: rebuild the model of ``job_path``, build its step, write the program to the engine cache."""
-    from vimpnet_ros.engine.backends.cache import EngineCache
-
     job = torch.load(job_path, weights_only=True)
     torch.set_num_threads(1)  # leave the cores to the engine that keeps serving frames
     model = VimpNet(VimpNetConfig.from_dict(job["model_config"]))
     model.load_state_dict(job["weights"])
-    steps = StepModules(model, job["output_index"])
-    if job.get("kind", "onnx") == "aoti":
-        from vimpnet_ros.engine.backends.compiled import build_in_child
-
-        build_in_child(steps, job)
-        return
-    from vimpnet_ros.engine.backends.onnx import ONNX_SUFFIX, onnx_model
-
-    module = getattr(steps, job["step"])
-    inputs = tuple(torch.rand(*shape) for shape in job["shapes"])
-    onnx_model(EngineCache(job["cache_dir"], ONNX_SUFFIX), job["name"], job["material"], module, inputs)
+    resolve(job["builder"])(StepModules(model, job["output_index"]), job)
 
 
 class BackgroundExport:
@@ -70,12 +61,12 @@ class BackgroundExport:
 
     @classmethod
     def start(cls, cache_dir: Path, name: str, material: Mapping[str, Any], steps: StepModules, step: str,
-              shapes: list[list[int]], kind: str = "onnx", options: Mapping[str, Any] | None = None,
+              shapes: list[list[int]], builder: str, options: Mapping[str, Any] | None = None,
               environment: Mapping[str, str] | None = None) -> BackgroundExport:  # fmt: skip
         """Write the job file and start the child that builds ``step`` for input ``shapes`` into ``cache_dir``.
 
-        ``kind`` picks the builder (``onnx``, ``aoti``); ``options`` are extra job fields for it
-        (plain types); ``environment`` extra variables for the child.
+        ``builder`` is the ``module:function`` the child runs as ``builder(steps, job)``; ``options``
+        are extra job fields for it (plain types); ``environment`` extra variables for the child.
         """
         cache_dir.mkdir(parents=True, exist_ok=True)
         handle, job_name = tempfile.mkstemp(dir=cache_dir, prefix=".job-", suffix=".pt")
@@ -91,7 +82,7 @@ class BackgroundExport:
                 "output_index": steps.window.output_index,
                 "step": step,
                 "shapes": shapes,
-                "kind": kind,
+                "builder": builder,
                 **dict(options or {}),
             },
             job,

@@ -12,12 +12,16 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from vimpnet_ros.engine.hardware import autocast_dtype
 from vimpnet_ros.engine.steps import StepModules
+
+if TYPE_CHECKING:
+    from vimpnet_ros.engine.config import EngineConfig
 
 #: Input shapes of one step call.
 Shapes = tuple[tuple[int, ...], ...]
@@ -125,3 +129,9 @@ class TorchBackend(Backend):
         """Window step; output in float32."""
         with self._context():
             return self.steps.window(lqs, feats, flows_backward, flows_forward).float()
+
+
+def create_torch(steps: StepModules, device: torch.device, precision: str, _config: EngineConfig,
+                 _env: object) -> Backend:  # fmt: skip
+    """The registry's factory: eager PyTorch (channels-last layout on CUDA)."""
+    return TorchBackend(steps, device, precision, channels_last=device.type == "cuda")

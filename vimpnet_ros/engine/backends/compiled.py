@@ -40,16 +40,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from vimpnet_ros.engine.backends.background import BackgroundExport
-from vimpnet_ros.engine.backends.base import Backend, Shapes, TorchBackend
+from vimpnet_ros.engine.backends.base import Backend, TorchBackend
 from vimpnet_ros.engine.backends.cache import EngineCache, ProfileMaterial
+from vimpnet_ros.engine.backends.static import ChildBuiltBackend, ProfileKey
 from vimpnet_ros.engine.hardware import autocast_dtype, compute_dtype, device_identity
 from vimpnet_ros.engine.steps import StepModules
+
+if TYPE_CHECKING:
+    from vimpnet_ros.engine.config import EngineConfig
 
 LOGGER = logging.getLogger(__name__)
 #: File suffix of cached AOTInductor packages.
@@ -63,8 +66,6 @@ INDUCTOR_CONFIGS: dict[str, Any] = {}
 WARMUP_CALLS = 2
 #: The three steps, in the order a profile is built.
 STEPS = ("frame", "flow", "window")
-#: A shape profile of one step: (step name, input shapes).
-ProfileKey = tuple[str, Shapes]
 
 
 def build_parallelism(cpu_count: int | None = None) -> int:
@@ -163,7 +164,7 @@ def aoti_package(cache: EngineCache, name: str, material: Mapping[str, Any], mod
 
 
 def build_in_child(steps: StepModules, job: Mapping[str, Any]) -> None:
-    """The background child's work (``kind: aoti`` jobs): compile one step into the engine cache, or exit non-zero."""
+    """The background child's work (the registry's ``child_builder``): compile one step into the cache or fail."""
     device = torch.device(job["device"])
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -251,25 +252,24 @@ class BackendCounts:
     eager: int = 0
 
 
-class CompiledBackend(Backend):
+class CompiledBackend(ChildBuiltBackend):
     """Runs each step through an AOTInductor program built (or loaded) for its input shapes; see the module docs."""
 
     name = "compiled"
+    build_word = "compilation"
+    program_word = "compiled program"
+    cache: EngineCache
 
     def __init__(self, steps: StepModules, device: torch.device, precision: str, cache_dir: str | Path,
                  background_build: bool = True, cuda_graphs: bool = True) -> None:  # fmt: skip
-        super().__init__(steps, device, precision)
-        self.cache = EngineCache(Path(cache_dir) / "aoti", AOTI_SUFFIX)
-        self.background_build = background_build
+        fallback = TorchBackend(steps, device, precision, channels_last=device.type == "cuda")
+        cache = EngineCache(Path(cache_dir) / "aoti", AOTI_SUFFIX)
+        super().__init__(steps, device, precision, cache, background_build, build_parallelism(), fallback)
         self.cuda_graphs = cuda_graphs and device.type == "cuda"
-        self.parallel_builds = build_parallelism()
         self.counts = BackendCounts()
-        self._fallback = TorchBackend(steps, device, precision, channels_last=device.type == "cuda")
         self._key = ProfileMaterial(steps)
         self._device_name: str | None = None
         self._programs: dict[ProfileKey, EagerCallProgram | GraphedProgram] = {}
-        self._builds: dict[ProfileKey, BackgroundExport] = {}
-        self._failed: dict[ProfileKey, str] = {}
         self._pool: Any = None
 
     # -- keys -----------------------------------------------------------------------------------------
@@ -299,12 +299,6 @@ class CompiledBackend(Backend):
         return f"{self.steps.model.config.name}-{step}-{'x'.join(map(str, shapes[0]))}-{self.precision}"
 
     # -- building and loading -------------------------------------------------------------------------
-
-    def _fail(self, key: ProfileKey, reason: str) -> None:
-        """Keep ``key`` on eager PyTorch for good, with one log line saying why."""
-        self._failed[key] = reason
-        LOGGER.error("compiled program %s is unavailable (%s); eager PyTorch keeps serving this shape",
-                     self.program_name(key), reason)  # fmt: skip
 
     def _open(self, key: ProfileKey, path: Path) -> EagerCallProgram | GraphedProgram:
         """Load a package and, on CUDA, capture its graph (a capture that fails leaves plain calls, logged)."""
@@ -337,38 +331,13 @@ class CompiledBackend(Backend):
             self.cache.discard(name, material)
             return None
 
-    def _start_build(self, key: ProfileKey) -> None:
-        """Compile ``key`` in a child process (the parent keeps serving); failures to start are logged once."""
-        step, shapes = key
-        name = self.program_name(key)
+    def child_job(self, key: ProfileKey) -> tuple[Mapping[str, Any], Mapping[str, str] | None]:
+        """The child compiles for this device and precision, with a share of the cores (unless the user set it)."""
         threads = max(1, (os.cpu_count() or 1) // max(1, self.parallel_builds))
-        try:
-            self._builds[key] = BackgroundExport.start(
-                self.cache.directory, name, self.key_material(key), self.steps, step, [list(s) for s in shapes],
-                kind="aoti", options={"device": str(self.device), "precision": self.precision},
-                environment={"TORCHINDUCTOR_COMPILE_THREADS": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS",
-                                                                             str(threads))},
-            )  # fmt: skip
-        except OSError as error:
-            self._fail(key, f"cannot start the background compilation: {error}")
-            return
-        LOGGER.info("compiling %s in the background (once per shape profile); eager PyTorch serves these frames "
-                    "until it is ready", name)  # fmt: skip
-
-    def _finish_build(self, key: ProfileKey, block: bool) -> bool | None:
-        """None while the child of ``key`` runs; True when it stored the program, False when it failed (logged)."""
-        build = self._builds[key]
-        done = build.wait() if block else build.poll()
-        if done is None:
-            return None
-        del self._builds[key]
-        if done and self.cache.is_fresh(self.program_name(key), self.key_material(key)):
-            LOGGER.info("compiled program %s ready after %.0f s; switching from eager PyTorch", self.program_name(key),
-                        build.elapsed_s)  # fmt: skip
-            return True
-        self._fail(key, f"the background compilation failed, exit code {build.exit_code}: "
-                        f"{build.error_tail() or 'no output'}")  # fmt: skip
-        return False
+        compile_threads = os.environ.get("TORCHINDUCTOR_COMPILE_THREADS", str(threads))
+        return {"device": str(self.device), "precision": self.precision}, {
+            "TORCHINDUCTOR_COMPILE_THREADS": compile_threads
+        }
 
     def _build_here(self, key: ProfileKey) -> None:
         """Compile ``key`` in this process (``background_build`` off): the caller waits; a failure is logged once."""
@@ -408,7 +377,7 @@ class CompiledBackend(Backend):
         if not self.background_build:
             self._build_here(key)
             return self._programs.get(key)
-        if len(self._builds) >= self.parallel_builds and not block:
+        if self._builds_full() and not block:
             return None  # started by a later call, when a child is free
         self._start_build(key)
         return self._program(key, block) if block else None
@@ -428,7 +397,7 @@ class CompiledBackend(Backend):
         if self.background_build:
             todo = [key for key in todo if self._open_cached(key) is None]
             while todo or self._builds:
-                while todo and len(self._builds) < self.parallel_builds:
+                while todo and not self._builds_full():
                     key = todo.pop(0)
                     if key not in self._builds:
                         self._start_build(key)
@@ -437,16 +406,6 @@ class CompiledBackend(Backend):
                     time.sleep(0.2)
         for key in keys:
             self._program(key, block=True)
-
-    def building(self) -> list[str]:
-        """Names of the programs being compiled in the background."""
-        return [build.name for build in self._builds.values()]
-
-    def close(self) -> None:
-        """Stop background compilations (their profiles are compiled again when next needed)."""
-        for build in self._builds.values():
-            build.cancel()
-        self._builds.clear()
 
     def status(self) -> dict[str, Any]:
         """Programs ready (and CUDA-graphed), being built, failed; calls served compiled and eagerly."""
@@ -477,25 +436,7 @@ class CompiledBackend(Backend):
         with torch.inference_mode():
             return program(*inputs)
 
-    def frame(self, frames: Tensor) -> tuple[Tensor, Tensor]:
-        """Compiled frame step: features in the compute dtype, 0.25x frame in float32."""
-        outputs = self._run("frame", (frames,))
-        if outputs is None:
-            return self._fallback.frame(frames)
-        feats, small = outputs
-        return feats, small
 
-    def flow(self, small_a: Tensor, small_b: Tensor) -> tuple[Tensor, Tensor]:
-        """Compiled flow step (float32 flows both ways)."""
-        outputs = self._run("flow", (small_a, small_b))
-        if outputs is None:
-            return self._fallback.flow(small_a, small_b)
-        first, second = outputs
-        return first, second
-
-    def window(self, lqs: Tensor, feats: Tensor, flows_backward: Tensor, flows_forward: Tensor) -> Tensor:
-        """Compiled window step; (n, 5, h, w) float32."""
-        outputs = self._run("window", (lqs, feats, flows_backward, flows_forward))
-        if outputs is None:
-            return self._fallback.window(lqs, feats, flows_backward, flows_forward)
-        return outputs[0]
+def create(steps: StepModules, device: torch.device, precision: str, config: EngineConfig, _env: object) -> Backend:
+    """The registry's factory: a compiled backend for the engine's config."""
+    return CompiledBackend(steps, device, precision, config.cache_dir, config.background_build, config.cuda_graphs)

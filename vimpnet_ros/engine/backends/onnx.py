@@ -16,24 +16,26 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vimpnet_ros.engine.backends.background import BackgroundExport
 from vimpnet_ros.engine.backends.base import Backend, TorchBackend
 from vimpnet_ros.engine.backends.cache import EngineCache, ProfileMaterial
+from vimpnet_ros.engine.backends.registry import REGISTRY
+from vimpnet_ros.engine.backends.static import ChildBuiltBackend, ProfileKey
 from vimpnet_ros.engine.steps import StepModules
-from vimpnet_ros.errors import BackendUnavailableError
+
+if TYPE_CHECKING:
+    from vimpnet_ros.engine.config import EngineConfig
 
 LOGGER = logging.getLogger(__name__)
 #: File suffix of cached ONNX models.
 ONNX_SUFFIX = ".onnx"
-#: A shape profile of one step: (step name, input shapes).
-ProfileKey = tuple[str, tuple[tuple[int, ...], ...]]
 
 
 def export_onnx(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
@@ -69,31 +71,30 @@ def onnx_model(cache: EngineCache | None, name: str, material: dict[str, Any], m
     return report.program
 
 
-class OnnxRuntimeBackend(Backend):
+def build_in_child(steps: StepModules, job: Mapping[str, Any]) -> None:
+    """The background child's work (the registry's ``child_builder``): export one step into the engine cache."""
+    module = getattr(steps, job["step"])
+    inputs = tuple(torch.rand(*shape) for shape in job["shapes"])
+    onnx_model(EngineCache(job["cache_dir"], ONNX_SUFFIX), job["name"], job["material"], module, inputs)
+
+
+class OnnxRuntimeBackend(ChildBuiltBackend):
     """Runs each step in an ``onnxruntime.InferenceSession`` built per input-shape profile."""
 
     name = "onnxruntime"
+    build_word = "ONNX export"
+    program_word = "ONNX model"
 
     def __init__(self, steps: StepModules, device: torch.device, precision: str,
                  cache_dir: str | Path | None = None, background_build: bool = False) -> None:  # fmt: skip
-        super().__init__(steps, device, precision)
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise BackendUnavailableError(
-                f"backend 'onnxruntime' needs the onnxruntime package ({error}); pip install onnxruntime"
-            ) from error
-        self._ort = onnxruntime
-        self.cache = EngineCache(Path(cache_dir) / "onnx", ONNX_SUFFIX) if cache_dir is not None else None
+        self._ort = REGISTRY[self.name].import_module()
+        cache = EngineCache(Path(cache_dir) / "onnx", ONNX_SUFFIX) if cache_dir is not None else None
+        # One export at a time: each child takes a core from the frames being served.
+        super().__init__(steps, device, precision, cache, background_build, 1, TorchBackend(steps, device, "fp32"))
         self.providers = (
             ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
         )
-        #: Background builds need the cache: the child hands its program over through it.
-        self.background_build = background_build and self.cache is not None
-        self._fallback = TorchBackend(steps, device, "fp32")
         self._sessions: dict[ProfileKey, Any] = {}
-        self._exports: dict[ProfileKey, BackgroundExport] = {}
-        self._failed: set[ProfileKey] = set()
         self._key = ProfileMaterial(steps)
 
     def _session_options(self) -> Any:
@@ -108,25 +109,30 @@ class OnnxRuntimeBackend(Backend):
     def _new_session(self, data: bytes) -> Any:
         return self._ort.InferenceSession(data, sess_options=self._session_options(), providers=self.providers)
 
-    def _material(self, key: ProfileKey) -> dict[str, Any]:
+    def program_name(self, key: ProfileKey) -> str:
+        """``vimpnet_lite-frame-1x3x32x40``: model, step, first input shape."""
+        step, shapes = key
+        return f"{self.steps.model.config.name}-{step}-{'x'.join(map(str, shapes[0]))}"
+
+    def key_material(self, key: ProfileKey) -> dict[str, Any]:
         """Everything that makes a cached ONNX model of this profile invalid when it changes."""
         step, shapes = key
         return self._key(step, shapes, torch=torch.__version__, onnxruntime=self._ort.__version__)
 
-    def _session(self, step: str, module: nn.Module, inputs: tuple[Tensor, ...], block: bool) -> Any | None:
+    def _session(self, step: str, inputs: tuple[Tensor, ...], block: bool) -> Any | None:
         """The session of this profile, or None while (or because) its background export runs (or failed)."""
         key: ProfileKey = (step, tuple(tuple(x.shape) for x in inputs))
         if key in self._sessions:
             return self._sessions[key]
         if key in self._failed and not block:
             return None
-        name = f"{self.steps.model.config.name}-{step}-{'x'.join(map(str, inputs[0].shape))}"
+        name = self.program_name(key)
         material: dict[str, Any] = {}
         if self.cache is not None:
-            material = self._material(key)
+            material = self.key_material(key)
             if not self._background_ready(key, name, material, block):
                 return None
-        session = self._new_session(onnx_model(self.cache, name, material, module, inputs))
+        session = self._new_session(onnx_model(self.cache, name, material, getattr(self.steps, step), inputs))
         self._sessions[key] = session
         return session
 
@@ -137,39 +143,20 @@ class OnnxRuntimeBackend(Backend):
         fresh entry on disk): the caller then loads or builds in this process.
         """
         assert self.cache is not None
-        export = self._exports.get(key)
-        if export is None:
+        if key not in self._builds:
             if block or not self.background_build or self.cache.is_fresh(name, material):
                 return True
-            if self._exports:  # one export at a time: each child takes a core from the frames being served
-                return False
-            shapes = [list(shape) for shape in key[1]]
-            try:
-                export = BackgroundExport.start(self.cache.directory, name, material, self.steps, key[0], shapes)
-            except OSError as error:
-                LOGGER.error("cannot start the background ONNX export of %s (%s); eager PyTorch keeps serving this "
-                             "shape", name, error)  # fmt: skip
-                self._failed.add(key)
-                return False
-            self._exports[key] = export
-            LOGGER.info("exporting %s to ONNX in the background (once per shape profile); eager PyTorch fp32 "
-                        "serves these frames until it is ready", name)  # fmt: skip
+            if not self._builds_full():
+                self._start_build(key)
             return False
-        done = export.wait() if block else export.poll()
+        done = self._finish_build(key, block)
         if done is None:
             return False
-        del self._exports[key]
-        if done and self.cache.is_fresh(name, material):
-            LOGGER.info("ONNX model %s ready after %.0f s; switching from eager PyTorch", name, export.elapsed_s)
-            return True
-        LOGGER.error("background ONNX export of %s failed (exit code %s: %s); eager PyTorch keeps serving this "
-                     "shape", name, export.exit_code, export.error_tail() or "no output")  # fmt: skip
-        self._failed.add(key)
-        return block  # a blocking caller builds in-process and sees the error itself
+        return done or block  # a blocking caller builds in-process and sees the error itself
 
-    def _run(self, step: str, module: nn.Module, *inputs: Tensor) -> list[Tensor] | None:
+    def _run(self, step: str, inputs: tuple[Tensor, ...]) -> list[Tensor] | None:
         """Outputs of ``step`` through ONNX Runtime, or None when its program is not ready yet."""
-        session = self._session(step, module, inputs, block=not self.background_build)
+        session = self._session(step, inputs, block=not self.background_build)
         if session is None:
             return None
         feeds = {
@@ -180,40 +167,10 @@ class OnnxRuntimeBackend(Backend):
 
     def prepare(self, batch: int, window: int, height: int, width: int) -> None:
         """Export (or wait for the background export of) and open the three sessions of one profile."""
-        examples = self.example_inputs(batch, window, height, width)
-        self._session("frame", self.steps.frame, examples["frame"], block=True)
-        self._session("flow", self.steps.flow, examples["flow"], block=True)
-        self._session("window", self.steps.window, examples["window"], block=True)
+        for step, inputs in self.example_inputs(batch, window, height, width).items():
+            self._session(step, inputs, block=True)
 
-    def building(self) -> list[str]:
-        """Names of the profiles being exported in the background."""
-        return [export.name for export in self._exports.values()]
 
-    def close(self) -> None:
-        """Stop background exports."""
-        for export in self._exports.values():
-            export.cancel()
-        self._exports.clear()
-
-    def frame(self, frames: Tensor) -> tuple[Tensor, Tensor]:
-        """Frame step in ONNX Runtime (eager PyTorch while its program is built)."""
-        outputs = self._run("frame", self.steps.frame, frames)
-        if outputs is None:
-            return self._fallback.frame(frames)
-        feats, small = outputs
-        return feats, small
-
-    def flow(self, small_a: Tensor, small_b: Tensor) -> tuple[Tensor, Tensor]:
-        """Flow step in ONNX Runtime (eager PyTorch while its program is built)."""
-        outputs = self._run("flow", self.steps.flow, small_a, small_b)
-        if outputs is None:
-            return self._fallback.flow(small_a, small_b)
-        first, second = outputs
-        return first, second
-
-    def window(self, lqs: Tensor, feats: Tensor, flows_backward: Tensor, flows_forward: Tensor) -> Tensor:
-        """Window step in ONNX Runtime (eager PyTorch while its program is built)."""
-        outputs = self._run("window", self.steps.window, lqs, feats, flows_backward, flows_forward)
-        if outputs is None:
-            return self._fallback.window(lqs, feats, flows_backward, flows_forward)
-        return outputs[0]
+def create(steps: StepModules, device: torch.device, precision: str, config: EngineConfig, _env: object) -> Backend:
+    """The registry's factory: an ONNX Runtime backend for the engine's config."""
+    return OnnxRuntimeBackend(steps, device, precision, config.cache_dir, config.background_build)

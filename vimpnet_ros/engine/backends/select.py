@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from vimpnet_ros.engine.backends.registry import REGISTRY
 from vimpnet_ros.engine.config import EngineConfig
 from vimpnet_ros.engine.hardware import Environment, resolve_device
 from vimpnet_ros.errors import BackendUnavailableError
@@ -59,7 +60,7 @@ def _cpu_choice(config: EngineConfig, env: Environment) -> tuple[str, str]:
     backend, precision = table.get(config.model, ("torch", "fp32"))
     if config.precision not in ("auto", precision):
         backend, precision = "torch", config.precision
-    if backend == "onnxruntime" and not env.onnxruntime:
+    if not env.has(REGISTRY[backend].module):
         backend = "torch"
     return backend, precision
 
@@ -70,21 +71,17 @@ def select_backend(config: EngineConfig, env: Environment) -> Selection:
     device = resolve_device(config.device, env)
     on_cuda = device.startswith("cuda")
     backend = config.backend
-    if backend == "tensorrt":
-        if not env.torch_tensorrt:
+    if backend != "auto":
+        spec = REGISTRY[backend]
+        if not env.has(spec.module):
+            raise BackendUnavailableError(f"backend '{backend}' requested but {spec.module} is not installed "
+                                          f"({spec.install}); use backend auto or torch")  # fmt: skip
+        if not on_cuda and "cpu" not in spec.devices:
+            on_cpu = ", ".join(name for name, other in REGISTRY.items() if "cpu" in other.devices)
             raise BackendUnavailableError(
-                "backend 'tensorrt' requested but torch_tensorrt is not installed (pip install torch-tensorrt "
-                "matching your torch version); use backend auto or torch"
+                f"backend '{backend}' requested but no CUDA GPU is visible; use backend auto or one of {on_cpu}"
             )
-        if not on_cuda:
-            raise BackendUnavailableError(
-                "backend 'tensorrt' requested but no CUDA GPU is visible; use backend auto, torch or onnxruntime"
-            )
-    elif backend == "onnxruntime":
-        if not env.onnxruntime:
-            raise BackendUnavailableError(
-                "backend 'onnxruntime' requested but onnxruntime is not installed (pip install onnxruntime)"
-            )
+    if backend == "onnxruntime":
         if on_cuda and not env.onnxruntime_cuda:
             if config.device != "auto":
                 raise BackendUnavailableError(
@@ -125,8 +122,8 @@ def _resolve_precision(config: EngineConfig, backend: str, device: str, env: Env
     on_cuda = device.startswith("cuda")
     precision = config.precision
     if precision == "auto":
-        if backend == "onnxruntime":
-            return "fp32"
+        if len(REGISTRY[backend].precisions) == 1:  # a backend that computes in one precision only
+            return REGISTRY[backend].precisions[0]
         if on_cuda:
             return "fp16"
         return "bf16" if env.cpu_fast_bf16 else "fp32"

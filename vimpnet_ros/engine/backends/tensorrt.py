@@ -12,21 +12,23 @@ precision, Torch-TensorRT/TensorRT/torch versions and GPU name, and loaded with
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from vimpnet_ros.engine.backends.base import Backend
 from vimpnet_ros.engine.backends.cache import EngineCache, ProfileMaterial
+from vimpnet_ros.engine.backends.registry import REGISTRY
 from vimpnet_ros.engine.hardware import Environment, compute_dtype, device_identity, installed_version
 from vimpnet_ros.engine.steps import StepModules
-from vimpnet_ros.errors import BackendUnavailableError
+
+if TYPE_CHECKING:
+    from vimpnet_ros.engine.config import EngineConfig
 
 LOGGER = logging.getLogger(__name__)
 
@@ -97,12 +99,7 @@ class TensorRTBackend(Backend):
     # -- building and running (needs CUDA and torch_tensorrt) ---------------------------------------
 
     def _trt(self) -> Any:
-        try:
-            return importlib.import_module("torch_tensorrt")
-        except ImportError as error:
-            raise BackendUnavailableError(
-                f"backend 'tensorrt' needs torch_tensorrt, which cannot be imported ({error}); use backend torch"
-            ) from error
+        return REGISTRY[self.name].import_module()
 
     def _program(self, unit: CompileUnit) -> Any:
         key = (unit.step, tuple(tuple(s) for s in unit.shapes))
@@ -157,3 +154,9 @@ class TensorRTBackend(Backend):
         """Compiled window step."""
         out = self._run("window", self.steps.window, lqs.float(), feats.float(), flows_backward, flows_forward)
         return out.float()
+
+
+def create(steps: StepModules, device: torch.device, precision: str, config: EngineConfig,
+           environment: Environment) -> Backend:  # fmt: skip
+    """The registry's factory: a TensorRT backend for the engine's config."""
+    return TensorRTBackend(steps, device, precision, config.cache_dir, environment)

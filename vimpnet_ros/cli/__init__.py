@@ -29,6 +29,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("bag-play", "bag_play", "publish a rosbag2 onto ROS topics at the recorded rate (optional /clock)"),
     ("bag-record", "bag_record", "record ROS topics into a rosbag2; report end-to-end latency"),
     ("bag-eval", "bag_eval", "derain every frame of a rosbag offline: output bag + report (PSNR/SSIM, latency)"),
+    ("fleet", "fleet", "derain many bags on Ray workers: output bags, reports, a fleet report with rain timelines"),
     ("demo", "demo", "end-to-end demo: sample bag -> live node -> recorder -> report"),
 )
 

@@ -1,7 +1,7 @@
-"""``vimpnet-ros benchmark {model,engine,gpu}``: timing tables and JSON.
+"""``vimpnet-ros benchmark {model,engine,fleet,gpu}``: timing tables and JSON.
 
 The options of each target are defined here (the command line); the measuring lives in
-``vimpnet_ros.benchmark.model``, ``.engine`` and ``.gpu``, each with ``run(args) -> int``.
+``vimpnet_ros.benchmark.model``, ``.engine``, ``.fleet`` and ``.gpu``, each with ``run(args) -> int``.
 The GPU check is the exception: it must start on a bare GPU machine as
 ``python -m vimpnet_ros.benchmark.gpu``, so its few options are defined in that module
 (``add_arguments``) and reused here.
@@ -83,6 +83,20 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``vimpnet-ros benchmark fleet``."""
+    from vimpnet_ros.benchmark.fleet import DEFAULT_OUTPUT
+
+    parser.add_argument("--bags", type=int, default=2, help="sample bags to render and process (default 2)")
+    parser.add_argument("--frames", type=int, default=30, help="frames per bag (default 30)")
+    parser.add_argument("--size", type=size_type(minimum=16), default=(320, 192), help="WIDTHxHEIGHT (default 320x192)")
+    parser.add_argument("--segment-s", type=float, default=1.0, help="work unit length [s of bag time] (default 1)")
+    parser.add_argument("--workers", type=_positive_list, default=[1, 2],
+                        help="comma-separated worker counts, one CPU thread each (default 1,2)")  # fmt: skip
+    parser.add_argument("--checkpoint", default=None, help="weights (default: the shipped ones)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file (default %(default)s)")
+
+
 def _gpu_arguments(parser: argparse.ArgumentParser) -> None:
     from vimpnet_ros.benchmark.gpu import add_arguments
 
@@ -95,6 +109,8 @@ TARGETS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] =
               add_model_arguments),
     "engine": ("vimpnet_ros.benchmark.engine", "streaming per-frame latency per backend, precision and resolution",
                add_engine_arguments),
+    "fleet": ("vimpnet_ros.benchmark.fleet", "frames/s of the fleet with 1 and 2 workers (one thread each), and "
+              "their ratio", add_fleet_arguments),
     "gpu": ("vimpnet_ros.benchmark.gpu", "the one GPU check: fidelity, latency per backend, cameras, compile and "
             "restart times, in a time budget", _gpu_arguments),
 }  # fmt: skip

@@ -63,6 +63,7 @@ class FleetRun:
     merged: list[str] = field(default_factory=list)  # bag names whose output bag and report this run wrote
     workers: int = 0
     wall_s: float = 0.0
+    compute_s: float = 0.0  # from the workers being up (engines loaded) to the last unit done and merged
 
 
 def start_local_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
@@ -246,6 +247,7 @@ def _run_units(
         if on_event:
             on_event("workers", {"pids": pids})
         in_flight: dict[Any, tuple[Unit, int]] = {}
+        loop_started = time.monotonic()
 
         def submit(worker: int) -> None:
             if pending:
@@ -277,6 +279,7 @@ def _run_units(
                     if len(bag) == len(by_name[unit.name].units):
                         _merge(by_name[unit.name], done, settings, options, run)
             submit(worker)
+        run.compute_s = time.monotonic() - loop_started
         for name in list(done):
             missing = len(by_name[name].units) - len(done[name])
             run.failed.setdefault(name, f"{missing} of its units failed; rerun to retry them")

@@ -1,0 +1,108 @@
+"""Fleet throughput: frames per second with 1 and 2 workers (one CPU thread each) in one run, and their ratio.
+
+Both runs process the same sample bags (rendered here, so the figure needs no data) with the same
+settings, one after the other on one local Ray. A run's rate is its frames over the time from its
+workers being up (engines loaded) to its last unit done and merged: start-up is paid once per
+worker per run, however long the run. The machine's load average is recorded before and after
+each run, because on a shared machine other work takes cores from the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
+from vimpnet_ros.benchmark.measure import machine_record
+from vimpnet_ros.fleet.plan import FleetOptions
+from vimpnet_ros.fleet.run import run_fleet, start_local_ray
+from vimpnet_ros.pipeline.settings import load_node_settings
+
+LOGGER = logging.getLogger(__name__)
+
+#: Where ``vimpnet-ros benchmark fleet`` writes by default.
+DEFAULT_OUTPUT = Path("benchmarks/fleet.json")
+#: The target: 2 workers on 2 cores should nearly double 1 worker.
+TARGET_SCALING = 1.8
+
+
+def measure(
+    root: Path, settings: Any, bags: int, frames: int, size: tuple[int, int], segment_s: float, workers: list[int]
+) -> dict[str, Any]:
+    """Render ``bags`` sample bags under ``root`` and run the fleet over them once per worker count."""
+    import ray
+
+    inputs = root / "bags"
+    for i in range(bags):
+        write_sample_bag(inputs / f"drive_{i}", SampleBagConfig(num_frames=frames, size=size, seed=i))
+    if not ray.is_initialized():
+        start_local_ray(num_cpus=max(max(workers), os.cpu_count() or 1))
+    runs = []
+    for count in workers:
+        options = FleetOptions(
+            output=root / f"out_{count}", workers=count, threads_per_worker=1, segment_s=segment_s, samples=0
+        )
+        load_before = os.getloadavg()
+        run = run_fleet([inputs], settings, options)
+        if run.failed:
+            raise RuntimeError(f"the fleet run with {count} workers failed: {run.failed}")
+        done = sum(r["end"] - r["start"] for r in run.ran)
+        runs.append(
+            {
+                "workers": count,
+                "threads_per_worker": 1,
+                "units": len(run.ran),
+                "frames": done,
+                "compute_s": run.compute_s,
+                "wall_s": run.wall_s,
+                "fps": done / run.compute_s,
+                "load_average_before": list(load_before),
+                "load_average_after": list(os.getloadavg()),
+            }
+        )
+        LOGGER.info("%d workers: %d frames in %.1f s = %.2f frames/s", count, done, run.compute_s, runs[-1]["fps"])
+    by_count = {r["workers"]: r["fps"] for r in runs}
+    return {
+        "benchmark": "fleet",
+        "command": "vimpnet-ros benchmark fleet "
+        + " ".join(
+            [f"--bags {bags}", f"--frames {frames}", f"--size {size[0]}x{size[1]}", f"--segment-s {segment_s:g}"]
+        ),
+        "model": settings.model,
+        "backend": settings.backend,
+        "precision": settings.precision,
+        "bags": bags,
+        "frames_per_bag": frames,
+        "size": list(size),
+        "segment_s": segment_s,
+        "machine": machine_record("cpu"),
+        "runs": runs,
+        "scaling": by_count[2] / by_count[1] if 1 in by_count and 2 in by_count else None,
+        "target_scaling": TARGET_SCALING,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """``vimpnet-ros benchmark fleet``: measure, print, write JSON."""
+    overrides = {"backend": "torch", "device": "cpu", "precision": "fp32"}
+    if args.checkpoint:
+        overrides["checkpoint"] = args.checkpoint
+    settings = load_node_settings(None, overrides)
+    with tempfile.TemporaryDirectory(prefix="vimpnet_fleet_bench_") as folder:
+        result = measure(Path(folder), settings, args.bags, args.frames, args.size, args.segment_s, args.workers)
+    for r in result["runs"]:
+        print(
+            f"{r['workers']} worker(s) x 1 thread: {r['frames']} frames in {r['compute_s']:.1f} s = {r['fps']:.2f} "
+            f"frames/s (load average {r['load_average_before'][0]:.1f} -> {r['load_average_after'][0]:.1f})"
+        )
+    if result["scaling"] is not None:
+        print(f"scaling 1 -> 2 workers: {result['scaling']:.2f}x (target {TARGET_SCALING}x)")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0

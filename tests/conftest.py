@@ -186,3 +186,15 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def nan_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint whose weights are NaN (model output NaN)."""
     return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vimpnet_lite_nan.pth", poison=True)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[object]:
+    """ONE local Ray (2 CPUs, no dashboard) for the whole test run: its start-up (seconds) is paid once."""
+    import ray
+
+    from vimpnet_ros.fleet.run import start_local_ray
+
+    start_local_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,6 @@ from vimpnet_ros.pipeline.settings import NodeSettings, load_node_settings
 TIMING_FIELDS = ("inference_time", "latency")
 #: Work-unit length of the tests [s]: 3-4 frames of the 10 Hz sample bags, so every bag is several units.
 SEGMENT_S = 0.35
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[Any]:
-    """ONE local Ray (2 CPUs, no dashboard) shared by every fleet test: its start-up is paid once."""
-    import ray
-
-    from vimpnet_ros.fleet.run import start_local_ray
-
-    start_local_ray(num_cpus=2)
-    yield ray
-    ray.shutdown()
 
 
 def fleet_settings(checkpoint: Path) -> NodeSettings:
@@ -61,7 +48,7 @@ class FleetBags:
     references: dict[str, Path]  # bag name -> bag-eval's output bag
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fleet_bags(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> FleetBags:
     """The bags and what single-process bag-eval (one thread, like each worker) writes for the good ones."""
     import torch
@@ -79,7 +66,7 @@ def fleet_bags(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Fl
     mcap.write_bytes(b"\x89MCAP0\r\n" + bytes(range(256)) * 8)  # a recording cut off by a crash, overwritten
     settings = fleet_settings(checkpoint)
     threads = torch.get_num_threads()
-    engine = InferenceEngine(dataclasses.replace(settings.engine_config(), cpu_threads=1)).load()
+    engine = InferenceEngine(dataclasses.replace(settings.engine, cpu_threads=1)).load()
     references = {}
     try:
         for name, bag, storage in (("drive_gt", inputs / "drive_gt", "mcap"),

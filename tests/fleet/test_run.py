@@ -54,8 +54,10 @@ def test_fleet_equals_bag_eval_survives_a_killed_worker_and_reports_a_corrupt_ba
     for got_topic, want_topic in zip(gt_report["topics"], want["topics"], strict=True):
         for key in ("frames_in", "frames_out", "frames_with_gt", "bad_frames"):
             assert got_topic[key] == want_topic[key], key
-        for key in ("psnr_in", "psnr_out", "ssim_out", "mask_iou", "raindrop_coverage"):
+        for key in ("psnr_in", "psnr_out", "ssim_out", "mask_iou"):
             assert got_topic["quality"][key] == pytest.approx(want_topic["quality"][key], rel=1e-9), key
+        assert got_topic["rain"] == pytest.approx(want_topic["rain"], rel=1e-9)
+        assert got_topic["warmup_frames"] == want_topic["warmup_frames"]
     assert [f["stamp_ns"] for f in gt_report["frames"]] == [f["stamp_ns"] for f in want["frames"]]
     assert [f["index"] for f in gt_report["frames"]] == list(range(12))
     # A bag without ground truth: no empty quality tables in its report.

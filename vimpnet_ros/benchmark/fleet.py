@@ -73,9 +73,9 @@ def measure(
         + " ".join(
             [f"--bags {bags}", f"--frames {frames}", f"--size {size[0]}x{size[1]}", f"--segment-s {segment_s:g}"]
         ),
-        "model": settings.model,
-        "backend": settings.backend,
-        "precision": settings.precision,
+        "model": settings.engine.model,
+        "backend": settings.engine.backend,
+        "precision": settings.engine.precision,
         "bags": bags,
         "frames_per_bag": frames,
         "size": list(size),

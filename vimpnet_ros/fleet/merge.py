@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from vimpnet_ros.bags.io import BagReader, BagWriter
-from vimpnet_ros.bags.stats import Percentiles
 from vimpnet_ros.bags.typestore import RAIN_STATUS_TYPE, make_typestore
-from vimpnet_ros.evaluation.bag_eval import EvalReport, SampleFrame, TopicReport
+from vimpnet_ros.evaluation.bag_eval import EvalReport, SampleFrame, TopicReport, summarize_topic
 from vimpnet_ros.evaluation.report import AtomicFolder, write_report
-from vimpnet_ros.evaluation.scoring import FrameRecord, summarize_quality
+from vimpnet_ros.evaluation.scoring import FrameRecord
 from vimpnet_ros.fleet.plan import BAG_REPORT, OUTPUT_BAG, STATE_DIR, BagPlan, FleetOptions
 from vimpnet_ros.fleet.worker import UNIT_BAG, UNIT_SAMPLES, load_samples, record_from_json
 from vimpnet_ros.pipeline.camera import header_stamp_ns
@@ -146,10 +145,7 @@ def _bag_report(
             samples.append(sample)
         busy[result["topic"]] = busy.get(result["topic"], 0.0) + result["wall_s"]
     for name, topic in topics.items():
-        own = [r for r in records if r.topic == name]
-        topic.quality = summarize_quality(own)
-        topic.latency_ms = Percentiles.of([r.latency_ms for r in own if r.latency_ms is not None]).to_dict()
-        topic.inference_ms = Percentiles.of([r.inference_ms for r in own if r.inference_ms is not None]).to_dict()
+        summarize_topic(topic, [r for r in records if r.topic == name], settings.engine.window_size)
         topic.throughput_fps = topic.frames_out / busy[name] if busy[name] > 0 else None
     if len(samples) > options.samples:
         step = len(samples) / options.samples
@@ -159,7 +155,7 @@ def _bag_report(
         source_bag=plan.path,
         output_bag=str(options.output / plan.name / OUTPUT_BAG),
         topics=list(topics.values()),
-        settings=asdict(settings),
+        settings=settings.values(),
         backend=ordered[0]["backend"] if ordered else None,
         precision=ordered[0]["precision"] if ordered else None,
         wall_s=sum(busy.values()),

@@ -19,7 +19,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ class FleetOptions:
     def fingerprint(self, settings: NodeSettings) -> dict[str, Any]:
         """What decides the outputs (not how many workers make them): a rerun must match it to resume."""
         return {
-            "settings": asdict(settings),
+            "settings": settings.values(),
             "segment_s": self.segment_s,
             "topics": list(self.topics) if self.topics else None,
             "gt": dict(self.gt),
@@ -193,11 +193,11 @@ def plan_bag(path: Path, name: str, settings: NodeSettings, options: FleetOption
         for message in reader.messages(topics):
             stamps[message.topic].append(message.timestamp)
         plan = BagPlan(str(path), name, storage=reader.storage)
-        length = math.inf if settings.gating_enabled else options.segment_s * 1e9
+        length = math.inf if settings.rain.gating_enabled else options.segment_s * 1e9
         for topic in topics:
             own_gt = {k: v for k, v in gt.items() if k == topic}
             own_masks = {k: v for k, v in gt_masks.items() if k == topic}
-            for index, segment in enumerate(segments(stamps[topic], length, settings.window_size - 1)):
+            for index, segment in enumerate(segments(stamps[topic], length, settings.engine.window_size - 1)):
                 plan.units.append(Unit(str(path), name, topic, index, segment, own_gt, own_masks))
     return plan
 

@@ -59,8 +59,8 @@ def rainy_segments(bag: str, timeline: dict[str, Any], settings: NodeSettings) -
     stamps = timeline["stamp_ns"]
     if not stamps:
         return []
-    coverage_thr = max(settings.rain_coverage_threshold, 1e-9)
-    streak_thr = max(settings.rain_streak_threshold, 1e-9)
+    coverage_thr = max(settings.rain.rain_coverage_threshold, 1e-9)
+    streak_thr = max(settings.rain.rain_streak_threshold, 1e-9)
     runs: list[list[int]] = []
     for i, detected in enumerate(timeline["rain_detected"]):
         if not detected:
@@ -192,7 +192,7 @@ def write_fleet_report(run: FleetRun, settings: NodeSettings, options: FleetOpti
     }
     data = {
         "summary": summary,
-        "settings": asdict(settings),
+        "settings": settings.values(),
         "segment_s": options.segment_s,
         "workers": workers,
         "bags": bags,

@@ -14,16 +14,18 @@ failed unit must be reported by name, which the pool's ``get_next_unordered`` do
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from vimpnet_ros.errors import ConfigError, VimpnetError
 from vimpnet_ros.fleet.merge import merge_bag
@@ -123,6 +125,24 @@ def _worker_count(options: FleetOptions, units: int) -> tuple[int, float]:
     return max(1, min(count, units)), per_gpu
 
 
+@contextlib.contextmanager
+def _printing_through_tqdm(enabled: bool) -> Iterator[TextIO]:
+    """Route what is printed (Ray's own messages about retried units) above the progress bar, as tqdm documents.
+
+    Yields the real stderr, where the bar itself goes; log records take the same route through
+    ``logging_redirect_tqdm``.
+    """
+    from tqdm.contrib import DummyTqdmFile
+
+    saved = sys.stdout, sys.stderr
+    if enabled:
+        sys.stdout, sys.stderr = DummyTqdmFile(saved[0]), DummyTqdmFile(saved[1])
+    try:
+        yield saved[1]
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def run_fleet(
     inputs: Sequence[str | Path], settings: NodeSettings, options: FleetOptions, on_event: Events | None = None
 ) -> FleetRun:
@@ -167,6 +187,7 @@ def run_fleet(
             else:
                 pending.append(unit)
     with (
+        _printing_through_tqdm(options.progress) as terminal,
         logging_redirect_tqdm(),
         tqdm(
             total=total,
@@ -175,6 +196,7 @@ def run_fleet(
             desc="fleet",
             disable=not options.progress,
             smoothing=0.1,
+            file=terminal,
         ) as progress,
     ):
         for plan in plans:  # bags whose units were all done before this run

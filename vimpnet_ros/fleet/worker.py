@@ -108,7 +108,7 @@ class SegmentWorker:
         self.state_dir = Path(state_dir)
         self.samples = samples
         self.distro = distro
-        self.engine = InferenceEngine(replace(settings.engine_config(), cpu_threads=threads)).load()
+        self.engine = InferenceEngine(replace(settings.engine, cpu_threads=threads)).load()
 
     def pid(self) -> int:
         """The actor's process id (tests kill it to check that units are retried)."""

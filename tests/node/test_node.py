@@ -598,8 +598,14 @@ def test_transport_naming_twelve_bit_mono16_and_the_enable_service(
     out = _by_stamp(probe, "/derained/image", BASE_STAMP)
     values = np.frombuffer(out.data, "<u2")
     assert out.encoding == "bgr16" and values.max() <= 4095 and len(np.unique(values)) > 500
-    client = probe.node.create_client(SetBool, "/vimpnet/set_enabled")
+    from vimpnet_ros.node.qos import SERVICE_QOS, SERVICE_QUEUE_DEPTH
+
+    client = probe.node.create_client(SetBool, "/vimpnet/set_enabled", qos_profile=SERVICE_QOS)
     assert probe.spin_until(client.service_is_ready, FRAME_TIMEOUT)
+    # a burst within the service's queue, sent without waiting, is answered in full (ROS' default queue: ~20 of 80)
+    burst = [client.call_async(SetBool.Request(data=i % 2 == 1)) for i in range(SERVICE_QUEUE_DEPTH * 4 // 5)]
+    assert probe.spin_until(lambda: all(f.done() for f in burst), FRAME_TIMEOUT), sum(f.done() for f in burst)
+    assert all(f.result().success for f in burst)
     future = client.call_async(SetBool.Request(data=False))
     assert probe.spin_until(future.done, FRAME_TIMEOUT) and future.result().success
     stamp = BASE_STAMP + 1_000_000_000

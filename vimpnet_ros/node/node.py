@@ -38,7 +38,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vimpnet_ros.errors import ConfigError, EngineError, InputError, VimpnetError
 from vimpnet_ros.node.camera_io import CameraIO, CameraPublishers
 from vimpnet_ros.node.diagnostics import Thresholds, make_array, make_status
-from vimpnet_ros.node.qos import DIAGNOSTICS_QOS, InputSubscription, create_output_publisher
+from vimpnet_ros.node.qos import DIAGNOSTICS_QOS, SERVICE_QOS, InputSubscription, create_output_publisher
 from vimpnet_ros.node.ros_params import ParameterBridge
 from vimpnet_ros.node.scheduler import Batch, InferenceWorker
 from vimpnet_ros.pipeline.camera import CameraPipeline, Turn, restore_turn
@@ -172,7 +172,9 @@ class DerainCore:
         self._diagnostics_timer = self.node.create_timer(
             settings.diagnostics.diagnostics_period_s, self.publish_diagnostics
         )
-        self._enable_service = self.node.create_service(SetBool, "~/set_enabled", self._set_enabled)
+        self._enable_service = self.node.create_service(
+            SetBool, "~/set_enabled", self._set_enabled, qos_profile=SERVICE_QOS
+        )
         labels = ", ".join(c.pipeline.label for c in self.cameras.values())
         self.logger.info(
             f"loaded {settings.engine.model} ({settings.engine.checkpoint or 'shipped weights'}) in "

@@ -53,6 +53,13 @@ assert set(_RELIABILITY) == set(RELIABILITIES)
 
 #: QoS of /diagnostics, as diagnostic_updater uses it (reliable, keep last 10).
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+#: Requests ``~/set_enabled`` holds until the executor serves them (ROS' default is 10): a burst of up to this
+#: many calls sent without waiting is answered in full; beyond it the middleware drops the oldest requests
+#: (their callers wait in vain), and the state is that of the last request served.
+SERVICE_QUEUE_DEPTH = 100
+SERVICE_QOS = QoSProfile(
+    depth=SERVICE_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+)
 #: What a user sees when frames are lost in transport (the docs page to read).
 LOSS_HINT = (
     "frames larger than the publisher's shared-memory segment (512 KiB by default) are lost by best-effort "

@@ -100,3 +100,26 @@ def test_unknown_parameter_names_are_warned_with_a_suggestion(
         assert "no CUDA GPU" not in log, "the CPU fallback is INFO when no GPU was asked for"
     finally:
         node.stop()
+
+
+def test_dds_profile_off_leaves_the_transport_alone(start_node: Any, tmp_path: Path, checkpoint: Path) -> None:
+    """dds_profile from -p or a params file is read before ROS starts; an invalid value is exit 2."""
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    dds_profile: off\n")  # YAML reads off as false: accepted
+    common = ["-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"]
+    from_file = start_node(ros_args=["--params-file", str(params), *common])
+    from_p = start_node(ros_args=["-p", "dds_profile:=off", *common])
+    auto = start_node(ros_args=common)
+    wrong = start_node(ros_args=["-p", "dds_profile:=udp", *common])
+    try:
+        for node in (from_file, from_p):
+            assert node.wait_for_log("active:", START_TIMEOUT), node.log()[-3000:]
+            assert "DDS transport: left as configured (dds_profile: off)" in node.log()
+            assert "transport was chosen" not in node.log()
+        assert auto.wait_for_log("active:", START_TIMEOUT), auto.log()[-3000:]
+        assert "DDS transport: UDPv4" in auto.log()  # auto: the node's profile (this machine allows large buffers)
+        assert wrong.wait(START_TIMEOUT) == 2
+        assert "parameter 'dds_profile' must be one of auto, off; got 'udp'" in wrong.log()
+    finally:
+        for node in (from_file, from_p, auto):
+            node.stop()

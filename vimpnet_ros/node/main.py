@@ -15,8 +15,10 @@ exits without interpreter teardown. The CPU allocator is tuned
 (:mod:`vimpnet_ros.engine.allocator`) before rclpy starts any thread, so every
 thread, the inference worker included, shares the arena that keeps freed memory.
 The DDS transport is chosen before ``rclpy.init`` too (:mod:`vimpnet_ros.node.transport`:
-UDP with large socket buffers so camera-sized frames arrive, unless Fast DDS is configured
-by the user); the choice is logged once rclpy is up.
+with ``dds_profile: auto`` UDP with large socket buffers so camera-sized frames arrive, unless
+Fast DDS is configured by the user; ``off`` leaves it alone); the choice is logged once rclpy
+is up, and a ``dds_profile`` the node ends up with that differs from the one read before start
+is warned about.
 """
 
 from __future__ import annotations
@@ -52,15 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from vimpnet_ros.engine.allocator import keep_freed_memory
     from vimpnet_ros.errors import VimpnetError
-    from vimpnet_ros.node.startup import check_params_files, rcl_error_line, read_ros_arguments
+    from vimpnet_ros.node.startup import check_params_files, dds_profile, rcl_error_line, read_ros_arguments
     from vimpnet_ros.node.transport import configure_transport
 
     keep_freed_memory()
     args_in = list(sys.argv if argv is None else ["vimpnet_node", *argv])
     try:
-        check_params_files(read_ros_arguments(args_in))
+        arguments = read_ros_arguments(args_in)
+        check_params_files(arguments)
         options = build_parser().parse_args(remove_ros_args(args_in)[1:])
-        transport = configure_transport()
+        profile = dds_profile(arguments)
+        transport = configure_transport(profile=profile)
         rclpy.init(args=args_in)
     except VimpnetError as error:
         return _start_error(str(error))
@@ -74,8 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = 0
     try:
         from vimpnet_ros.node.node import VimpnetLifecycleNode, VimpnetNode
+        from vimpnet_ros.pipeline.settings import PARAMETERS_BY_NAME
 
         node = VimpnetLifecycleNode() if options.managed else VimpnetNode()
+        declared = PARAMETERS_BY_NAME["dds_profile"].check(node.get_parameter("dds_profile").value)
+        if declared != profile:  # rcl matched a params file section differently from start_parameter
+            logger.warning(
+                f"dds_profile is '{declared}' on the node, but the transport was chosen with '{profile}' before "
+                "ROS started; give dds_profile with -p or in a '/**' or 'vimpnet' section"
+            )
         node.start()  # the lifecycle node configures and activates itself only with autostart
         executor = SingleThreadedExecutor()
         executor.add_node(node)

@@ -41,10 +41,10 @@ from vimpnet_ros.node.diagnostics import Thresholds, make_array, make_status
 from vimpnet_ros.node.qos import DIAGNOSTICS_QOS, SERVICE_QOS, InputSubscription, create_output_publisher
 from vimpnet_ros.node.ros_params import ParameterBridge
 from vimpnet_ros.node.scheduler import Batch, InferenceWorker
-from vimpnet_ros.pipeline.camera import CameraPipeline, Turn, restore_turn
+from vimpnet_ros.pipeline.camera import CameraPipeline, Turn, header_stamp_ns, restore_turn
 from vimpnet_ros.pipeline.decode import decode_compressed, decode_image
 from vimpnet_ros.pipeline.settings import NODE_NAME, NodeSettings
-from vimpnet_ros.pipeline.topics import CameraTopics, transport_topic
+from vimpnet_ros.pipeline.topics import CameraTopics, camera_info_topic, transport_topic
 
 if TYPE_CHECKING:
     from rclpy.publisher import Publisher
@@ -202,8 +202,9 @@ class DerainCore:
                     lambda m, c=camera, z=compressed: self._on_message(c, m, compressed=z),
                 )
             ]
-            if topics.use_camera_info:
-                inputs.append((CameraInfo, camera.topics.camera_info, camera.remember_info))
+            if topics.use_camera_info:  # the camera's own camera_info, named after its resolved image topic
+                info_topic = self.node.resolve_topic_name(camera_info_topic(base))
+                inputs.append((CameraInfo, info_topic, camera.remember_info))
             camera.inputs = [
                 InputSubscription(
                     self.node,
@@ -216,6 +217,7 @@ class DerainCore:
                 )
                 for msg_type, name, callback in inputs
             ]
+            camera.stats.watch()
         self.worker = InferenceWorker(list(self.cameras), self.settings.engine.window_size, self._turn)
         self.worker.start(after=self._retiring)  # the fence: no turn before an abandoned one has ended
         self.active = True
@@ -251,6 +253,7 @@ class DerainCore:
             for subscription in camera.inputs:
                 subscription.destroy()
             camera.inputs = []
+            camera.stats.unwatch()
         if self.worker is not None:
             if not self.worker.stop(timeout=WORKER_STOP_TIMEOUT_S):
                 self._retiring = self.worker
@@ -288,7 +291,7 @@ class DerainCore:
         worker, settings = self.worker, self.params.settings
         if worker is None or settings is None:
             return
-        camera.stats.received()
+        camera.stats.received((self._now_ns() - header_stamp_ns(msg.header)) / 1e9)
         try:
             limits = settings.inputs.decode_limits
             decoded = decode_compressed(msg, limits) if compressed else decode_image(msg, limits)
@@ -340,7 +343,7 @@ class DerainCore:
             return
         diagnostics = settings.diagnostics
         budget, source = diagnostics.latency_budget_for(str(engine.device))
-        thresholds = Thresholds(budget, source, diagnostics.min_rate_fraction, diagnostics.error_after_failures)
+        thresholds = Thresholds(diagnostics, budget, source)
         hardware_id = self.node.get_fully_qualified_name()
         statuses = []
         for camera in self.cameras.values():

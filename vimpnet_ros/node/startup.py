@@ -6,6 +6,10 @@ traceback. The files are checked here first (exists, readable, YAML mapping) so 
 says what is wrong with which file in one line and exits 2, like any other configuration error;
 what rcl still refuses is reduced to its first sentence the same way (:func:`rcl_error_line`).
 
+:func:`start_parameter` reads one parameter from the same arguments the way rcl will (params
+file sections that match the node's name, then ``-p``), for what must be decided before rclpy
+starts (``dds_profile``: the DDS transport is chosen before ``rclpy.init``).
+
 After the node exists, :func:`unknown_parameter_warnings` compares the names given with ``-p``
 or in a params file with the declared ones: rclpy ignores an undeclared name silently, so a typo
 (``windowsize``) would otherwise run with the default.
@@ -22,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.pipeline.settings import NODE_NAME, PARAMETERS_BY_NAME
 
 #: Parameters rclpy declares itself or reads from overrides (not ours to warn about).
 RCLPY_PARAMETERS: frozenset[str] = frozenset({"use_sim_time", "start_type_description_service"})
@@ -40,12 +45,21 @@ class RosArguments:
     params_files: tuple[Path, ...] = ()
     #: ``-p name:=value`` in order, the value as written (YAML text).
     overrides: tuple[tuple[str, str], ...] = ()
+    #: ``-r __node:=name`` and ``-r __ns:=/ns`` (None: not remapped).
+    node_name: str | None = None
+    namespace: str | None = None
+
+    def fully_qualified_name(self, default_name: str) -> str:
+        """``/ns/name`` of the node these arguments start."""
+        namespace = (self.namespace or "").strip("/")
+        return f"/{namespace}/{self.node_name or default_name}" if namespace else f"/{self.node_name or default_name}"
 
 
 def read_ros_arguments(argv: Sequence[str]) -> RosArguments:
     """The params files and ``-p`` overrides of every ``--ros-args`` section of ``argv`` (ends at ``--``)."""
     files: list[Path] = []
     overrides: list[tuple[str, str]] = []
+    remaps: dict[str, str] = {}
     inside = False
     tokens = iter(argv)
     for token in tokens:
@@ -58,7 +72,35 @@ def read_ros_arguments(argv: Sequence[str]) -> RosArguments:
         elif inside and token in ("-p", "--param"):
             name, _, value = next(tokens, "").partition(":=")
             overrides.append((name, value))
-    return RosArguments(tuple(files), tuple(overrides))
+        elif inside and token in ("-r", "--remap"):
+            source, _, target = next(tokens, "").partition(":=")
+            remaps[source.rpartition(":")[2] if source.endswith(("__node", "__ns")) else source] = target
+    return RosArguments(tuple(files), tuple(overrides), remaps.get("__node"), remaps.get("__ns"))
+
+
+def _section_matches(key: object, fully_qualified_name: str) -> bool:
+    """Whether a params file's node key (``/**``, ``vimpnet``, ``/ns/*``) applies to the node (rcl's wildcards)."""
+    if not isinstance(key, str):
+        return False
+    pattern = re.escape(key if key.startswith("/") else f"/{key}")
+    pattern = pattern.replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+    return re.fullmatch(pattern, fully_qualified_name) is not None
+
+
+def start_parameter(name: str, arguments: RosArguments, node_name: str) -> object | None:
+    """The value ``name`` will get from the command line (None: not given): matching params file sections, then -p."""
+    fully_qualified_name = arguments.fully_qualified_name(node_name)
+    value: object | None = None
+    for path in arguments.params_files:
+        for key, section in load_params_yaml(path).items():
+            if _section_matches(key, fully_qualified_name) and isinstance(section, dict):
+                parameters = section.get("ros__parameters")
+                if isinstance(parameters, dict) and name in parameters:
+                    value = parameters[name]
+    for given, text in arguments.overrides:
+        if given == name:
+            value = yaml.safe_load(text) if text else ""
+    return value
 
 
 def load_params_yaml(path: Path) -> dict[object, object]:
@@ -110,3 +152,10 @@ def unknown_parameter_warnings(given: Iterable[str], declared: Iterable[str]) ->
         hint = f"; did you mean '{suggestion}'?" if suggestion else " (vimpnet_node has no such parameter)"
         warnings.append(f"unknown parameter '{name}' (from -p or a params file) is ignored{hint}")
     return warnings
+
+
+def dds_profile(arguments: RosArguments) -> str:
+    """The ``dds_profile`` this start uses (checked like every parameter; ConfigError when invalid)."""
+    spec = PARAMETERS_BY_NAME["dds_profile"]
+    given = start_parameter(spec.name, arguments, NODE_NAME)
+    return str(spec.check(spec.default if given is None else given))

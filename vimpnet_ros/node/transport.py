@@ -19,7 +19,8 @@ node's locators to UDP on 127.0.0.1 there (otherwise publishers would still pick
 memory).
 
 It is an XML profile (``FASTDDS_DEFAULT_PROFILES_FILE``) set in the node's environment
-before ``rclpy.init``, and only when nobody configured Fast DDS: another RMW, any Fast DDS
+before ``rclpy.init``, only with the parameter ``dds_profile: auto`` (``off`` never touches the
+transport), and only when nobody configured Fast DDS: another RMW, any Fast DDS
 variable or default XML file, static peers with LOCALHOST discovery, ``VIMPNET_DDS_TUNING=0``,
 or a kernel limit too small for the buffers to help (< :data:`MIN_RECEIVE_BUFFER`) leave
 everything as it is.
@@ -182,13 +183,17 @@ def configure_transport(
     wmem_max: int | None = None,
     cwd: Path | None = None,
     directory: Path | None = None,
+    profile: str = "auto",
 ) -> TransportSetup:
     """Point ``FASTDDS_DEFAULT_PROFILES_FILE`` at the node's UDP profile in ``environ`` (default: this process).
 
     Must run before ``rclpy.init``. ``rmem_max``/``wmem_max`` default to the kernel's limits;
     ``cwd`` to the working directory; ``directory`` (where the profile is written) to
-    ``$XDG_CACHE_HOME/vimpnet_ros/fastdds``. Returns what was done, or why nothing was, for the log.
+    ``$XDG_CACHE_HOME/vimpnet_ros/fastdds``; ``profile`` is the ``dds_profile`` parameter (``off``:
+    do nothing). Returns what was done, or why nothing was, for the log.
     """
+    if profile == "off":
+        return TransportSetup(False, "DDS transport: left as configured (dds_profile: off)")
     env = os.environ if environ is None else environ
     reason = _user_configuration(env, cwd or Path.cwd())
     if reason is not None:
@@ -223,6 +228,6 @@ def configure_transport(
     return TransportSetup(
         True,
         f"DDS transport: UDPv4 on {scope} without shared memory, socket buffers {buffer} bytes "
-        f"(profile {path}; {OPT_OUT_VARIABLE}=0 keeps the Fast DDS defaults)",
+        f"(profile {path}; dds_profile: off keeps the Fast DDS defaults)",
         path,
     )

@@ -35,6 +35,14 @@ def transport_topic(base: str, transport: str) -> str:
     return base + TRANSPORT_SUFFIXES[transport]
 
 
+def camera_info_topic(image_topic: str) -> str:
+    """The camera_info beside a resolved image topic, as image_transport's camera publisher names it.
+
+    ``/cam/image_raw`` -> ``/cam/camera_info``; ``/image`` -> ``/camera_info``.
+    """
+    return f"{image_topic.rpartition('/')[0]}/{INPUT_CAMERA_INFO}"
+
+
 def camera_namespace(topic: str) -> str:
     """``/camera/image`` -> ``/camera``; a topic without a known image suffix is its own namespace."""
     for suffix in IMAGE_SUFFIXES:

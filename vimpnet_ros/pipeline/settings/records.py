@@ -26,6 +26,12 @@ from vimpnet_ros.pipeline.decode import DecodeLimits
 from vimpnet_ros.pipeline.settings.specs import ParamSpec, param
 
 INPUT_TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
+#: ``dds_profile``: ``auto`` writes the node's Fast DDS profile unless the user configured DDS, ``off`` never does.
+DDS_PROFILES: tuple[str, ...] = ("auto", "off")
+#: Automatic stale-input thresholds: WARN after this many periods of the measured input rate (at least the
+#: floor; the floor alone before a rate is known), ERROR after this many times the WARN threshold (at least its floor).
+STALE_WARN_PERIODS, STALE_WARN_FLOOR_S = 5.0, 1.0
+STALE_ERROR_FACTOR, STALE_ERROR_FLOOR_S = 5.0, 5.0
 RELIABILITIES: tuple[str, ...] = ("best_effort", "reliable", "system_default")
 #: ``input_reliability`` value that adapts to the publishers, as rosbag2 records (node/qos.py).
 AUTO_RELIABILITY = "auto"
@@ -147,7 +153,11 @@ class TopicSettings:
         choices=INPUT_TRANSPORTS,
     )
     use_camera_info: bool = param(
-        False, "subscribe to camera_info and republish it as derained/camera_info", read_only=True
+        True,
+        "follow the camera's camera_info (the sibling of the resolved image topic, as image_transport's camera "
+        "publisher names it: /cam/image_raw -> /cam/camera_info) and republish it as derained/camera_info with "
+        "the derained image's header; false = neither",
+        read_only=True,
     )
     input_reliability: str = param(
         AUTO_RELIABILITY,
@@ -169,6 +179,14 @@ class TopicSettings:
         choices=RELIABILITIES,
     )
     output_depth: int = param(5, "output QoS history depth", read_only=True, int_range=(1, 1000, 0))
+    dds_profile: str = param(
+        "auto",
+        "auto = give the node process a Fast DDS profile of UDP with large socket buffers (camera-sized best-effort "
+        "frames arrive) unless Fast DDS is configured by the user; off = never touch the DDS transport (keep shared "
+        "memory, your own profiles). Read before ROS starts, from -p or a params file",
+        read_only=True,
+        choices=DDS_PROFILES,
+    )
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -314,6 +332,39 @@ class DiagnosticsSettings:
     log_throttle_s: float = param(
         5.0, "minimum interval between repeated warnings of one kind [s]", float_range=(0.0, 3600.0)
     )
+    stale_input_warn_s: float = param(
+        0.0,
+        f"WARN when a camera sent nothing for this long [s]; 0 = auto: {STALE_WARN_PERIODS:g} periods of its measured "
+        f"input rate, at least {STALE_WARN_FLOOR_S:g} s",
+        float_range=(0.0, 86400.0),
+    )
+    stale_input_error_s: float = param(
+        0.0,
+        f"ERROR when a camera sent nothing for this long [s]; 0 = auto: {STALE_ERROR_FACTOR:g} x the WARN threshold, "
+        f"at least {STALE_ERROR_FLOOR_S:g} s",
+        float_range=(0.0, 86400.0),
+    )
+    stamp_max_delay_s: float = param(
+        5.0,
+        "WARN when a frame arrives with a header stamp older than this (node clock minus stamp) [s]",
+        float_range=(0.0, 1e9),
+    )
+    stamp_max_future_s: float = param(
+        1.0, "WARN when a frame arrives with a header stamp this far in the future [s]", float_range=(0.0, 1e9)
+    )
+
+    def __post_init__(self) -> None:
+        if 0 < self.stale_input_error_s <= self.stale_input_warn_s:
+            raise ConfigError(
+                f"parameter 'stale_input_error_s' ({self.stale_input_error_s:g}) must be larger than "
+                f"'stale_input_warn_s' ({self.stale_input_warn_s:g}), or 0 (auto)"
+            )
+
+    def stale_after(self, period_s: float | None) -> tuple[float, float]:
+        """(WARN, ERROR) seconds without input for a camera of measured frame period ``period_s`` (None: unknown)."""
+        warn = self.stale_input_warn_s or max(STALE_WARN_FLOOR_S, STALE_WARN_PERIODS * (period_s or 0.0))
+        error = self.stale_input_error_s or max(STALE_ERROR_FLOOR_S, STALE_ERROR_FACTOR * warn)
+        return warn, error
 
     def latency_budget_for(self, device: str) -> tuple[float, str]:
         """(budget in ms, where it comes from) for an engine on ``device`` (``cpu``, ``cuda:0``)."""

@@ -25,6 +25,10 @@ _PARAM = "vimpnet_param"
 _TYPES: dict[Any, ParamType] = {bool: "bool", int: "int", float: "double", str: "string", list[str]: "string_array"}
 
 
+#: The choice names YAML 1.1 (PyYAML and rcl's parser) reads as booleans: ``off`` arrives as false.
+_YAML_BOOL_WORDS: dict[bool, str] = {False: "off", True: "on"}
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One node parameter: what the ROS descriptor, the YAML file and the README say about it, and where it goes.
@@ -77,6 +81,8 @@ class ParamSpec:
                     raise ConfigError(f"parameter '{name}' must be in [{low_f}, {high_f}], got {value}")
             return value
         if self.type == "string":
+            if isinstance(value, bool) and _YAML_BOOL_WORDS[value] in self.choices:
+                value = _YAML_BOOL_WORDS[value]  # `-p x:=off` and `x: off` arrive as false (YAML 1.1, rcl alike)
             if not isinstance(value, str):
                 raise ConfigError(f"parameter '{name}' must be a string, got {value!r}")
             if self.choices and value not in self.choices:

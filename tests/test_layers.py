@@ -43,3 +43,24 @@ def test_a_lazy_import_circle_is_found(tmp_path: Path) -> None:
     (engine / "b.py").write_text("def f():\n    from vimpnet_ros.engine.a import g\n    return g\n")
     (engine / "c.py").write_text("from . import a\n")  # relative import, no way back: not part of the circle
     assert _tool().import_circles(tmp_path) == [["vimpnet_ros.engine.a", "vimpnet_ros.engine.b"]]
+
+
+def test_the_package_has_no_import_circle() -> None:
+    assert _tool().import_circles() == []
+
+
+def test_code_outside_the_engine_uses_only_its_exported_names(tmp_path: Path) -> None:
+    """The engine's surface is what its __init__ exports: a module inside it, or a name it does not export, fails."""
+    assert _tool().surface_violations() == []
+    engine = tmp_path / "vimpnet_ros" / "engine"
+    engine.mkdir(parents=True)
+    (engine / "__init__.py").write_text('_EXPORTS = {"Stream": "stream"}\n')
+    pipeline = tmp_path / "vimpnet_ros" / "pipeline"
+    pipeline.mkdir()
+    (pipeline / "ok.py").write_text("from vimpnet_ros.engine import Stream\n")
+    (pipeline / "deep.py").write_text("def f():\n    from vimpnet_ros.engine.stream import FrameSlot\n")
+    (pipeline / "hidden.py").write_text("from vimpnet_ros.engine import FeatureCache\n")
+    problems = _tool().surface_violations(tmp_path)
+    assert len(problems) == 2, problems
+    assert "deep.py:2: imports from vimpnet_ros.engine.stream" in problems[0]
+    assert "hidden.py:1: vimpnet_ros.engine does not export 'FeatureCache'" in problems[1]

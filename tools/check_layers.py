@@ -12,6 +12,10 @@ others, imports ``a``; lazy imports count here too, and so does ``from package i
 an import of the package): a module that needs what imports it should get it passed in, or the
 two should share a third module they both import.
 
+Outside the engine, code uses only the engine's public surface: ``from vimpnet_ros.engine
+import Name`` with a name ``vimpnet_ros/engine/__init__.py`` exports (its ``_EXPORTS`` table),
+never a module inside the engine, so the engine may rearrange its modules freely.
+
 Exit code 0 when the code follows the table and has no import circle, 1 with one line per
 violation or circle otherwise.
 """
@@ -161,8 +165,55 @@ def violations(root: Path = ROOT) -> list[str]:
     return problems
 
 
+#: Subpackages whose modules the rest of the package may reach only through the names their __init__ exports.
+SURFACES = ("engine",)
+
+
+def exported_names(package_init: Path) -> set[str]:
+    """The keys of ``_EXPORTS`` in a package's ``__init__.py`` (the lazily exported public names)."""
+    tree = ast.parse(package_init.read_text(), str(package_init))
+    for node in ast.walk(tree):
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        if any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in targets) and isinstance(node.value, ast.Dict):
+            return {key.value for key in node.value.keys if isinstance(key, ast.Constant)}
+    return set()
+
+
+def surface_violations(root: Path = ROOT) -> list[str]:
+    """One line per import from outside a surface package that reaches past its exported names."""
+    problems = []
+    for surface in SURFACES:
+        exported = exported_names(root / PACKAGE / surface / "__init__.py")
+        base = f"{PACKAGE}.{surface}"
+        for path in sorted((root / PACKAGE).rglob("*.py")):
+            if path.relative_to(root / PACKAGE).parts[0] == surface:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                where = f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}"
+                if isinstance(node, ast.Import):
+                    for alias in node.names:
+                        if alias.name.startswith(f"{base}."):
+                            problems.append(f"{where}: imports {alias.name}; use `from {base} import ...`")
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    if node.module.startswith(f"{base}."):
+                        problems.append(
+                            f"{where}: imports from {node.module}, inside '{surface}'; import the name "
+                            f"from {base} (add it to _EXPORTS in {surface}/__init__.py if it is public)"
+                        )
+                    elif node.module == base:
+                        problems.extend(
+                            f"{where}: {base} does not export {alias.name!r} (_EXPORTS)"
+                            for alias in node.names
+                            if alias.name not in exported
+                        )
+    return problems
+
+
 def main() -> int:
-    problems = violations() + [f"import circle: {' <-> '.join(circle)}" for circle in import_circles()]
+    problems = violations() + surface_violations()
+    problems += [f"import circle: {' <-> '.join(circle)}" for circle in import_circles()]
     for problem in problems:
         print(problem)
     return 1 if problems else 0

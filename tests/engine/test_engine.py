@@ -50,18 +50,18 @@ def test_streamed_equals_whole_window_forward(lite_model: VimpNet, output_frame:
     frames = moving_frames(6, height, width)
     checked = 0
     for k, frame in enumerate(frames):
-        result = stream.push(frame, k * FRAME_NS, meta=("frame", k), float_streak=True)
+        result = engine.push(stream, frame, k * FRAME_NS, meta=("frame", k), float_streak=True)
         if result is None:
             continue
-        target = len(stream.slots) - 1 - config.delay_frames
-        assert result.stamp_ns == stream.slots[target].stamp_ns and result.meta == ("frame", k - config.delay_frames)
+        target = len(stream) - 1 - config.delay_frames
+        assert result.stamp_ns == stream.slot(target).stamp_ns and result.meta == ("frame", k - config.delay_frames)
         expected = _whole_window_reference(lite_model, stream, target, config.output_index)
         assert (captured[-1][0] - expected).abs().max().item() < TOLERANCE
         _assert_result_is(result, expected, height, width)
         checked += 1
     assert checked == 6 - config.delay_frames
-    for result in stream.flush(float_streak=True):
-        target = next(i for i, slot in enumerate(stream.slots) if slot.stamp_ns == result.stamp_ns)
+    for result in engine.flush(stream, float_streak=True):
+        target = next(i for i, slot in enumerate(stream.slots()) if slot.stamp_ns == result.stamp_ns)
         expected = _whole_window_reference(lite_model, stream, target, config.output_index)
         _assert_result_is(result, expected, height, width)
         checked += 1
@@ -88,7 +88,7 @@ def test_each_frame_and_pair_is_computed_once(lite_model: VimpNet) -> None:
     stream = engine.open_stream("cam")
     frames = moving_frames(5, 12, 12)
     for k, frame in enumerate(frames):
-        stream.push(frame, k * FRAME_NS)
+        engine.push(stream, frame, k * FRAME_NS)
     # 5 frames -> 5 feature computations; pairs: (0,0) at start, (1,0), (2,1), (3,2), (4,3) -> 5 flow calls.
     assert calls == {"frame": 5, "flow": 5, "window": 5}
 
@@ -119,9 +119,10 @@ def test_tiled_matches_whole_frame_on_smooth_content() -> None:
     for tile in (0, 64):
         config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3, tile_size=tile,
                               tile_overlap=16, tile_batch=8)  # fmt: skip
-        stream = InferenceEngine(config, environment=CPU_ENV).load(model).open_stream("cam")
+        engine = InferenceEngine(config, environment=CPU_ENV).load(model)
+        stream = engine.open_stream("cam")
         for k, frame in enumerate(frames):
-            result = stream.push(frame, k * FRAME_NS, restore=k == len(frames) - 1)
+            result = engine.push(stream, frame, k * FRAME_NS, restore=k == len(frames) - 1)
         assert result is not None
         outputs[tile] = result.image.astype(np.float32)
     assert FrameGeometry.plan(96, 128, EngineConfig(tile_size=64, tile_overlap=16)).num_tiles == 6
@@ -138,10 +139,11 @@ def test_nan_output_is_flagged_and_shows_input(caplog: pytest.LogCaptureFixture)
     with torch.no_grad():
         model.drop_remover.conv_last.bias.fill_(float("nan"))
     config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3)
-    stream = InferenceEngine(config, environment=CPU_ENV).load(model).open_stream("cam")
+    engine = InferenceEngine(config, environment=CPU_ENV).load(model)
+    stream = engine.open_stream("cam")
     frame = moving_frames(1, 12, 16)[0]
     with caplog.at_level(logging.WARNING):
-        result = stream.push(frame, 0)
+        result = engine.push(stream, frame, 0)
     assert result is not None and not result.valid
     np.testing.assert_array_equal(result.image, frame)
     assert not result.drop_mask.any() and not result.streak_map.any() and result.streak_intensity == 0.0
@@ -180,7 +182,7 @@ def test_bf16_autocast_error_against_fp32_is_small(lite_model: VimpNet) -> None:
         engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
         stream = engine.open_stream("cam")
         for k, frame in enumerate(frames):
-            stream.push(frame, k * FRAME_NS, restore=False)
+            engine.push(stream, frame, k * FRAME_NS, restore=False)
         outputs[precision] = engine.run_network([(stream, 2)])[0]
         assert outputs[precision].dtype == torch.float32
     difference = (outputs["fp32"] - outputs["bf16"]).abs()
@@ -197,12 +199,12 @@ def test_cameras_of_one_size_share_each_step_call(lite_model: VimpNet) -> None:
     streams = [batched.open_stream(f"cam{i}") for i in range(3)]
     singles = [alone.open_stream(f"cam{i}") for i in range(3)]
     for k in range(3):
-        jobs = [(stream, stream.admit(frames[k], k * FRAME_NS, meta=i)) for i, (stream, frames) in
+        jobs = [(stream, batched.admit(stream, frames[k], k * FRAME_NS, meta=i)) for i, (stream, frames) in
                 enumerate(zip(streams, cameras, strict=True))]  # fmt: skip
         results = batched.restore([(s, t) for s, t in jobs if t is not None])
         assert [r.meta for r in results] == [0, 1, 2]
         for single, frames, result in zip(singles, cameras, results, strict=True):
-            expected = single.push(frames[k], k * FRAME_NS)
+            expected = alone.push(single, frames[k], k * FRAME_NS)
             assert expected is not None
             assert np.abs(result.image.astype(int) - expected.image.astype(int)).max() <= 1
             assert np.abs(result.drop_mask.astype(int) - expected.drop_mask.astype(int)).max() <= 1
@@ -215,12 +217,12 @@ def test_out_of_memory_degrades_to_tiles_then_stops_and_keeps_the_stream(lite_mo
     engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
     stream = engine.open_stream("cam")
     frames = moving_frames(3, 20, 24)
-    stream.push(frames[0], 0)
-    stream.push(frames[1], FRAME_NS)
+    engine.push(stream, frames[0], 0)
+    engine.push(stream, frames[1], FRAME_NS)
     assert engine.recover(ValueError("not memory")) is None
     done = engine.recover(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert done is not None and "256 px tiles" in done
     assert engine.config.tile_size == 256 and stream.cache_stats() == {"frames": 2, "features": 0, "flows": 0}
-    result = stream.push(frames[2], 2 * FRAME_NS)
+    result = engine.push(stream, frames[2], 2 * FRAME_NS)
     assert result is not None and result.window_frames == 3 and result.reset_reason is None
     assert engine.recover(torch.OutOfMemoryError("out of memory")) is None  # tiled already, and on the CPU

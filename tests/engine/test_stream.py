@@ -46,16 +46,18 @@ def _engine(model: VimpNet, **changes: object) -> InferenceEngine:
 
 
 def test_push_before_load_is_a_clear_error(lite_model: VimpNet) -> None:
-    stream = InferenceEngine(EngineConfig(device="cpu")).open_stream("cam")
+    engine = InferenceEngine(EngineConfig(device="cpu"))
+    stream = engine.open_stream("cam")
     with pytest.raises(EngineError, match="load"):
-        stream.push(np.zeros((8, 8, 3), np.uint8), 0)
+        engine.push(stream, np.zeros((8, 8, 3), np.uint8), 0)
 
 
 def test_latest_describes_each_pushed_frame_from_the_first(lite_model: VimpNet) -> None:
-    stream = _engine(lite_model).open_stream("cam")
+    engine = _engine(lite_model)
+    stream = engine.open_stream("cam")
     frames = moving_frames(4, 18, 22)
     for k, frame in enumerate(frames):
-        result = stream.push(frame, k * FRAME_NS)
+        result = engine.push(stream, frame, k * FRAME_NS)
         assert result is not None and result.stamp_ns == k * FRAME_NS
         assert result.image.shape == (18, 22, 3) and result.image.dtype == np.uint8
         assert result.drop_mask.shape == (18, 22) and result.drop_mask.dtype == np.uint8
@@ -67,28 +69,30 @@ def test_latest_describes_each_pushed_frame_from_the_first(lite_model: VimpNet) 
 
 
 def test_center_delays_by_half_a_window_and_flush_finishes(lite_model: VimpNet) -> None:
-    stream = _engine(lite_model, output_frame="center", window_size=5).open_stream("cam")
+    engine = _engine(lite_model, output_frame="center", window_size=5)
+    stream = engine.open_stream("cam")
     frames = moving_frames(6, 12, 16)
     stamps = []
     for k, frame in enumerate(frames):
-        result = stream.push(frame, k * FRAME_NS)
+        result = engine.push(stream, frame, k * FRAME_NS)
         if k < 2:
             assert result is None
         else:
             assert result is not None and result.stamp_ns == (k - 2) * FRAME_NS
             stamps.append(result.stamp_ns)
-    tail = stream.flush()
+    tail = engine.flush(stream)
     assert [r.stamp_ns for r in tail] == [4 * FRAME_NS, 5 * FRAME_NS]
     assert stamps + [r.stamp_ns for r in tail] == [k * FRAME_NS for k in range(6)]
 
 
 def test_restore_false_keeps_context_only(lite_model: VimpNet) -> None:
-    stream = _engine(lite_model).open_stream("cam")
+    engine = _engine(lite_model)
+    stream = engine.open_stream("cam")
     frames = moving_frames(3, 12, 12)
-    assert stream.push(frames[0], 0, restore=False) is None
-    assert stream.push(frames[1], FRAME_NS, restore=False) is None
+    assert engine.push(stream, frames[0], 0, restore=False) is None
+    assert engine.push(stream, frames[1], FRAME_NS, restore=False) is None
     assert stream.cache_stats() == {"frames": 2, "features": 0, "flows": 0}  # nothing computed for skipped frames
-    result = stream.push(frames[2], 2 * FRAME_NS)
+    result = engine.push(stream, frames[2], 2 * FRAME_NS)
     assert result is not None and result.window_frames == 3
 
 
@@ -101,33 +105,36 @@ def test_restore_false_keeps_context_only(lite_model: VimpNet) -> None:
     ],
 )
 def test_resets(lite_model: VimpNet, second_shape: tuple[int, int, int], second_stamp: int, reason: str) -> None:
-    stream = _engine(lite_model).open_stream("cam")
-    first = stream.push(np.full((12, 16, 3), 90, np.uint8), 0)
+    engine = _engine(lite_model)
+    stream = engine.open_stream("cam")
+    first = engine.push(stream, np.full((12, 16, 3), 90, np.uint8), 0)
     assert first is not None and first.reset_reason is None
-    second = stream.push(np.full(second_shape, 120, np.uint8), second_stamp)
+    second = engine.push(stream, np.full(second_shape, 120, np.uint8), second_stamp)
     assert second is not None and second.reset_reason is not None and reason in second.reset_reason
     assert second.window_frames == 1 and second.image.shape == second_shape
-    third = stream.push(np.full(second_shape, 120, np.uint8), second_stamp + FRAME_NS)
+    third = engine.push(stream, np.full(second_shape, 120, np.uint8), second_stamp + FRAME_NS)
     assert third is not None and third.reset_reason is None and third.window_frames == 2
 
 
 def test_requested_reset_is_reported_once(lite_model: VimpNet) -> None:
-    stream = _engine(lite_model).open_stream("cam")
+    engine = _engine(lite_model)
+    stream = engine.open_stream("cam")
     frames = moving_frames(3, 12, 12)
-    stream.push(frames[0], 0)
-    stream.push(frames[1], FRAME_NS)
+    engine.push(stream, frames[0], 0)
+    engine.push(stream, frames[1], FRAME_NS)
     stream.reset("requested")
     assert stream.cache_stats() == {"frames": 0, "features": 0, "flows": 0}
-    after = stream.push(frames[2], 2 * FRAME_NS)
+    after = engine.push(stream, frames[2], 2 * FRAME_NS)
     assert after is not None and after.reset_reason == "requested" and after.window_frames == 1
-    again = stream.push(frames[0], 3 * FRAME_NS)
+    again = engine.push(stream, frames[0], 3 * FRAME_NS)
     assert again is not None and again.reset_reason is None
 
 
 def test_bad_stamp_is_input_error(lite_model: VimpNet) -> None:
-    stream = _engine(lite_model).open_stream("cam")
+    engine = _engine(lite_model)
+    stream = engine.open_stream("cam")
     with pytest.raises(InputError, match="stamp_ns"):
-        stream.push(np.zeros((8, 8, 3), np.uint8), 1.5)  # type: ignore[arg-type]
+        engine.push(stream, np.zeros((8, 8, 3), np.uint8), 1.5)  # type: ignore[arg-type]
 
 
 def _rss_bytes() -> int:
@@ -135,11 +142,12 @@ def _rss_bytes() -> int:
 
 
 def _pushes_keep_memory_bounded(model: VimpNet, restore_every: int) -> None:
-    stream = _engine(model, window_size=5).open_stream("cam")
+    engine = _engine(model, window_size=5)
+    stream = engine.open_stream("cam")
     frames = moving_frames(10, 16, 16)
     baseline = 0
     for k in range(500):
-        stream.push(frames[k % 10], k * FRAME_NS, restore=k % restore_every == 0 or k == 499)
+        engine.push(stream, frames[k % 10], k * FRAME_NS, restore=k % restore_every == 0 or k == 499)
         stats = stream.cache_stats()
         assert stats["frames"] <= 5 and stats["features"] <= 5 and stats["flows"] <= 2 * 4 + 1
         if k == 100:
@@ -160,13 +168,14 @@ def test_memory_bounded_over_500_restored_frames(lite_model: VimpNet) -> None:
 
 def test_sixteen_bit_frames_keep_their_levels(lite_model: VimpNet) -> None:
     """A 12-bit ramp normalised by its white level (4095) comes back as uint16 on the same scale, all levels used."""
-    stream = _engine(lite_model).open_stream("cam")
+    engine = _engine(lite_model)
+    stream = engine.open_stream("cam")
     ramp = np.linspace(0, 4095, 64 * 64).reshape(64, 64).astype(np.uint16)
     frame = np.repeat(ramp[:, :, None], 3, axis=2)
-    result = stream.push(frame, 0, white_level=4095)
+    result = engine.push(stream, frame, 0, white_level=4095)
     assert result is not None and result.image.dtype == np.uint16 and result.white_level == 4095
     assert result.image.max() <= 4095 and len(np.unique(result.image)) > 1000
     with pytest.raises(InputError, match="white_level"):
-        stream.push(frame, FRAME_NS, white_level=70000)
+        engine.push(stream, frame, FRAME_NS, white_level=70000)
     with pytest.raises(InputError, match="uint8 or uint16"):
-        stream.push(frame.astype(np.float32), FRAME_NS)
+        engine.push(stream, frame.astype(np.float32), FRAME_NS)

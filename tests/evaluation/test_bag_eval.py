@@ -155,7 +155,7 @@ def test_bag_outputs_equal_the_engine_run_directly(evaluated: Callable[[str], Pa
     stream = engine.open_stream("check")
     derained = _images(root / "out_mcap", "/camera/derained/image")
     for stamp, frame in sorted(_images(root / "input_mcap", "/camera/image").items()):
-        result = stream.push(frame, stamp)
+        result = engine.push(stream, frame, stamp)
         np.testing.assert_array_equal(result.image, derained[stamp])
 
 

@@ -39,7 +39,7 @@ def _settings(**values: Any) -> NodeSettings:
 def _camera(model: VimpNet, settings: NodeSettings, name: str = "") -> tuple[InferenceEngine, CameraPipeline, Reports]:
     engine = InferenceEngine(settings.engine, environment=CPU_ENV).load(model)
     reports = Reports()
-    return engine, CameraPipeline(name, engine.open_stream(name or "camera"), reports), reports
+    return engine, CameraPipeline(name, engine, reports), reports
 
 
 def _message(pixels: np.ndarray, encoding: str, stamp_ns: int) -> SimpleNamespace:
@@ -204,7 +204,7 @@ def test_gating_and_disabled_pass_frames_through(lite_model: VimpNet) -> None:
 def test_two_cameras_in_one_turn_and_center_flush(lite_model: VimpNet) -> None:
     settings = _settings(output_frame="center")
     engine = InferenceEngine(settings.engine, environment=CPU_ENV).load(lite_model)
-    cameras = [CameraPipeline(n, engine.open_stream(n), Reports()) for n in ("front", "rear")]
+    cameras = [CameraPipeline(n, engine, Reports()) for n in ("front", "rear")]
     stamps: dict[str, list[int]] = {"front": [], "rear": []}
     for k, frame in enumerate(moving_frames(3, 16, 16)):
         turns = [Turn(c, [_source(c, settings, frame, "rgb8", BASE + k * FRAME_NS)]) for c in cameras]

@@ -98,9 +98,7 @@ def _naive_case(case: dict[str, Any]) -> dict[str, Any]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vimpnet_ros.engine import EngineConfig
-    from vimpnet_ros.engine.geometry import FrameGeometry
-    from vimpnet_ros.engine.hardware import Environment, autocast_dtype, resolve_device
+    from vimpnet_ros.engine import EngineConfig, Environment, FrameGeometry, autocast_dtype, resolve_device
 
     width, height = case["size"]
     if case["threads"]:
@@ -153,7 +151,7 @@ def measure_matmul_peak(threads: int, seconds: float = 1.0, device: str = "cpu")
     """
     import torch
 
-    from vimpnet_ros.engine.hardware import Environment, resolve_device
+    from vimpnet_ros.engine import Environment, resolve_device
 
     if threads:
         torch.set_num_threads(threads)

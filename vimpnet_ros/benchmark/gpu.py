@@ -521,7 +521,7 @@ def _run_outputs(engine: Any, frames: list[list[Any]], count: int) -> list[Any]:
     streams = [engine.open_stream(f"parity{i}") for i in range(len(frames))]
     outputs = []
     for k in range(count):
-        outputs = engine.run_network(admit_all(streams, [camera[k] for camera in frames], k))
+        outputs = engine.run_network(admit_all(engine, streams, [camera[k] for camera in frames], k))
     return [o.float() for o in outputs]
 
 
@@ -589,7 +589,7 @@ def _restart_worker(case: dict[str, Any]) -> dict[str, Any]:
     engine = _engine(case)
     loaded = time.time()
     width, height = case["size"]
-    result = engine.open_stream("cam").push(synthetic_frames(1, width, height)[0], 0)
+    result = engine.push(engine.open_stream("cam"), synthetic_frames(1, width, height)[0], 0)
     synchronize(engine.device)
     first = time.time()
     status = engine.backend.status()
@@ -615,7 +615,7 @@ def _no_tf32() -> Iterator[None]:
 def _fidelity_worker(case: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from vimpnet_ros.engine.hardware import autocast_dtype
+    from vimpnet_ros.engine import autocast_dtype
 
     reason = fidelity.missing()
     if reason:
@@ -650,7 +650,7 @@ def _fidelity_worker(case: dict[str, Any]) -> dict[str, Any]:
 def _fidelity_compiled_worker(case: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from vimpnet_ros.engine.backends.base import TorchBackend
+    from vimpnet_ros.engine import TorchBackend
 
     reason = fidelity.missing()
     if reason:

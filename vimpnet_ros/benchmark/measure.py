@@ -41,7 +41,7 @@ def machine_record(device: str) -> dict[str, Any]:
     """GPU name and memory, torch/CUDA/cuDNN/Triton versions, CPU: what a timing needs beside it to mean anything."""
     import torch
 
-    from vimpnet_ros.engine.hardware import cpu_description, installed_version
+    from vimpnet_ros.engine import cpu_description, installed_version
 
     record: dict[str, Any] = {
         "python": platform.python_version(),
@@ -128,16 +128,18 @@ def _is_copy(name: str) -> bool:
     return "memcpy" in name.lower() or "memset" in name.lower()
 
 
-def admit_all(streams: Sequence[Stream], frames: Sequence[np.ndarray], k: int) -> list[tuple[Stream, Any]]:
+def admit_all(
+    engine: InferenceEngine, streams: Sequence[Stream], frames: Sequence[np.ndarray], k: int
+) -> list[tuple[Stream, Any]]:
     """One frame per stream (stamp ``k`` frames in): the (stream, target) jobs ready to restore."""
-    jobs = [(stream, stream.admit(frame, k * FRAME_NS)) for stream, frame in zip(streams, frames, strict=True)]
+    jobs = [(s, engine.admit(s, frame, k * FRAME_NS)) for s, frame in zip(streams, frames, strict=True)]
     return [(stream, target) for stream, target in jobs if target is not None]
 
 
 def push_all(engine: InferenceEngine, streams: Sequence[Stream], frames: Sequence[np.ndarray], k: int,
              restore: bool = True) -> list[Any]:  # fmt: skip
     """One frame per stream (stamp ``k`` frames in), restored in one batch as the node does for cameras of one size."""
-    ready = admit_all(streams, frames, k)
+    ready = admit_all(engine, streams, frames, k)
     return engine.restore(ready) if restore and ready else []
 
 

@@ -2,10 +2,11 @@
 
 ``InferenceEngine(config)`` only validates; :meth:`InferenceEngine.load` loads the
 weights (or takes an in-memory model), picks the backend and builds it. Streams
-(:meth:`InferenceEngine.open_stream`) own their ring buffers and feature caches;
-:meth:`InferenceEngine.restore` runs the network for one or several streams' frames in
-one batch (cameras of the same size share each step call) under a lock, so streams
-driven from different threads never interleave model calls.
+(:meth:`InferenceEngine.open_stream`) are passive ring buffers with feature caches; the
+engine puts frames in (:meth:`InferenceEngine.admit`, :meth:`~InferenceEngine.push`,
+:meth:`~InferenceEngine.flush`), and :meth:`InferenceEngine.restore` runs the network for one
+or several streams' frames in one batch (cameras of the same size share each step call) under
+a lock, so streams driven from different threads never interleave model calls.
 
 Per restored frame, everything after the upload stays on the engine's device:
 tiles are blended back, the NaN/Inf check and the quantisation of the image, the drop
@@ -35,11 +36,11 @@ from vimpnet_ros.engine.backends.base import Backend
 from vimpnet_ros.engine.backends.registry import backend_spec
 from vimpnet_ros.engine.backends.select import Selection, select_backend
 from vimpnet_ros.engine.config import FALLBACK_TILE_OVERLAP, FALLBACK_TILE_SIZE, EngineConfig
-from vimpnet_ros.engine.geometry import FrameGeometry, Uploader, quantize
+from vimpnet_ros.engine.geometry import FrameGeometry, Uploader, quantize, validate_frame
 from vimpnet_ros.engine.hardware import Environment
 from vimpnet_ros.engine.result import PLANE_SCALE, FrameResult
 from vimpnet_ros.engine.stream import FrameSlot, Stream
-from vimpnet_ros.errors import CheckpointError, ConfigError, EngineError
+from vimpnet_ros.errors import CheckpointError, ConfigError, EngineError, InputError
 
 if TYPE_CHECKING:
     from vimpnet_ros.model import VimpNet
@@ -150,7 +151,7 @@ class InferenceEngine:
             self._geometries.clear()
             self.backend = self._build_backend(model, selection, environment)
             for stream in list(self._streams):
-                stream.rebuild()
+                self._retile(stream)
             LOGGER.info("engine ready: %s, model %s, window %d (%s)", self.backend.describe(), model.config.name,
                         self.config.window_size, self.config.output_frame)  # fmt: skip
             return self
@@ -187,9 +188,65 @@ class InferenceEngine:
 
     def open_stream(self, name: str = "default") -> Stream:
         """A new ring buffer for one camera; streams share this engine's model and backend."""
-        stream = Stream(self, name)
+        stream = Stream(name, self.config.window_size, self.config.output_index)
         self._streams.add(stream)
         return stream
+
+    def _retile(self, stream: Stream) -> None:
+        """Re-tile a stream's buffered frames for the current config and device (after a reload); keeps them all."""
+        slots = stream.slots()[-self.config.window_size :]
+        geometry = self.geometry_for(*slots[0].frame.shape[:2]) if slots else None
+        for slot in slots:
+            assert geometry is not None
+            slot.tiles = geometry.to_tiles(self.upload(slot.frame), slot.white_level)
+        stream.relayout(self.config.window_size, self.config.output_index, geometry, slots)
+
+    def admit(self, stream: Stream, frame: np.ndarray, stamp_ns: int, meta: Any = None,
+              white_level: int | None = None) -> int | None:  # fmt: skip
+        """Buffer a frame in ``stream`` (checks, resets, upload, tiling); return the buffer index to describe now.
+
+        None while ``center`` mode is still filling its first half window. :meth:`restore`
+        takes ``(stream, index)`` pairs, so several streams' frames share one batch.
+        """
+        frame, level = validate_frame(frame, white_level)
+        if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, int | np.integer):
+            raise InputError(f"stamp_ns must be an integer number of nanoseconds; got {stamp_ns!r}")
+        stamp_ns = int(stamp_ns)
+        self.require_loaded()
+        reason = stream.continuity_break(frame, stamp_ns, self.config.max_gap_s)
+        if reason is not None:
+            stream.reset(reason)
+        geometry = stream.geometry or self.geometry_for(frame.shape[0], frame.shape[1])
+        index = stream.append(frame, stamp_ns, level, geometry.to_tiles(self.upload(frame), level), meta, geometry)
+        target = index - self.config.delay_frames
+        return target if target >= 0 else None
+
+    def push(self, stream: Stream, frame: np.ndarray, stamp_ns: int, restore: bool = True, meta: Any = None,
+             white_level: int | None = None, float_streak: bool = False) -> FrameResult | None:  # fmt: skip
+        """Buffer an (h, w, 3) RGB frame in ``stream``; return the result for the configured output frame.
+
+        ``meta`` travels with the frame and comes back on the result that describes it
+        (``FrameResult.meta``). ``white_level`` is the full-scale value of a uint16 frame
+        (e.g. 4095 for 12 bits). ``restore=False`` only keeps the frame as temporal context
+        (for latest-wins skipping) and returns None, as does ``center`` mode during its first
+        T//2 pushes. ``float_streak`` adds the raw streak intensity to the result.
+        """
+        target = self.admit(stream, frame, stamp_ns, meta, white_level)
+        if not restore or target is None:
+            return None
+        return self.restore([(stream, target)], float_streak)[0]
+
+    def flush(self, stream: Stream, float_streak: bool = False) -> list[FrameResult]:
+        """Results for the frames ``center`` mode has not described yet (end of stream), right side reflected.
+
+        Returns an empty list in ``latest`` mode or when nothing is pending. The buffer is
+        kept, so a stream may continue after a flush (then those frames are described
+        again when the delay catches up with them).
+        """
+        delay, count = self.config.delay_frames, len(stream)
+        if delay == 0 or count == 0:
+            return []
+        return [self.restore([(stream, target)], float_streak)[0] for target in range(max(0, count - delay), count)]
 
     def upload(self, frame: np.ndarray) -> Tensor:
         """(h, w, 3) integer frame -> the engine's device (once per frame; pinned and asynchronous on CUDA)."""
@@ -287,7 +344,7 @@ class InferenceEngine:
             stream.cache.store_flows(a, b, fwd, bwd)
 
     def restore(self, jobs: Sequence[Job], float_streak: bool = False) -> list[FrameResult]:
-        """Restore the frames of ``jobs`` (from :meth:`Stream.admit`) in one batch; one result per job, in order.
+        """Restore the frames of ``jobs`` (indices from :meth:`admit`) in one batch; one result per job, in order.
 
         ``inference_ms`` of each result is the wall time of the whole batch (the network,
         the per-frame caches filled now, and composing and copying the planes back).
@@ -296,7 +353,7 @@ class InferenceEngine:
         outputs = self.run_network(jobs)
         pending = []
         for (stream, target), output in zip(jobs, outputs, strict=True):
-            slot = stream.slots[target]
+            slot = stream.slot(target)
             assert stream.geometry is not None
             maps = stream.geometry.compose(output)  # (5, h, w) on the device
             pending.append((stream, target, slot, _Planes(maps, slot.white_level, float_streak)))

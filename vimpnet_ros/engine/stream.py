@@ -1,15 +1,16 @@
 """One camera's stream: ring buffer of the last T frames, per-frame caches, resets, start-of-stream padding.
 
-A :class:`Stream` is cheap; many share one :class:`~vimpnet_ros.engine.InferenceEngine`
-(one model, one backend). It keeps, per frame, the input, its network tiles and the
-caller's ``meta``; its :class:`FeatureCache` holds the per-frame work that does not
-depend on the window (each frame's features, each neighbour pair's flows), so each is
-computed once, not once per window. The stream owns its buffer and cache; the engine
-only reads and fills the cache through the cache's methods when it restores a window.
+A :class:`Stream` is cheap and passive: a ring buffer and its cache, read through public
+methods; many share one :class:`~vimpnet_ros.engine.InferenceEngine` (one model, one
+backend), which puts frames in (:meth:`InferenceEngine.admit`, ``push``, ``flush``) and fills
+the cache when it restores a window. The stream never calls the engine. It keeps, per frame,
+the input, its network tiles and the caller's ``meta``; its :class:`FeatureCache` holds the
+per-frame work that does not depend on the window (each frame's features, each neighbour
+pair's flows), so each is computed once, not once per window.
 
 Start of stream (fewer frames than the window needs): the missing positions are
-filled by reflecting the available frames about the first (or, in :meth:`Stream.flush`,
-the last) frame: with frames f0, f1, f2 and T=5 the ``latest`` window for f2 is
+filled by reflecting the available frames about the first (or, in
+:meth:`InferenceEngine.flush`, the last) frame: with frames f0, f1, f2 and T=5 the ``latest`` window for f2 is
 [f2, f1, f0, f1, f2]; with only f0 it is [f0] * 5. Reflection keeps real, distinct
 frames (rain in different places) next to each other, as the reference does for
 mirrored clips. ``latest`` returns a result from the first push on; ``center``
@@ -18,7 +19,7 @@ k - T//2 at push k, so frame 0 is restored too (its left half reflected).
 
 Resets (the buffer and caches are cleared, the new frame starts a new stream):
 the frame size changes, the stamp goes backwards, the stamp jumps forward by more
-than ``max_gap_s``, or :meth:`Stream.reset` is called. The reason is reported in
+than ``max_gap_s`` (:meth:`Stream.continuity_break`), or :meth:`Stream.reset` is called. The reason is reported in
 the next :class:`~vimpnet_ros.engine.FrameResult`.
 """
 
@@ -33,13 +34,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vimpnet_ros.engine.geometry import FrameGeometry, validate_frame
-from vimpnet_ros.errors import EngineError, InputError
+from vimpnet_ros.errors import EngineError
 
 if TYPE_CHECKING:
-    from vimpnet_ros.engine.config import EngineConfig
-    from vimpnet_ros.engine.engine import InferenceEngine
-    from vimpnet_ros.engine.result import FrameResult
+    from vimpnet_ros.engine.geometry import FrameGeometry
 
 LOGGER = logging.getLogger(__name__)
 
@@ -140,144 +138,123 @@ class FeatureCache:
 
 
 class Stream:
-    """Ring buffer and state machine of one camera; use :meth:`InferenceEngine.open_stream` to make one."""
+    """Ring buffer and feature cache of one camera; make one with :meth:`InferenceEngine.open_stream`."""
 
-    def __init__(self, engine: InferenceEngine, name: str) -> None:
-        self.engine = engine
+    def __init__(self, name: str, window_size: int, output_index: int) -> None:
         self.name = name
-        self.geometry: FrameGeometry | None = None
-        self.slots: deque[FrameSlot] = deque(maxlen=engine.config.window_size)
+        #: Features and flows of the buffered frames (the engine fills it while restoring).
         self.cache = FeatureCache()
-        self.last_stamp_ns: int | None = None
-        self.pending_reset: str | None = None
-        self.frames_pushed = 0
-        self.resets = 0
+        self._window_size = window_size
+        self._output_index = output_index
+        self._slots: deque[FrameSlot] = deque(maxlen=window_size)
+        self._geometry: FrameGeometry | None = None
+        self._last_stamp_ns: int | None = None
+        self._pending_reset: str | None = None
+        self._frames_pushed = 0
+        self._resets = 0
         self._next_id = 0
 
     def __repr__(self) -> str:
-        return f"Stream({self.name!r}, frames={len(self.slots)}, pushed={self.frames_pushed})"
+        return f"Stream({self.name!r}, frames={len(self._slots)}, pushed={self._frames_pushed})"
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """How many frames are buffered (at most the window size)."""
+        return len(self._slots)
 
     @property
-    def config(self) -> EngineConfig:
-        """The engine's current config (it may change when the engine degrades after an out-of-memory error)."""
-        return self.engine.config
+    def geometry(self) -> FrameGeometry | None:
+        """The tiling plan of the buffered frames (None while empty)."""
+        return self._geometry
 
-    def reset(self, reason: str = "requested") -> None:
-        """Forget all buffered frames and caches; the next result reports ``reason``."""
-        had_frames = bool(self.slots)
-        self.slots.clear()
-        self.cache.clear()
-        self.geometry = None
-        self.last_stamp_ns = None
-        if had_frames or reason == "requested":
-            self.pending_reset = reason
-            self.resets += 1
-            LOGGER.info("stream %s reset: %s", self.name, reason)
+    @property
+    def newest_stamp_ns(self) -> int | None:
+        """Stamp of the newest buffered frame (None after a reset)."""
+        return self._last_stamp_ns
 
-    def rebuild(self) -> None:
-        """Re-tile the buffered frames for the engine's current config and device (after a reload); keeps them all."""
-        self.cache.clear()
-        self.geometry = None
-        slots = list(self.slots)
-        self.slots = deque(maxlen=self.config.window_size)
-        for slot in slots[-self.config.window_size :]:
-            geometry = self._geometry_for(slot.frame)
-            slot.tiles = geometry.to_tiles(self.engine.upload(slot.frame), slot.white_level)
-            self.slots.append(slot)
+    @property
+    def frames_pushed(self) -> int:
+        """Frames put in since the stream was opened."""
+        return self._frames_pushed
 
-    def _check_reset(self, frame: np.ndarray, stamp_ns: int) -> None:
-        """Reset when the new frame cannot continue the buffered sequence."""
-        if not self.slots:
-            return
-        height, width = frame.shape[:2]
-        assert self.geometry is not None
-        if self.geometry.input_size != (height, width):
-            old_h, old_w = self.geometry.input_size
-            self.reset(f"resolution changed from {old_w}x{old_h} to {width}x{height}")
-        elif self.slots[-1].frame.dtype != frame.dtype:
-            self.reset(f"bit depth changed from {self.slots[-1].frame.dtype} to {frame.dtype}")
-        elif self.last_stamp_ns is not None and stamp_ns < self.last_stamp_ns:
-            self.reset(f"timestamp went backwards by {(self.last_stamp_ns - stamp_ns) / 1e9:.3f} s")
-        elif self.last_stamp_ns is not None and stamp_ns - self.last_stamp_ns > self.config.max_gap_s * 1e9:
-            gap = (stamp_ns - self.last_stamp_ns) / 1e9
-            self.reset(f"timestamp jumped by {gap:.3f} s (more than max_gap_s={self.config.max_gap_s})")
+    @property
+    def resets(self) -> int:
+        """How often the buffer was reset."""
+        return self._resets
 
-    def _geometry_for(self, frame: np.ndarray) -> FrameGeometry:
-        if self.geometry is None:
-            self.geometry = self.engine.geometry_for(frame.shape[0], frame.shape[1])
-        return self.geometry
+    def slot(self, index: int) -> FrameSlot:
+        """Buffered frame ``index`` (0 = oldest; what ``admit`` returned)."""
+        return self._slots[index]
 
-    def admit(self, frame: np.ndarray, stamp_ns: int, meta: Any = None, white_level: int | None = None) -> int | None:
-        """Buffer a frame (checks, resets, upload, tiling); return the buffer index of the frame to describe now.
-
-        None while ``center`` mode is still filling its first half window. Used by :meth:`push`
-        and by :meth:`InferenceEngine.push_many`, which restores several streams' frames in one batch.
-        """
-        frame, level = validate_frame(frame, white_level)
-        if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, int | np.integer):
-            raise InputError(f"stamp_ns must be an integer number of nanoseconds; got {stamp_ns!r}")
-        stamp_ns = int(stamp_ns)
-        self.engine.require_loaded()
-        self._check_reset(frame, stamp_ns)
-        tiles = self._geometry_for(frame).to_tiles(self.engine.upload(frame), level)
-        if len(self.slots) == self.slots.maxlen:
-            self.cache.evict(self.slots[0].frame_id)
-        self.slots.append(FrameSlot(self._next_id, stamp_ns, frame, level, tiles, meta))
-        self._next_id += 1
-        self.last_stamp_ns = stamp_ns
-        self.frames_pushed += 1
-        target = len(self.slots) - 1 - self.config.delay_frames
-        return target if target >= 0 else None
-
-    def push(
-        self,
-        frame: np.ndarray,
-        stamp_ns: int,
-        restore: bool = True,
-        meta: Any = None,
-        white_level: int | None = None,
-        float_streak: bool = False,
-    ) -> FrameResult | None:
-        """Buffer an (h, w, 3) RGB frame; return the result for the configured output frame.
-
-        ``meta`` travels with the frame and comes back on the result that describes it
-        (``FrameResult.meta``). ``white_level`` is the full-scale value of a uint16 frame
-        (e.g. 4095 for 12 bits). ``restore=False`` only keeps the frame as temporal context
-        (for latest-wins skipping) and returns None, as does ``center`` mode during its first
-        T//2 pushes. ``float_streak`` adds the raw streak intensity to the result.
-        """
-        target = self.admit(frame, stamp_ns, meta, white_level)
-        if not restore or target is None:
-            return None
-        return self.engine.restore([(self, target)], float_streak)[0]
-
-    def flush(self, float_streak: bool = False) -> list[FrameResult]:
-        """Results for the frames ``center`` mode has not described yet (end of stream), right side reflected.
-
-        Returns an empty list in ``latest`` mode or when nothing is pending. The
-        buffer is kept, so a stream may continue after a flush (then those frames
-        are described again when the delay catches up with them).
-        """
-        delay = self.config.delay_frames
-        count = len(self.slots)
-        if delay == 0 or count == 0:
-            return []
-        return [
-            self.engine.restore([(self, target)], float_streak)[0] for target in range(max(0, count - delay), count)
-        ]
+    def slots(self) -> list[FrameSlot]:
+        """The buffered frames, oldest first."""
+        return list(self._slots)
 
     def window_for(self, target: int) -> list[FrameSlot]:
         """The T slots (start-of-stream positions reflected) whose window describes buffered frame ``target``."""
-        if not 0 <= target < len(self.slots):
-            raise EngineError(f"stream {self.name}: no buffered frame {target} (holding {len(self.slots)})")
-        indices = window_indices(target, len(self.slots), self.config.window_size, self.config.output_index)
-        return [self.slots[i] for i in indices]
+        if not 0 <= target < len(self._slots):
+            raise EngineError(f"stream {self.name}: no buffered frame {target} (holding {len(self._slots)})")
+        indices = window_indices(target, len(self._slots), self._window_size, self._output_index)
+        return [self._slots[i] for i in indices]
 
-    def take_reset_reason(self) -> str | None:
-        """The pending reset reason, reported once (by the next result)."""
-        reason, self.pending_reset = self.pending_reset, None
-        return reason
+    def continuity_break(self, frame: np.ndarray, stamp_ns: int, max_gap_s: float) -> str | None:
+        """Why ``frame`` cannot continue the buffered sequence (the reset reason), or None when it can."""
+        if not self._slots:
+            return None
+        height, width = frame.shape[:2]
+        assert self._geometry is not None
+        if self._geometry.input_size != (height, width):
+            old_h, old_w = self._geometry.input_size
+            return f"resolution changed from {old_w}x{old_h} to {width}x{height}"
+        if self._slots[-1].frame.dtype != frame.dtype:
+            return f"bit depth changed from {self._slots[-1].frame.dtype} to {frame.dtype}"
+        last = self._last_stamp_ns
+        if last is not None and stamp_ns < last:
+            return f"timestamp went backwards by {(last - stamp_ns) / 1e9:.3f} s"
+        if last is not None and stamp_ns - last > max_gap_s * 1e9:
+            return f"timestamp jumped by {(stamp_ns - last) / 1e9:.3f} s (more than max_gap_s={max_gap_s})"
+        return None
 
     def cache_stats(self) -> dict[str, int]:
         """Sizes of the buffer and caches (for tests and diagnostics: they must stay bounded)."""
-        return {"frames": len(self.slots), "features": len(self.cache.features), "flows": len(self.cache.flows)}
+        return {"frames": len(self._slots), "features": len(self.cache.features), "flows": len(self.cache.flows)}
+
+    # -- changing (the engine puts frames in; anyone may reset) ------------------------------------------
+
+    def reset(self, reason: str = "requested") -> None:
+        """Forget all buffered frames and caches; the next result reports ``reason``."""
+        had_frames = bool(self._slots)
+        self._slots.clear()
+        self.cache.clear()
+        self._geometry = None
+        self._last_stamp_ns = None
+        if had_frames or reason == "requested":
+            self._pending_reset = reason
+            self._resets += 1
+            LOGGER.info("stream %s reset: %s", self.name, reason)
+
+    def take_reset_reason(self) -> str | None:
+        """The pending reset reason, reported once (by the next result)."""
+        reason, self._pending_reset = self._pending_reset, None
+        return reason
+
+    def append(self, frame: np.ndarray, stamp_ns: int, white_level: int, tiles: torch.Tensor, meta: Any,
+               geometry: FrameGeometry) -> int:  # fmt: skip
+        """Buffer a checked frame and its tiles (the oldest leaves, with its cache entries); returns its index."""
+        if len(self._slots) == self._slots.maxlen:
+            self.cache.evict(self._slots[0].frame_id)
+        self._slots.append(FrameSlot(self._next_id, stamp_ns, frame, white_level, tiles, meta))
+        self._geometry = geometry
+        self._next_id += 1
+        self._last_stamp_ns = stamp_ns
+        self._frames_pushed += 1
+        return len(self._slots) - 1
+
+    def relayout(self, window_size: int, output_index: int, geometry: FrameGeometry | None,
+                 slots: list[FrameSlot]) -> None:  # fmt: skip
+        """Take re-tiled ``slots`` (after the engine reloaded: new tiles, device or window); the cache starts over."""
+        self.cache.clear()
+        self._window_size, self._output_index = window_size, output_index
+        self._slots = deque(slots[-window_size:], maxlen=window_size)
+        self._geometry = geometry if self._slots else None

@@ -309,7 +309,7 @@ class _Evaluation:
                 output_topics=CameraTopics.for_image_topic(topic).outputs,
                 gt_topics=gt_topics_for(topic, available, gt, gt_masks),
             )
-            camera = CameraPipeline(topic, engine.open_stream(topic), self._report)
+            camera = CameraPipeline(topic, engine, self._report)
             self.states[topic] = _TopicState(report, camera)
         self.gt_lookup = {name: (s, key) for s in self.states.values() for key, name in s.report.gt_topics.items()}
         segment = options.segment
@@ -348,7 +348,7 @@ class _Evaluation:
             if state.done:  # every frame of the segment is out; the frames left are beyond it
                 continue
             started = time.perf_counter()
-            newest = state.camera.stream.last_stamp_ns or 0  # the described frames waited for the newest one
+            newest = state.camera.stream.newest_stamp_ns or 0  # the described frames waited for the newest one
             outputs = flush_camera(state.camera, self.settings, lambda newest=newest: newest)
             state.process_s += time.perf_counter() - started
             for out in outputs:

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vimpnet_ros.engine.config import EngineConfig
-from vimpnet_ros.engine.engine import InferenceEngine
-from vimpnet_ros.engine.hardware import Environment
+from vimpnet_ros.engine import EngineConfig, Environment, InferenceEngine
 from vimpnet_ros.evaluation.metrics import psnr
 from vimpnet_ros.model import VimpNet
 
@@ -65,8 +63,8 @@ def measure_output_frames(
         engine = InferenceEngine(config.replace(output_frame=mode), environment).load(model)
         for rainy, clean in clips:
             stream = engine.open_stream("quality")
-            results = [stream.push(frame, k * FRAME_NS) for k, frame in enumerate(rainy)]
-            done = [r for r in results if r is not None] + stream.flush()
+            results = [engine.push(stream, frame, k * FRAME_NS) for k, frame in enumerate(rainy)]
+            done = [r for r in results if r is not None] + engine.flush(stream)
             for result in done:
                 scores[mode].append(psnr(result.image, clean[result.stamp_ns // FRAME_NS]))
     return QualityReport(

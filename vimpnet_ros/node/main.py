@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rclpy.impl.implementation_singleton import rclpy_implementation
     from rclpy.utilities import remove_ros_args
 
-    from vimpnet_ros.engine.allocator import keep_freed_memory
+    from vimpnet_ros.engine import keep_freed_memory
     from vimpnet_ros.errors import VimpnetError
     from vimpnet_ros.node.startup import check_params_files, dds_profile, rcl_error_line, read_ros_arguments
     from vimpnet_ros.node.transport import configure_transport

@@ -163,9 +163,7 @@ class DerainCore:
 
         for namespace in settings.topics.camera_namespaces:
             topics = CameraTopics.for_camera(namespace)
-            pipeline = CameraPipeline(
-                namespace.strip("/"), engine.open_stream(namespace.strip("/") or "camera"), self.report
-            )
+            pipeline = CameraPipeline(namespace.strip("/"), engine, self.report)
             publishers = CameraPublishers.create(output, topics, RainStatus, settings.topics.use_camera_info)
             self.cameras[pipeline.name] = CameraIO(topics, pipeline, publishers)
         self._diagnostics = self.node.create_publisher(_diagnostic_array_type(), "/diagnostics", DIAGNOSTICS_QOS)

@@ -35,7 +35,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from vimpnet_ros.engine.config import default_engine_cache_dir
+from vimpnet_ros.engine import default_engine_cache_dir
 
 #: RMW implementations this module configures (Fast DDS).
 FASTDDS_RMWS: tuple[str, ...] = ("rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")

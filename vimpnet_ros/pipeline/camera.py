@@ -92,9 +92,11 @@ class CameraCounters:
 class CameraPipeline:
     """Decode checks, temporal buffer, gating and outputs of one camera (see the module docstring)."""
 
-    def __init__(self, name: str, stream: Stream, report: Reporter) -> None:
+    def __init__(self, name: str, engine: InferenceEngine, report: Reporter) -> None:
         self.name = name
-        self.stream = stream
+        self.engine = engine
+        #: The camera's ring buffer in ``engine`` (read through its public methods; the engine fills it).
+        self.stream: Stream = engine.open_stream(name or "camera")
         self.report = report
         self.gate = RainGate()
         self.white_level = WhiteLevelTracker()
@@ -120,7 +122,7 @@ class CameraPipeline:
     def buffer(self, source: SourceFrame) -> bool:
         """Keep a frame as temporal context only (not restored); False if the engine rejected it."""
         try:
-            self.stream.admit(source.frame.rgb, source.stamp_ns, source, source.frame.white_level)
+            self.engine.admit(self.stream, source.frame.rgb, source.stamp_ns, source, source.frame.white_level)
         except InputError as error:
             self.count_bad_input(error)
             return False
@@ -242,7 +244,7 @@ class CameraPipeline:
         mask, streak = empty_planes(rgb.shape[0], rgb.shape[1], settings.outputs.streak_map_encoding)
         estimate = self.estimate if processing == Processing.GATED else NO_RAIN
         detected = estimate.detected(settings.rain.rain_streak_threshold, settings.rain.rain_coverage_threshold)
-        window = result.window_frames if result is not None else len(self.stream.slots)
+        window = result.window_frames if result is not None else len(self.stream)
         inference_s = result.inference_ms / 1e3 if result is not None else 0.0
         status = self._status(
             processing,
@@ -318,7 +320,7 @@ def restore_turn(
                 outputs.append((camera, camera.passthrough(newest, Processing.GATED, settings, now_ns(), **ran)))
             continue
         try:
-            target = camera.stream.admit(newest.frame.rgb, newest.stamp_ns, newest, newest.frame.white_level)
+            target = engine.admit(camera.stream, newest.frame.rgb, newest.stamp_ns, newest, newest.frame.white_level)
         except InputError as error:
             camera.count_bad_input(error)
             continue
@@ -332,7 +334,7 @@ def restore_turn(
         recovery = engine.recover(error)
         reason = f"inference failed ({type(error).__name__}: {error})" + (f"; {recovery}" if recovery else "")
         for camera, target in jobs:
-            source = camera.stream.slots[target].meta
+            source = camera.stream.slot(target).meta
             outputs.append((camera, camera.fallback(source, reason, settings, now_ns(), **ran)))
         return outputs
     for (camera, _), result in zip(jobs, results, strict=True):
@@ -342,5 +344,5 @@ def restore_turn(
 
 def flush_camera(camera: CameraPipeline, settings: NodeSettings, now_ns: Callable[[], int]) -> list[FrameOutputs]:
     """Outputs for the frames ``center`` mode has not described yet (end of a bag or stream)."""
-    results = camera.stream.flush(settings.outputs.float_streak)
+    results = camera.engine.flush(camera.stream, settings.outputs.float_streak)
     return [camera.outputs(result, settings, now_ns()) for result in results]

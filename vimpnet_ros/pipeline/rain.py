@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vimpnet_ros.engine.result import PLANE_SCALE
+from vimpnet_ros.engine import PLANE_SCALE
 
 #: Probability at or above which a mask pixel counts as raindrop when no mask threshold is set
 #: (the published threshold: mask IoU and coverage use it too).

@@ -82,7 +82,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    from vimpnet_ros.engine.hardware import cpu_bf16_is_fast  # the one place that knows CPU features
+    from vimpnet_ros.engine import cpu_bf16_is_fast  # the one place that knows CPU features
 
     return "bf16" if cpu_bf16_is_fast() else "fp32"
 

@@ -60,7 +60,7 @@ def _network_outputs(engine: InferenceEngine, streams: int, count: int = 4) -> l
     cameras = [moving_frames(count, HEIGHT, WIDTH, seed=i) for i in range(streams)]
     outputs: list[list[torch.Tensor]] = [[] for _ in range(streams)]
     for k in range(count):
-        jobs = [(stream, stream.admit(frames[k], k * 50_000_000)) for stream, frames in zip(opened, cameras,
+        jobs = [(stream, engine.admit(stream, frames[k], k * 50_000_000)) for stream, frames in zip(opened, cameras,
                                                                                             strict=True)]  # fmt: skip
         ready = [(stream, target) for stream, target in jobs if target is not None]
         for i, output in enumerate(engine.run_network(ready)):
@@ -122,7 +122,7 @@ def test_failed_compile_falls_back_to_eager_with_one_log_line(
     stream, reference = engine.open_stream("cam"), eager.open_stream("cam")
     with caplog.at_level(logging.ERROR, logger="vimpnet_ros"):
         for k, frame in enumerate(moving_frames(4, HEIGHT, WIDTH)):
-            result, expected = stream.push(frame, k), reference.push(frame, k)
+            result, expected = engine.push(stream, frame, k), eager.push(reference, frame, k)
             assert result is not None and expected is not None and result.valid
             assert np.array_equal(result.image, expected.image) and result.backend == "compiled"
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
@@ -175,7 +175,7 @@ def test_engine_reports_background_builds(lite_model: VimpNet, tmp_path: Path) -
     engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
     try:
         started = time.monotonic()
-        result = engine.open_stream("cam").push(moving_frames(1, HEIGHT, WIDTH)[0], 0)
+        result = engine.push(engine.open_stream("cam"), moving_frames(1, HEIGHT, WIDTH)[0], 0)
         assert time.monotonic() - started < 10.0  # far less than a compilation
         assert result is not None and result.valid and result.backend == "compiled"
         assert engine.building() == ["vimpnet_lite-frame-1x3x32x40-fp32"]
@@ -217,7 +217,7 @@ def test_batched_cameras_equal_single_cameras(lite_model: VimpNet, compiled_cach
         stream = single.open_stream("alone")
         frames = moving_frames(4, HEIGHT, WIDTH, seed=camera)
         for k, frame in enumerate(frames):
-            alone = single.run_network([(stream, stream.admit(frame, k * 50_000_000))])[0]
+            alone = single.run_network([(stream, single.admit(stream, frame, k * 50_000_000))])[0]
             assert (alone - together[camera][k]).abs().max().item() < TOLERANCE
         assert single.backend.status()["eager_calls"] == 0  # type: ignore[union-attr]
 
@@ -231,7 +231,7 @@ from vimpnet_ros.engine import InferenceEngine
 engine = InferenceEngine(COMPILED_CONFIG.replace(engine_cache_dir=sys.argv[1]), environment=CPU_ENV)
 engine.load(random_model())
 engine.prepare(*COMPILED_SIZE)
-result = engine.open_stream("cam").push(moving_frames(1, COMPILED_SIZE[1], COMPILED_SIZE[0])[0], 0)
+result = engine.push(engine.open_stream("cam"), moving_frames(1, COMPILED_SIZE[1], COMPILED_SIZE[0])[0], 0)
 print(json.dumps({"status": engine.backend.status(), "valid": result.valid, "seconds": time.perf_counter() - start}))
 """
 

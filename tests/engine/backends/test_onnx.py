@@ -122,7 +122,7 @@ def test_engine_parity_with_torch(lite_model: VimpNet, tmp_path: Path, output_fr
         stream = engine.open_stream("cam")
         outputs[backend] = []
         for k, frame in enumerate(frames):
-            target = stream.admit(frame, k)
+            target = engine.admit(stream, frame, k)
             if target is not None:
                 outputs[backend].append(engine.run_network([(stream, target)])[0])
     assert len(outputs["torch"]) == len(outputs["onnxruntime"]) > 0
@@ -134,7 +134,7 @@ def test_engine_reports_and_stops_background_builds(lite_model: VimpNet, tmp_pat
     """What the node's diagnostics show (``engine.building()``) and what its cleanup calls (``engine.close()``)."""
     config = EngineConfig(backend="onnxruntime", device="cpu", window_size=3, engine_cache_dir=tmp_path)
     engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
-    result = engine.open_stream("cam").push(moving_frames(1, 30, 38)[0], 0)
+    result = engine.push(engine.open_stream("cam"), moving_frames(1, 30, 38)[0], 0)
     assert result is not None and result.image.shape == (30, 38, 3)  # served eagerly, not held
     assert engine.building() == ["vimpnet_lite-frame-1x3x32x40"]
     engine.close()

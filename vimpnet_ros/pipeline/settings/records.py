@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vimpnet_ros.engine.config import (
+from vimpnet_ros.engine import (
     BACKENDS,
     MAX_WINDOW,
     MIN_WINDOW,

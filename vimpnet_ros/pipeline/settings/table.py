@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vimpnet_ros.engine.config import EngineConfig
+from vimpnet_ros.engine import EngineConfig
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.pipeline.settings.records import (
     ENGINE_PARAMETERS,

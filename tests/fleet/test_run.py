@@ -118,3 +118,15 @@ def test_a_rerun_with_other_settings_is_refused(fleet_bags: FleetBags, tmp_path:
     )
     with pytest.raises(ConfigError, match="segment_s"):
         run_fleet([fleet_bags.inputs / "drive_gt"], fleet_bags.settings, options)
+
+
+def test_workers_are_as_many_as_the_cluster_holds(ray_cluster: Any, tmp_path: Path) -> None:
+    from vimpnet_ros.errors import ConfigError
+    from vimpnet_ros.fleet.run import _worker_count
+
+    assert _worker_count(FleetOptions(output=tmp_path), units=10) == (2, 0.0)  # 2 CPUs, 1 thread each
+    assert _worker_count(FleetOptions(output=tmp_path, workers=5), units=10) == (2, 0.0)
+    assert _worker_count(FleetOptions(output=tmp_path, workers=1), units=10) == (1, 0.0)
+    assert _worker_count(FleetOptions(output=tmp_path), units=1) == (1, 0.0)
+    with pytest.raises(ConfigError, match="cannot hold one worker"):
+        _worker_count(FleetOptions(output=tmp_path, threads_per_worker=4), units=10)

@@ -3,8 +3,10 @@
 Both runs process the same sample bags (rendered here, so the figure needs no data) with the same
 settings, one after the other on one local Ray. A run's rate is its frames over the time from its
 workers being up (engines loaded) to its last unit done and merged: start-up is paid once per
-worker per run, however long the run. The machine's load average is recorded before and after
-each run, because on a shared machine other work takes cores from the workers.
+worker per run, however long the run. Each run also records the CPU cores its workers actually had
+(their CPU time over the run's time) and the machine's load average: on a machine shared with other
+work, Linux shares the cores between sessions (autogroup scheduling), so a second worker of the same
+run may get no more CPU than one worker had alone, and the ratio then measures the machine's load.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def measure(
                 "compute_s": run.compute_s,
                 "wall_s": run.wall_s,
                 "fps": done / run.compute_s,
+                # CPU cores the workers had on average: below the worker count, other work took the rest
+                "worker_cores": sum(r["cpu_s"] for r in run.ran) / run.compute_s,
                 "load_average_before": list(load_before),
                 "load_average_after": list(os.getloadavg()),
             }
@@ -98,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     for r in result["runs"]:
         print(
             f"{r['workers']} worker(s) x 1 thread: {r['frames']} frames in {r['compute_s']:.1f} s = {r['fps']:.2f} "
-            f"frames/s (load average {r['load_average_before'][0]:.1f} -> {r['load_average_after'][0]:.1f})"
+            f"frames/s on {r['worker_cores']:.2f} cores (load average {r['load_average_before'][0]:.1f} -> "
+            f"{r['load_average_after'][0]:.1f})"
         )
     if result["scaling"] is not None:
         print(f"scaling 1 -> 2 workers: {result['scaling']:.2f}x (target {TARGET_SCALING}x)")

@@ -87,10 +87,11 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``vimpnet-ros benchmark fleet``."""
     from vimpnet_ros.benchmark.fleet import DEFAULT_OUTPUT
 
-    parser.add_argument("--bags", type=int, default=2, help="sample bags to render and process (default 2)")
-    parser.add_argument("--frames", type=int, default=30, help="frames per bag (default 30)")
+    parser.add_argument("--bags", type=int, default=4, help="sample bags to render and process (default 4)")
+    parser.add_argument("--frames", type=int, default=16, help="frames per bag (default 16)")
     parser.add_argument("--size", type=size_type(minimum=16), default=(320, 192), help="WIDTHxHEIGHT (default 320x192)")
-    parser.add_argument("--segment-s", type=float, default=1.0, help="work unit length [s of bag time] (default 1)")
+    parser.add_argument("--segment-s", type=float, default=60.0,
+                        help="work unit length [s of bag time] (default 60, as the fleet)")  # fmt: skip
     parser.add_argument("--workers", type=_positive_list, default=[1, 2],
                         help="comma-separated worker counts, one CPU thread each (default 1,2)")  # fmt: skip
     parser.add_argument("--checkpoint", default=None, help="weights (default: the shipped ones)")

@@ -96,10 +96,14 @@ def _worker_rows(run: FleetRun) -> list[dict[str, Any]]:
     """Per worker of this run: units, frames, busy time and frames per second of busy time."""
     rows: dict[str, dict[str, Any]] = {}
     for result in run.ran:
-        row = rows.setdefault(result["worker"], {"worker": result["worker"], "units": 0, "frames": 0, "busy_s": 0.0})
+        row = rows.setdefault(
+            result["worker"],
+            {"worker": result["worker"], "host": result["host"], "units": 0, "frames": 0, "busy_s": 0.0, "cpu_s": 0.0},
+        )
         row["units"] += 1
         row["frames"] += result["end"] - result["start"]
         row["busy_s"] += result["wall_s"]
+        row["cpu_s"] += result["cpu_s"]
     for row in rows.values():
         row["fps"] = row["frames"] / row["busy_s"] if row["busy_s"] > 0 else None
     return sorted(rows.values(), key=lambda r: r["worker"])
@@ -231,10 +235,14 @@ def render_markdown(data: dict[str, Any], figures: Sequence[tuple[str, str]]) ->
     settings = data["settings"]
     lines.append(f"- model `{settings['model']}`, backend `{settings['backend']}`, window {settings['window_size']}")
     if data["workers"]:
-        lines += ["", "## Throughput per worker", "", "| worker | units | frames | busy [s] | frames/s |"]
-        lines.append("| --- | --- | --- | --- | --- |")
+        lines += ["", "## Throughput per worker", ""]
+        lines.append("| worker | host | units | frames | busy [s] | CPU [s] | frames/s |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- |")
         for r in data["workers"]:
-            lines.append(f"| {r['worker']} | {r['units']} | {r['frames']} | {r['busy_s']:.1f} | {_fmt(r['fps'])} |")
+            lines.append(
+                f"| {r['worker']} | {r['host']} | {r['units']} | {r['frames']} | {r['busy_s']:.1f} | {r['cpu_s']:.1f} "
+                f"| {_fmt(r['fps'])} |"
+            )
     lines += [
         "",
         "## Bags",

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from vimpnet_ros.errors import ConfigError, VimpnetError
+from vimpnet_ros.errors import ConfigError, EngineError, VimpnetError
 from vimpnet_ros.fleet.merge import merge_bag
 from vimpnet_ros.fleet.plan import (
     BAG_REPORT,
@@ -93,9 +93,10 @@ def _check_fingerprint(state: Path, fingerprint: dict[str, Any]) -> None:
         write_json(path, fingerprint)
 
 
-def _remove_partials(state: Path) -> None:
-    """Temporary files of units a killed run left half-written (no worker is running yet)."""
-    for partial in sorted((state / "units").glob("*/*/.*partial*")):
+def _remove_partials(output: Path) -> None:
+    """Temporary files a killed run left half-written: of units, merged bags, reports (no worker is running yet)."""
+    patterns = (f"{STATE_DIR}/units/*/*/.*partial*", ".*.partial-*", "*/.*.partial-*")
+    for partial in sorted(p for pattern in patterns for p in output.glob(pattern)):
         if partial.is_dir():
             shutil.rmtree(partial, ignore_errors=True)
         else:
@@ -110,19 +111,29 @@ def _error_text(error: BaseException) -> str:
 
 
 def _worker_count(options: FleetOptions, units: int) -> tuple[int, float]:
-    """(workers, GPUs per worker) from the cluster's resources, capped by the number of units."""
+    """(workers, GPUs per worker): as many as the cluster holds (or ``--workers``, if fewer), at most one per unit.
+
+    More workers than the cluster's CPUs or GPUs hold would wait for resources forever; ConfigError when
+    not even one fits.
+    """
     import ray
 
     resources = ray.cluster_resources()
     gpus = float(resources.get("GPU", 0))
     per_gpu = options.gpus_per_worker if options.gpus_per_worker is not None else (1.0 if gpus else 0.0)
-    if options.workers is not None:
-        count = options.workers
-    elif per_gpu:
-        count = int(gpus // per_gpu)
-    else:
-        count = int(resources.get("CPU", 1) // options.threads_per_worker)
-    return max(1, min(count, units)), per_gpu
+    fits = int(resources.get("CPU", 0) // options.threads_per_worker)
+    if per_gpu:
+        fits = min(fits, int(gpus // per_gpu))
+    if fits < 1:
+        raise ConfigError(
+            f"the Ray cluster ({resources.get('CPU', 0):g} CPUs, {gpus:g} GPUs) cannot hold one worker of "
+            f"{options.threads_per_worker} CPU threads and {per_gpu:g} GPUs; lower --threads-per-worker or "
+            "--gpus-per-worker"
+        )
+    if options.workers is not None and options.workers > fits:
+        LOGGER.warning("the cluster holds %d workers of this size, not %d; running %d", fits, options.workers, fits)
+    count = fits if options.workers is None else min(options.workers, fits)
+    return min(count, units), per_gpu
 
 
 @contextlib.contextmanager
@@ -154,7 +165,7 @@ def run_fleet(
     bags = find_bags(inputs)
     state = options.output / STATE_DIR
     _check_fingerprint(state, options.fingerprint(settings))
-    _remove_partials(state)
+    _remove_partials(options.output)
     plans = []
     for bag, name in output_names(bags).items():
         try:
@@ -187,8 +198,8 @@ def run_fleet(
             else:
                 pending.append(unit)
     with (
+        logging_redirect_tqdm(),  # first: it finds the console handlers by the real stdout and stderr
         _printing_through_tqdm(options.progress) as terminal,
-        logging_redirect_tqdm(),
         tqdm(
             total=total,
             initial=finished_frames,
@@ -262,7 +273,10 @@ def _run_units(
             for _ in range(count)
         ]
         run.workers = count
-        pids = ray.get([actor.pid.remote() for actor in actors])
+        try:
+            pids = ray.get([actor.pid.remote() for actor in actors])
+        except ray.exceptions.RayError as error:  # the engine would not load: a missing checkpoint, no CUDA
+            raise EngineError(f"the workers could not start: {_error_text(error)}") from error
         LOGGER.info(
             "%d workers (%d CPU threads%s each)", count, options.threads_per_worker, f", {gpus} GPU" * bool(gpus)
         )

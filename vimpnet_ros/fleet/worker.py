@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -116,7 +117,7 @@ class SegmentWorker:
 
     def run(self, unit: Unit, worker: str) -> dict[str, Any]:
         """Run one unit and write its outputs; returns what ``result.json`` holds."""
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         folder = self.state_dir / "units" / unit.name / unit.key
         folder.mkdir(parents=True, exist_ok=True)
         options = BagEvalOptions(
@@ -155,8 +156,10 @@ class SegmentWorker:
             "backend": run.report.backend,
             "precision": run.report.precision,
             "worker": worker,
+            "host": platform.node(),
             "pid": os.getpid(),
             "wall_s": time.perf_counter() - started,
+            "cpu_s": time.process_time() - cpu_started,  # below wall_s x threads: the worker waited for a CPU
             "logs": collect.lines,
         }
         write_json(folder / UNIT_RESULT, result)

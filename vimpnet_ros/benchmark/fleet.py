@@ -69,8 +69,10 @@ def measure(
                 "load_average_after": list(os.getloadavg()),
             }
         )
+        runs[-1]["fps_per_core"] = runs[-1]["fps"] / runs[-1]["worker_cores"] if runs[-1]["worker_cores"] else None
         LOGGER.info("%d workers: %d frames in %.1f s = %.2f frames/s", count, done, run.compute_s, runs[-1]["fps"])
     by_count = {r["workers"]: r["fps"] for r in runs}
+    per_core = {r["workers"]: r["fps_per_core"] for r in runs}
     return {
         "benchmark": "fleet",
         "command": "vimpnet-ros benchmark fleet "
@@ -87,6 +89,9 @@ def measure(
         "machine": machine_record("cpu"),
         "runs": runs,
         "scaling": by_count[2] / by_count[1] if 1 in by_count and 2 in by_count else None,
+        # frames/s per core the workers had, 2 workers over 1: what is left of the scaling once the machine's
+        # other work is taken out (1.0 = a second worker loses nothing to the first)
+        "per_core_efficiency": per_core[2] / per_core[1] if per_core.get(1) and per_core.get(2) else None,
         "target_scaling": TARGET_SCALING,
     }
 
@@ -107,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if result["scaling"] is not None:
         print(f"scaling 1 -> 2 workers: {result['scaling']:.2f}x (target {TARGET_SCALING}x)")
+    if result["per_core_efficiency"] is not None:
+        print(f"frames/s per core the workers had, 2 workers over 1: {result['per_core_efficiency']:.2f}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.output}")

@@ -192,7 +192,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "gated": {
         "model": "vimpnet_lite_gated",
         "data": {"clean": "mixed", "clear_fraction": 0.2, "rain_config": "wide"},
-        "loss": {**LOSS, "image_l1": 2.0, "identity": 20.0, "charbonnier_eps": 1e-4},
+        "loss": {**LOSS, "image_l1": 2.0, "identity": 5.0, "gate": 4.0, "charbonnier_eps": 1e-4},
     },
 }
 

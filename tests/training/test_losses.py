@@ -11,6 +11,7 @@ from vimpnet_ros.training.losses import (
     LossWeights,
     VimpNetLoss,
     charbonnier_loss,
+    gate_target,
     identity_loss,
     mask_bce,
     resize_to,
@@ -179,3 +180,22 @@ def test_identity_term_charges_change_only_where_the_clean_frame_equals_the_inpu
     _, terms = VimpNetLoss(weights)(damaged, probs, torch.zeros(1, 2, 1, 2, 2), changed, targets)
     assert terms["identity"].item() == pytest.approx(0.1, abs=1e-5)
     assert identity_loss(lq, lq, lq, 1.0 - lq).item() == 0.0  # no rain-free pixel: the term says nothing
+
+
+def test_gate_term_supervises_the_gate_with_where_stage1_must_change() -> None:
+    lq = torch.full((1, 1, 3, 4, 4), 0.5)
+    drop = lq.clone()
+    drop[..., 0, 0] = 0.2  # a streak pixel: stage 1 must change it
+    drop[..., 1, 1] = 0.5 + 2.0 / 255.0  # the camera's noise: below the tolerance, leave it
+    target = gate_target(lq, drop)
+    assert target.shape == (1, 1, 1, 4, 4) and target.sum() == 1 and target[..., 0, 0] == 1
+    targets = {"gt": drop, "drop": drop, "mask": torch.zeros(1, 1, 1, 4, 4), "streak": torch.zeros(1, 1, 1, 4, 4)}
+    targets["lq"] = lq
+    probs = torch.full((1, 1, 1, 4, 4), 0.5)
+    loss = VimpNetLoss(LossWeights(gate=2.0))
+    right, wrong = target.clamp(0.01, 0.99), (1 - target).clamp(0.01, 0.99)
+    _, good = loss(drop, probs, probs, drop, targets, right)
+    _, bad = loss(drop, probs, probs, drop, targets, wrong)
+    assert good["gate"] < 0.05 < bad["gate"]
+    with pytest.raises(ConfigError):
+        loss(drop, probs, probs, drop, targets, None)  # an ungated model cannot be trained with loss.gate

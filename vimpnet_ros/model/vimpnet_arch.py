@@ -38,7 +38,7 @@ soft split/composition as (transposed) convolutions, attention via
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 import torch
 import torch.nn.functional as F
@@ -195,14 +195,24 @@ class VimpNet(nn.Module):
 
     def reconstruct(self, lqs: Tensor, feats: Tensor, backward: Tensor, forward: Tensor) -> tuple[Tensor, Tensor]:
         """Full-res stage-1 frames and drop mask: -> (stage1 (n, t, 3, h, w), drop_mask (n, t, 1, h, w))."""
+        stage1, drop_mask, _ = self.reconstruct_gated(lqs, feats, backward, forward)
+        return stage1, drop_mask
+
+    def reconstruct_gated(
+        self, lqs: Tensor, feats: Tensor, backward: Tensor, forward: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """:meth:`reconstruct` plus the residual gate (n, t, 1, h, w) of gated configs (None otherwise)."""
         volume = torch.cat([feats, backward, forward], dim=2).transpose(1, 2)
         hidden = self.reconstruction(volume)
         drop_mask = torch.sigmoid(self.drop_head(hidden)).transpose(1, 2)
         residual = self.conv_last(hidden)
+        gate = None
         if self.change_gate is not None:
-            residual = residual * torch.sigmoid(self.change_gate(hidden))
+            gate = torch.sigmoid(self.change_gate(hidden))
+            residual = residual * gate
+            gate = gate.transpose(1, 2)
         stage1 = residual.transpose(1, 2) + lqs
-        return stage1, drop_mask
+        return stage1, drop_mask, gate
 
     @staticmethod
     def upsample_streaks(streaks: Tensor) -> Tensor:
@@ -237,8 +247,17 @@ class VimpNet(nn.Module):
 
     # -- whole clip --------------------------------------------------------------------------------
 
-    def forward(self, lqs: Tensor) -> VimpNetOutput:
-        """Restore a clip: (n, t, 3, h, w) RGB in [0, 1], h and w multiples of 4, t >= 2."""
+    @overload
+    def forward(self, lqs: Tensor) -> VimpNetOutput: ...
+
+    @overload
+    def forward(self, lqs: Tensor, with_gate: Literal[True]) -> tuple[VimpNetOutput, Tensor | None]: ...
+
+    def forward(self, lqs: Tensor, with_gate: bool = False) -> VimpNetOutput | tuple[VimpNetOutput, Tensor | None]:
+        """Restore a clip: (n, t, 3, h, w) RGB in [0, 1], h and w multiples of 4, t >= 2.
+
+        ``with_gate`` (training): also return stage 1's residual gate (n, t, 1, h, w), None for ungated configs.
+        """
         _, t, c, h, w = lqs.shape
         if c != 3 or h % 4 or w % 4 or h < 4 or w < 4 or t < 2:
             raise ValueError(
@@ -248,6 +267,7 @@ class VimpNet(nn.Module):
         feats = self.extract_features(lqs)
         streaks = self.estimate_streaks(feats)
         backward, forward = self.propagate(feats, flows_backward, flows_forward, streaks)
-        stage1, drop_mask = self.reconstruct(lqs, feats, backward, forward)
+        stage1, drop_mask, gate = self.reconstruct_gated(lqs, feats, backward, forward)
         output = self.remove_drops(stage1, drop_mask)
-        return VimpNetOutput(stage1, drop_mask, self.upsample_streaks(streaks), output)
+        result = VimpNetOutput(stage1, drop_mask, self.upsample_streaks(streaks), output)
+        return (result, gate) if with_gate else result

@@ -359,8 +359,8 @@ class Trainer:
             "lq": batch["lq"],
         }
         with self._autocast():
-            out = self._ddp(batch["lq"])
-        loss, terms = self.criterion(out.stage1, out.drop_mask, out.streak_map, out.output, targets)
+            out, gate = self._ddp(batch["lq"], with_gate=True)
+        loss, terms = self.criterion(out.stage1, out.drop_mask, out.streak_map, out.output, targets, gate)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"loss is {loss.item()} at step {self.step}; lower optim.lr, set optim.grad_clip or use precision=fp32"

@@ -45,6 +45,7 @@ def test_fleet_equals_bag_eval_survives_a_killed_worker_and_reports_a_corrupt_ba
     assert killed and len(finished) == len(set(finished)) == units["drive_gt"] + units["drive_nogt"]
     assert len({(name, unit) for name, unit, _ in finished}) == len(finished)
     assert {pid for _, _, pid in finished} - set(pids), "no unit ran on the restarted worker"
+    assert run.frames_counted == 12 + 9  # the progress bar counted the retried unit once
     # Outputs equal single-process bag-eval's: every frame once, in the input's storage.
     for name, reference in fleet_bags.references.items():
         assert_same_outputs(output / name / "derained", reference)

@@ -568,8 +568,13 @@ def run_bag_eval(
     settings: NodeSettings,
     options: BagEvalOptions | None = None,
     engine: Any = None,
+    progress: Any = None,
 ) -> BagEvalRun:
-    """:func:`evaluate_bag`, also returning the per-frame records (the fleet merges segments from them)."""
+    """:func:`evaluate_bag`, also returning the per-frame records (the fleet merges segments from them).
+
+    ``progress``: where restored frames are counted (anything with ``update(n)``, such as the fleet's counter);
+    None = bag-eval's own progress bar (off when ``options.progress`` is).
+    """
     from tqdm import tqdm
 
     from vimpnet_ros.evaluation.report import AtomicFolder, write_report
@@ -593,13 +598,13 @@ def run_bag_eval(
                 distro=reader.resolved_distro,
             )  # readable where the input was
         evaluation = _Evaluation(reader, settings, options, engine, writer)
-        progress = tqdm(
-            total=evaluation.total, unit="frame", desc="bag-eval", disable=not options.progress, leave=False
-        )
+        bar = progress
+        if bar is None:
+            bar = tqdm(total=evaluation.total, unit="frame", desc="bag-eval", disable=not options.progress, leave=False)
         try:
             if writer is not None:
                 writer.open()
-            evaluation.run(progress)
+            evaluation.run(bar)
             report = evaluation.finish(bag, started)
             if writer is not None:
                 writer.close()
@@ -612,7 +617,8 @@ def run_bag_eval(
                 writer.abort()
             raise
         finally:
-            progress.close()
+            if progress is None:
+                bar.close()
     return BagEvalRun(report, records, evaluation.samples)
 
 

@@ -47,6 +47,8 @@ LOGGER = logging.getLogger(__name__)
 
 #: Units queued on each worker at once: the next one is ready while the driver merges or logs.
 UNITS_IN_FLIGHT = 2
+#: How often the driver reads the workers' frame counts for the progress bar [s].
+PROGRESS_POLL_S = 0.5
 #: The run's fingerprint (settings and cut) in the state folder: a rerun must match it to resume.
 FINGERPRINT_JSON = "run.json"
 
@@ -66,6 +68,27 @@ class FleetRun:
     workers: int = 0
     wall_s: float = 0.0
     compute_s: float = 0.0  # from the workers being up (engines loaded) to the last unit done and merged
+    frames_counted: int = 0  # frames the progress bar counted for the units this run ran
+
+
+class FrameCounter:
+    """Frames done per unit as workers report them, for the progress bar (a Ray actor in the driver's run).
+
+    Each unit keeps its largest count, so a unit run again after its worker died is not counted twice.
+    """
+
+    def __init__(self) -> None:
+        self.done: dict[str, int] = {}
+
+    def report(self, unit: str, frames: int) -> None:
+        self.done[unit] = max(self.done.get(unit, 0), frames)
+
+    def forget(self, unit: str) -> None:
+        """A failed unit's frames are not done."""
+        self.done.pop(unit, None)
+
+    def total(self) -> int:
+        return sum(self.done.values())
 
 
 def start_local_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
@@ -259,6 +282,7 @@ def _run_units(
             start_local_ray()
     by_name = {plan.name: plan for plan in plans}
     actors: list[Any] = []
+    counter = None
     try:
         count, gpus = _worker_count(options, len(pending))
         worker_class = ray.remote(SegmentWorker).options(
@@ -268,8 +292,12 @@ def _run_units(
             max_task_retries=options.retries,
         )
         state = str(options.output / STATE_DIR)
+        counter_name = f"vimpnet_fleet_progress_{os.getpid()}_{time.monotonic_ns()}"
+        counter = ray.remote(FrameCounter).options(num_cpus=0, name=counter_name).remote()
         actors = [
-            worker_class.remote(settings, options.threads_per_worker, state, options.samples, options.distro)
+            worker_class.remote(
+                settings, options.threads_per_worker, state, options.samples, options.distro, counter_name
+            )
             for _ in range(count)
         ]
         run.workers = count
@@ -293,20 +321,30 @@ def _run_units(
         for worker in range(count):
             for _ in range(UNITS_IN_FLIGHT):
                 submit(worker)
+        before = progress.n  # frames of units done before this run
+
+        def show() -> None:
+            progress.update(before + ray.get(counter.total.remote()) - progress.n)
+
         while in_flight:
-            (ref,), _ = ray.wait(list(in_flight), num_returns=1)
-            unit, worker = in_flight.pop(ref)
-            label = f"{unit.name} {unit.topic} segment {unit.index}"
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=PROGRESS_POLL_S)
+            if not ready:
+                show()
+                continue
+            unit, worker = in_flight.pop(ready[0])
+            name, label = f"{unit.name}/{unit.key}", f"{unit.name} {unit.topic} segment {unit.index}"
             try:
-                result = ray.get(ref)
+                result = ray.get(ready[0])
             except (ray.exceptions.RayError, VimpnetError) as error:
-                run.failed[f"{unit.name}/{unit.key}"] = _error_text(error)
+                run.failed[name] = _error_text(error)
                 LOGGER.error("%s failed: %s", label, _error_text(error))
+                counter.forget.remote(name)
             else:
                 for level, text in result["logs"]:
                     LOGGER.log(level, "[%s] %s", label, text)
                 run.ran.append(result)
-                progress.update(unit.frames)
+                counter.report.remote(name, unit.frames)
+                show()
                 if on_event:
                     on_event("unit", result)
                 bag = done.get(unit.name)
@@ -316,11 +354,12 @@ def _run_units(
                         _merge(by_name[unit.name], done, settings, options, run)
             submit(worker)
         run.compute_s = time.monotonic() - loop_started
+        run.frames_counted = ray.get(counter.total.remote())
         for name in list(done):
             missing = len(by_name[name].units) - len(done[name])
             run.failed.setdefault(name, f"{missing} of its units failed; rerun to retry them")
     finally:
-        for actor in actors:
+        for actor in [*actors, counter] if counter is not None else actors:
             ray.kill(actor)
         if owns_ray:
             ray.shutdown()

@@ -31,6 +31,8 @@ from vimpnet_ros.pipeline.settings import NodeSettings
 
 #: Log records kept per unit (a bag full of bad frames must not flood the driver's memory).
 MAX_UNIT_LOGS = 50
+#: How often a worker tells the driver how far its unit is [s].
+PROGRESS_EVERY_S = 0.5
 #: File names in a unit's folder.
 UNIT_BAG, UNIT_SAMPLES, UNIT_RESULT = "outputs", "samples.npz", "result.json"
 
@@ -95,6 +97,25 @@ def load_samples(path: Path, described: list[dict[str, Any]]) -> list[SampleFram
         ]
 
 
+class _UnitProgress:
+    """Counts a unit's restored frames and tells the driver's counter at most every :data:`PROGRESS_EVERY_S`."""
+
+    def __init__(self, counter: Any, unit: str) -> None:
+        self.counter, self.unit, self.frames, self.sent = counter, unit, 0, time.monotonic()
+
+    def update(self, frames: int = 1) -> None:
+        self.frames += frames
+        if time.monotonic() - self.sent >= PROGRESS_EVERY_S:
+            self.counter.report.remote(self.unit, self.frames)  # fire and forget: the driver reads the sum
+            self.sent = time.monotonic()
+
+
+def _named_actor(name: str) -> Any:
+    import ray
+
+    return ray.get_actor(name)
+
+
 class SegmentWorker:
     """Holds one loaded engine (``threads`` CPU threads, or the GPU Ray gave the actor); runs units on it.
 
@@ -102,9 +123,14 @@ class SegmentWorker:
     tested and profiled without Ray.
     """
 
-    def __init__(self, settings: NodeSettings, threads: int, state_dir: str, samples: int, distro: str) -> None:
+    def __init__(
+        self, settings: NodeSettings, threads: int, state_dir: str, samples: int, distro: str, counter: str = ""
+    ) -> None:
         from vimpnet_ros.engine import InferenceEngine
 
+        # The driver's FrameCounter actor, looked up by name: an actor handle among the constructor's arguments
+        # would be kept in the object store, where a restart could lose it.
+        self.counter = _named_actor(counter) if counter else None
         self.settings = settings
         self.state_dir = Path(state_dir)
         self.samples = samples
@@ -137,7 +163,8 @@ class SegmentWorker:
         logger = logging.getLogger("vimpnet_ros")
         logger.addHandler(collect)
         try:
-            run = run_bag_eval(unit.bag, None, self.settings, options, self.engine)
+            progress = _UnitProgress(self.counter, f"{unit.name}/{unit.key}") if self.counter is not None else None
+            run = run_bag_eval(unit.bag, None, self.settings, options, self.engine, progress)
         finally:
             logger.removeHandler(collect)
         if collect.dropped:

@@ -214,3 +214,23 @@ def test_two_cameras_in_one_turn_and_center_flush(lite_model: VimpNet) -> None:
         stamps[camera.name] += [out.stamp_ns for out in flush_camera(camera, settings, lambda: BASE)]
     expected = [BASE + k * FRAME_NS for k in range(3)]
     assert stamps == {"front": expected, "rear": expected}
+
+
+def test_overload_skips_are_no_reset_and_the_window_stays_whole(lite_model: VimpNet) -> None:
+    """30 Hz into a model 7 s per frame: each turn's frames follow a 7-s jump the worker made, not the camera."""
+    settings = _settings()  # window 3, max_gap_s 1
+    engine, camera, reports = _camera(lite_model, settings)
+    frames = moving_frames(12, 8, 8)
+    period = 10**9 // 30
+    for turn_index in range(3):  # each turn: 200 frames skipped while busy, the last 3 kept
+        first = BASE + turn_index * 7 * 10**9
+        sources = [_source(camera, settings, frames[turn_index * 3 + k], "rgb8", first + k * period) for k in range(3)]
+        [(_, out)] = restore_turn(
+            engine, [Turn(camera, sources, skipped=200 if turn_index else 0)], settings, lambda first=first: first
+        )
+        assert out.status.processing == Processing.RESTORED and out.status.window_frames == 3
+    assert camera.counters.resets == 0 and not [line for line in reports.lines if line[0] == "reset"]
+    # a real gap in the camera (nothing skipped) still resets
+    sources = [_source(camera, settings, frames[9], "rgb8", BASE + 30 * 10**9)]
+    restore_turn(engine, [Turn(camera, sources)], settings, lambda: BASE + 30 * 10**9)
+    assert camera.counters.resets == 1 and "jumped" in reports.lines[-1][1]

@@ -20,7 +20,8 @@ k - T//2 at push k, so frame 0 is restored too (its left half reflected).
 Resets (the buffer and caches are cleared, the new frame starts a new stream):
 the frame size changes, the stamp goes backwards, the stamp jumps forward by more
 than ``max_gap_s`` (:meth:`Stream.continuity_break`), or :meth:`Stream.reset` is called. The reason is reported in
-the next :class:`~vimpnet_ros.engine.FrameResult`.
+the next :class:`~vimpnet_ros.engine.FrameResult`. A jump the caller made itself by skipping frames is
+not a reset: :meth:`Stream.supersede` restarts the buffer silently.
 """
 
 from __future__ import annotations
@@ -233,6 +234,22 @@ class Stream:
             self._pending_reset = reason
             self._resets += 1
             LOGGER.info("stream %s reset: %s", self.name, reason)
+
+    def supersede(self, stamp_ns: int, max_gap_s: float) -> bool:
+        """Drop the buffered frames, with no reset reported, when ``stamp_ns`` is more than ``max_gap_s`` after them.
+
+        For a caller that skipped frames itself (latest wins under overload): that jump is its own
+        doing, not a gap in the camera, so the buffer restarts from the frames that follow. Returns
+        whether frames were dropped.
+        """
+        last = self._last_stamp_ns
+        if last is None or not self._slots or stamp_ns - last <= max_gap_s * 1e9:
+            return False
+        self._slots.clear()
+        self.cache.clear()
+        self._geometry = None
+        self._last_stamp_ns = None
+        return True
 
     def take_reset_reason(self) -> str | None:
         """The pending reset reason, reported once (by the next result)."""

@@ -289,7 +289,12 @@ class CameraPipeline:
 
 @dataclass
 class Turn:
-    """One camera's frames for one worker turn, oldest first: all but the last are context, the last is restored."""
+    """One camera's frames for one worker turn, oldest first: all but the last are context, the last is restored.
+
+    With ``skipped`` frames, a stamp jump from the buffered frames to this turn's is the worker's
+    doing, not a gap in the camera: no reset (:meth:`Stream.supersede`), and the turn's own frames
+    (the last ``window_size`` that arrived) make the next window whole.
+    """
 
     camera: CameraPipeline
     sources: list[SourceFrame]
@@ -313,6 +318,8 @@ def restore_turn(
         context, newest = turn.sources[:-1], turn.sources[-1]
         with camera.counters.lock:
             camera.counters.skipped += len(context) + turn.skipped
+        if turn.skipped:  # frames discarded while busy: a jump to this turn's frames is ours, not the camera's
+            camera.stream.supersede(turn.sources[0].stamp_ns, engine.config.max_gap_s)
         for source in context:
             camera.buffer(source)
         if not camera.wants_restore(settings.node, settings.rain):

@@ -123,3 +123,20 @@ def test_dds_profile_off_leaves_the_transport_alone(start_node: Any, tmp_path: P
     finally:
         for node in (from_file, from_p, auto):
             node.stop()
+
+
+@pytest.mark.parametrize("override", ["depth:=0", "reliability:=sometimes"])
+def test_bad_qos_override_exits_2_at_start_before_any_publisher(
+    start_node: Any, checkpoint: Path, override: str
+) -> None:
+    """input_reliability auto subscribes only once a camera appears; its qos_overrides are checked at start anyway."""
+    node = start_node(
+        ros_args=["-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "backend:=torch",
+                  "-p", "input_reliability:=auto", "-p", f"qos_overrides./image.subscription.{override}"]
+    )  # fmt: skip
+    code = node.wait(START_TIMEOUT)  # no publisher ever appears: without the check the node would wait here
+    log = node.log()
+    assert code == 2, f"exit code {code}\n{log[-2000:]}"
+    errors = [line for line in log.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and "invalid qos_overrides./image" in errors[0], log[-2000:]
+    assert "Traceback" not in log and "Warning" not in log and "active: subscribed" not in log, log[-2000:]

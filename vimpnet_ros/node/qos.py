@@ -19,6 +19,7 @@ that moment, so the override always wins.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -206,6 +207,41 @@ class InputSubscription:
         self.lost = 0
         #: The reliability the subscription was created with (after adaptation and overrides), or None.
         self.effective_reliability: str | None = None
+        self.check_overrides()
+
+    def check_overrides(self) -> None:
+        """Apply this topic's ``qos_overrides`` parameters to a stand-in profile now; a bad one is a ConfigError.
+
+        With ``auto`` the subscription itself waits for a publisher; its overrides must not wait
+        with it (the node would look healthy, then exit when the camera starts). rclpy validates
+        overrides only while it declares them for a new subscription, and declaring them here
+        would fix their values before ``auto`` has chosen, so this applies the given ones the way
+        rclpy does (its own helpers) without declaring anything.
+        """
+        from rclpy.qos_overriding_options import _get_allowed_policies, _override_qos_policy_with_param
+        from rclpy.subscription import Subscription
+
+        options = qos_overrides()
+        stand_in = make_qos("reliable", self.depth)
+        given = getattr(self.node, "_parameter_overrides", {})  # the -p / params-file values, declared or not
+        for policy in options.policy_kinds:
+            if policy not in _get_allowed_policies(Subscription):
+                continue
+            name = f"qos_overrides.{self.topic}.subscription.{policy.name.lower()}"
+            param = self.node.get_parameter(name) if self.node.has_parameter(name) else given.get(name)
+            if param is None:
+                continue
+            try:
+                with warnings.catch_warnings():  # rclpy warns of a zero depth; the check below says it in one line
+                    warnings.simplefilter("ignore", UserWarning)
+                    _override_qos_policy_with_param(stand_in, policy, param)
+            except Exception as error:  # an unknown policy value or a wrong type, as rclpy would raise it
+                text = f"invalid qos_overrides.{self.topic}.* parameter {name}:={param.value!r}: {error}"
+                raise ConfigError(text) from error
+        if options.callback is not None:
+            result = options.callback(stand_in)
+            if not result.successful:
+                raise ConfigError(f"invalid qos_overrides.{self.topic}.* parameter: {result.reason}")
 
     def chosen_reliability(self) -> str | None:
         """The reliability to subscribe with now (None: ``auto`` and no publisher yet)."""

@@ -63,3 +63,24 @@ def test_a_bag_is_planned_per_camera_topic_with_its_ground_truth(fleet_bags: Fle
     for bad in ({"segment_s": 0}, {"threads_per_worker": 0}, {"workers": 0}, {"retries": -1}):
         with pytest.raises(ConfigError):
             FleetOptions(output=tmp_path, **bad)
+
+
+def test_a_bag_that_ends_before_its_metadata_says_is_refused_rather_than_cut_short(
+    fleet_bags: FleetBags, tmp_path: Path
+) -> None:
+    """A storage file that lost its last camera frames (a damaged copy) while metadata.yaml still lists them."""
+    import shutil
+
+    from vimpnet_ros.bags.io import BagReader, BagWriter
+    from vimpnet_ros.errors import BagError
+
+    source, bag = fleet_bags.inputs / "drive_gt", tmp_path / "drive_gt"
+    with BagReader(source) as reader, BagWriter(bag, "mcap") as writer:
+        frames = 0
+        for message in reader.messages():
+            frames += message.topic == "/camera/image"
+            if frames <= 9:
+                writer.write_passthrough(message.connection, message.timestamp, message.raw)
+    shutil.copy(source / "metadata.yaml", bag / "metadata.yaml")
+    with pytest.raises(BagError, match=r"/camera/image \(9 of 12\)"):
+        plan_bag(bag, "drive_gt", fleet_bags.settings, FleetOptions(output=tmp_path / "out"))

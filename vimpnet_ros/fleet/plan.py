@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vimpnet_ros.bags.io import BagReader
-from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.errors import BagError, ConfigError
 from vimpnet_ros.evaluation.bag_eval import Segment, select_image_topics
 from vimpnet_ros.fleet import DEFAULT_SEGMENT_S
 from vimpnet_ros.pipeline.settings import NodeSettings
@@ -192,6 +192,13 @@ def plan_bag(path: Path, name: str, settings: NodeSettings, options: FleetOption
         stamps: dict[str, list[int]] = {topic: [] for topic in topics}
         for message in reader.messages(topics):
             stamps[message.topic].append(message.timestamp)
+        counts = {t.name: t.count for t in summaries}
+        short = [f"{t} ({len(stamps[t])} of {counts[t]})" for t in topics if len(stamps[t]) != counts[t]]
+        if short:  # a damaged storage file can end a topic early without an error from the reader
+            raise BagError(
+                f"bag {path}: fewer camera messages could be read than metadata.yaml lists on {', '.join(short)}; "
+                "the storage is damaged (or metadata.yaml is stale: `ros2 bag reindex` rewrites it)"
+            )
         plan = BagPlan(str(path), name, storage=reader.storage)
         length = math.inf if settings.rain.gating_enabled else options.segment_s * 1e9
         for topic in topics:

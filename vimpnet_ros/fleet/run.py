@@ -193,8 +193,9 @@ def run_fleet(
     for bag, name in output_names(bags).items():
         try:
             plans.append(plan_bag(bag, name, settings, options))
-        except (VimpnetError, OSError) as error:
-            plans.append(BagPlan(str(bag), name, error=str(error)))
+        except Exception as error:  # storage libraries raise their own types on damaged files
+            text = str(error) if isinstance(error, VimpnetError) else f"cannot read bag {bag}: {error!r}"
+            plans.append(BagPlan(str(bag), name, error=text))
     run = FleetRun(plans)
     for plan in plans:
         if plan.error:
@@ -252,7 +253,7 @@ def _merge(
     """Merge a bag whose units are all done; its unit files go once its report is written."""
     try:
         merge_bag(plan, list(done.pop(plan.name).values()), settings, options)
-    except (VimpnetError, OSError) as error:
+    except Exception as error:  # one bag's damaged file must not end the others' run
         run.failed[plan.name] = f"merging its units failed: {error}"
         LOGGER.error("bag %s: merging its units failed: %s", plan.path, error)
         return

@@ -10,38 +10,46 @@ import numpy as np
 import pytest
 
 from tests.engine.conftest import CPU_ENV, moving_frames
-from vimpnet_ros.benchmark.engine import add_peak_fractions, build_cases, format_table, measure_matmul_peak, run_case
-from vimpnet_ros.cli.benchmark import add_engine_arguments
+from vimpnet_ros.benchmark.engine import (
+    EngineBenchOptions,
+    add_peak_fractions,
+    build_cases,
+    format_table,
+    measure_matmul_peak,
+    run_case,
+)
+from vimpnet_ros.cli.benchmark import TARGETS, add_engine_arguments
 from vimpnet_ros.engine import EngineConfig
 from vimpnet_ros.evaluation.output_frames import measure_output_frames, psnr
 from vimpnet_ros.model import VimpNet
 
 
-def _args(*argv: str) -> argparse.Namespace:
+def _args(*argv: str) -> EngineBenchOptions:
+    """The typed options the command line hands the engine benchmark for ``argv``."""
     parser = argparse.ArgumentParser()
     add_engine_arguments(parser)
-    return parser.parse_args(list(argv))
+    return TARGETS["engine"][3](parser.parse_args(list(argv)))
 
 
 def test_cases_cover_backends_precisions_and_baselines() -> None:
     args = _args("--models", "vimpnet_lite", "--backends", "torch,onnxruntime", "--precisions", "fp32,bf16",
                  "--sizes", "256x256,1280x720")  # fmt: skip
     cases = build_cases(args)
-    kinds = {(c["kind"], c["backend"], c["precision"], c["size"]) for c in cases}
+    kinds = {(c.kind, c.backend, c.precision, c.size) for c in cases}
     assert ("stream", "onnxruntime", "fp32", (256, 256)) in kinds
     assert ("stream", "onnxruntime", "bf16", (256, 256)) not in kinds
     assert ("naive", "torch", "bf16", (1280, 720)) in kinds and ("reference", "torch", "fp32", (256, 256)) in kinds
-    assert {c["tile_size"] for c in cases if c["size"] == (1280, 720)} == {256}
-    assert {c["tile_size"] for c in cases if c["size"] == (256, 256)} == {0}
+    assert {c.tile_size for c in cases if c.size == (1280, 720)} == {256}
+    assert {c.tile_size for c in cases if c.size == (256, 256)} == {0}
 
 
 def test_compiled_and_multi_camera_cases() -> None:
     args = _args("--models", "vimpnet_lite", "--backends", "torch,compiled", "--precisions", "fp16", "--sizes",
                  "1280x720", "--cameras", "1,4", "--device", "cuda", "--cache-dir", "/tmp/engines")  # fmt: skip
-    streams = {(c["backend"], c["cameras"]) for c in build_cases(args) if c["kind"] == "stream"}
+    streams = {(c.backend, c.cameras) for c in build_cases(args) if c.kind == "stream"}
     assert streams == {("torch", 1), ("torch", 4), ("compiled", 1), ("compiled", 4)}
-    assert {c["device"] for c in build_cases(args)} == {"cuda"}
-    assert {c["cache_dir"] for c in build_cases(args)} == {"/tmp/engines"}
+    assert {c.device for c in build_cases(args)} == {"cuda"}
+    assert {c.cache_dir for c in build_cases(args)} == {"/tmp/engines"}
     with pytest.raises(SystemExit):
         _args("--cameras", "0")
 
@@ -51,7 +59,7 @@ def test_baselines_run_on_the_device_asked_for() -> None:
     args = _args("--models", "vimpnet_lite", "--backends", "torch", "--precisions", "fp16", "--sizes", "48x32",
                  "--device", "cuda", "--baseline-frames", "1")  # fmt: skip
     for case in build_cases(args):
-        if case["kind"] != "stream":
+        if case.kind != "stream":
             record = run_case(case)
             assert "CUDA" in record["error"], record
 

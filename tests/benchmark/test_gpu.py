@@ -23,14 +23,14 @@ ROOT = Path(__file__).resolve().parents[2]
 ABSENT_THERE = ("yaml", "cv2", "pytest", "rclpy", "skimage", "matplotlib", "scipy")
 
 
-def _args(*argv: str) -> argparse.Namespace:
+def _args(*argv: str) -> gpu.GpuCheckOptions:
     parser = argparse.ArgumentParser()
     gpu.add_arguments(parser)
-    return parser.parse_args(["--output", "/tmp/unused", *argv])
+    return gpu.GpuCheckOptions.from_args(parser.parse_args(["--output", "/tmp/unused", *argv]))
 
 
 def test_full_plan_covers_the_targets_and_compiles_lite_first(tmp_path: Path) -> None:
-    plan = gpu.Plan.from_args(_args())
+    plan = gpu.Plan.from_options(_args())
     assert plan.precisions == ("fp16",) and plan.frames == 30 and plan.window == 5
     cases, compiles = gpu.build_plan(plan, tmp_path)
     ids = [case["id"] for case in cases]
@@ -51,7 +51,7 @@ def test_full_plan_covers_the_targets_and_compiles_lite_first(tmp_path: Path) ->
 
 
 def test_quick_cpu_plan_is_small_and_says_what_it_leaves_out(tmp_path: Path) -> None:
-    plan = gpu.Plan.from_args(_args("--quick", "--device", "cpu"))
+    plan = gpu.Plan.from_options(_args("--quick", "--device", "cpu"))
     assert plan.precisions == ("fp32",) and plan.models == ("vimpnet_lite",) and plan.cameras == 2
     cases, compiles = gpu.build_plan(plan, tmp_path)
     assert len(compiles) == 2 and cases[0]["precisions"] == ["fp32"]

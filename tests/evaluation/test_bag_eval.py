@@ -19,8 +19,8 @@ from vimpnet_ros.bags.images import make_header, message_to_rgb, stamp_ns
 from vimpnet_ros.bags.io import BagReader, BagWriter
 from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
 from vimpnet_ros.bags.typestore import make_typestore
-from vimpnet_ros.errors import BagError
-from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag
+from vimpnet_ros.errors import BagError, ConfigError
+from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, LiveRun, evaluate_bag, replay_rate_hz
 from vimpnet_ros.pipeline.settings import load_node_settings
 
 
@@ -339,3 +339,29 @@ def test_ground_truth_named_explicitly_is_scored_and_not_derained(checkpoint: Pa
     assert "`/camera/front/image_raw`" in quality and "`/camera/ir/image`" not in quality
     assert report["contact_sheet_columns"][-1] == "ground truth"
     assert main([*args, "--overwrite", "--gt", "no-equals-sign"]) == 2
+
+
+def test_replay_rate_follows_the_recorded_rate_and_speed() -> None:
+    assert replay_rate_hz(11, 1.0, 1.0) == 10.0
+    assert replay_rate_hz(11, 1.0, 2.0) == 20.0
+    assert replay_rate_hz(11, 1.0, 0.0) == 10.0  # as fast as possible counts as the recorded rate
+    assert replay_rate_hz(1, 1.0, 1.0) == 0.0 and replay_rate_hz(5, 0.0, 1.0) == 0.0
+
+
+def test_live_run_from_bag_play_stats(tmp_path: Path, tiny_bag: Path) -> None:
+    """The camera topic, frames played, camera rate and output namespace of a replay, from its stats file."""
+    with BagReader(tiny_bag) as reader:
+        camera = next(t for t in reader.topics() if t.name == "/camera/image")
+        span_s = reader.duration_ns / 1e9
+    stats = tmp_path / "play.json"
+    stats.write_text(json.dumps({"rate": 2.0, "stamp_map": [[100, 1], [200, 2], [300, 2]]}))
+    run = LiveRun.from_play_stats(tiny_bag, stats)
+    assert (run.input_topic, run.output_namespace, run.frames_played) == ("/camera/image", "/camera", 2)
+    assert run.stamp_map == {100: 1, 200: 2, 300: 2}
+    assert run.camera_rate_hz == pytest.approx((camera.count - 1) / span_s * 2.0)
+    assert LiveRun.from_play_stats(tiny_bag, stats, output_namespace="/derain").output_namespace == "/derain"
+    stats.write_text(json.dumps({"stamp_map": []}))
+    with pytest.raises(ConfigError, match="no stamp map"):
+        LiveRun.from_play_stats(tiny_bag, stats)
+    with pytest.raises(ConfigError, match="cannot read bag-play stats"):
+        LiveRun.from_play_stats(tiny_bag, tmp_path / "missing.json")

@@ -234,3 +234,28 @@ def test_overload_skips_are_no_reset_and_the_window_stays_whole(lite_model: Vimp
     sources = [_source(camera, settings, frames[9], "rgb8", BASE + 30 * 10**9)]
     restore_turn(engine, [Turn(camera, sources)], settings, lambda: BASE + 30 * 10**9)
     assert camera.counters.resets == 1 and "jumped" in reports.lines[-1][1]
+
+
+def test_receive_is_the_one_way_in_and_refuses_without_raising(lite_model: VimpNet) -> None:
+    """A good message becomes a frame; one over a limit, undecodable or broken is counted and reported, not raised."""
+    settings = _settings(max_input_width=64)
+    _, camera, reports = _camera(lite_model, settings)
+    frame = moving_frames(1, 24, 32)[0]
+    source = camera.receive(_message(frame, "rgb8", BASE), False, settings.inputs, extra="bag time")
+    assert source is not None and source.stamp_ns == BASE and source.extra == "bag time"
+    np.testing.assert_array_equal(source.frame.rgb, frame)
+    wide = _message(np.zeros((8, 80, 3), np.uint8), "rgb8", BASE)
+    garbage = SimpleNamespace(header=wide.header, format="jpeg", data=b"not a jpeg")
+
+    class Broken(SimpleNamespace):
+        @property
+        def data(self) -> bytes:  # a message that fails in a way no decoder expects
+            raise RuntimeError("field read failed")
+
+    broken = Broken(**{k: v for k, v in vars(_message(frame, "rgb8", BASE)).items() if k != "data"})
+    assert camera.receive(wide, False, settings.inputs) is None
+    assert camera.receive(garbage, True, settings.inputs) is None
+    assert camera.receive(broken, False, settings.inputs) is None
+    assert camera.counters.bad_input == 3
+    dropped = [text for kind, text, _ in reports.lines if kind == "input"]
+    assert len(dropped) == 3 and "max_input_width 64" in dropped[0] and "RuntimeError" in dropped[2]

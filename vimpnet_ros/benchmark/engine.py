@@ -21,13 +21,14 @@ anything. The command-line front end is ``vimpnet_ros.cli.benchmark``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 from vimpnet_ros.benchmark.measure import (
@@ -50,6 +51,58 @@ DEFAULT_PRECISIONS = "fp32,bf16"
 DEFAULT_SIZES = "256x256,640x384,1280x720"
 
 
+@dataclass(frozen=True)
+class EngineBenchOptions:
+    """What ``vimpnet-ros benchmark engine`` measures (its options; the command line fills them)."""
+
+    models: tuple[str, ...]
+    backends: tuple[str, ...]
+    precisions: tuple[str, ...]
+    sizes: tuple[tuple[int, int], ...]
+    cameras: tuple[int, ...]
+    tile_above: int  # frames with more pixels are tiled
+    tile_size: int
+    tile_overlap: int
+    tile_batch: int
+    window: int
+    output_frame: str
+    device: str
+    threads: int
+    frames: int
+    baseline_frames: int
+    baselines: bool
+    checkpoint: str | None
+    cache_dir: Path | None
+    json: Path | None
+    quality: bool
+    quality_clips: int
+    quality_frames: int
+    quality_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class EngineCase:
+    """One measurement: ``kind`` stream (the engine), naive (whole-window forward per frame) or reference."""
+
+    kind: str
+    model: str
+    size: tuple[int, int]
+    backend: str
+    precision: str
+    window: int
+    output_frame: str
+    tile_size: int
+    tile_overlap: int
+    tile_batch: int
+    device: str
+    checkpoint: str | None
+    frames: int
+    baseline_frames: int
+    threads: int
+    cache_dir: str | None
+    cameras: int = 1
+
+
 # -- cases (run in a child process) ----------------------------------------------------------------------
 
 
@@ -65,23 +118,23 @@ def _model(name: str, checkpoint: str | None) -> Any:
     return VimpNet(get_config(name)).eval()
 
 
-def _stream_case(case: dict[str, Any]) -> dict[str, Any]:
+def _stream_case(case: EngineCase) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from vimpnet_ros.engine import EngineConfig, InferenceEngine
 
-    width, height = case["size"]
-    cameras = case.get("cameras", 1)
+    width, height = case.size
+    cameras = case.cameras
     config = EngineConfig(
-        model=case["model"], backend=case["backend"], precision=case["precision"], device=case["device"],
-        window_size=case["window"], output_frame=case["output_frame"], tile_size=case["tile_size"],
-        tile_overlap=case["tile_overlap"], tile_batch=max(case["tile_batch"], cameras),
-        engine_cache_dir=case.get("cache_dir"), cpu_threads=case["threads"],
+        model=case.model, backend=case.backend, precision=case.precision, device=case.device,
+        window_size=case.window, output_frame=case.output_frame, tile_size=case.tile_size,
+        tile_overlap=case.tile_overlap, tile_batch=max(case.tile_batch, cameras),
+        engine_cache_dir=case.cache_dir, cpu_threads=case.threads,
     )  # fmt: skip
-    engine = InferenceEngine(config).load(_model(case["model"], case["checkpoint"]))
-    bench = StreamBench(engine, width, height, cameras, case["frames"] + 2)
-    record = {**bench.record(case["frames"]), "prepare_s": bench.prepare_s, "cameras": cameras}
-    if case["backend"] == "torch":
+    engine = InferenceEngine(config).load(_model(case.model, case.checkpoint))
+    bench = StreamBench(engine, width, height, cameras, case.frames + 2)
+    record = {**bench.record(case.frames), "prepare_s": bench.prepare_s, "cameras": cameras}
+    if case.backend == "torch":
         with FlopCounterMode(display=False) as counter:
             bench.push()
         record["gflop_per_frame"] = counter.get_total_flops() / 1e9 / cameras
@@ -94,29 +147,29 @@ def _stream_case(case: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _naive_case(case: dict[str, Any]) -> dict[str, Any]:
+def _naive_case(case: EngineCase) -> dict[str, Any]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from vimpnet_ros.engine import EngineConfig, Environment, FrameGeometry, autocast_dtype, resolve_device
 
-    width, height = case["size"]
-    if case["threads"]:
-        torch.set_num_threads(case["threads"])
-    device = torch.device(resolve_device(case["device"], Environment.probe()))
-    model = _model(case["model"], case["checkpoint"]).to(device)
-    if case["kind"] == "reference":  # one 5-frame 256x256 clip per 256 tile (32 overlap), fp32
+    width, height = case.size
+    if case.threads:
+        torch.set_num_threads(case.threads)
+    device = torch.device(resolve_device(case.device, Environment.probe()))
+    model = _model(case.model, case.checkpoint).to(device)
+    if case.kind == "reference":  # one 5-frame 256x256 clip per 256 tile (32 overlap), fp32
         tiles = FrameGeometry.plan(height, width, EngineConfig(tile_size=256, tile_overlap=32)).num_tiles
         clip = torch.rand(1, 5, 3, 256, 256, device=device)
         precision = "fp32"
     else:
-        geometry = FrameGeometry.plan(height, width, EngineConfig(tile_size=case["tile_size"],
-                                                                  tile_overlap=case["tile_overlap"]))  # fmt: skip
+        geometry = FrameGeometry.plan(height, width, EngineConfig(tile_size=case.tile_size,
+                                                                  tile_overlap=case.tile_overlap))  # fmt: skip
         tiles = geometry.num_tiles
         ph, pw = geometry.padded_shape
-        clip = torch.rand(min(tiles, case["tile_batch"]), case["window"], 3, ph, pw, device=device)
-        precision = case["precision"]
-    chunks = tiles if case["kind"] == "reference" else -(-tiles // clip.shape[0])
+        clip = torch.rand(min(tiles, case.tile_batch), case.window, 3, ph, pw, device=device)
+        precision = case.precision
+    chunks = tiles if case.kind == "reference" else -(-tiles // clip.shape[0])
     dtype = autocast_dtype(precision)
 
     def forward() -> None:
@@ -126,7 +179,7 @@ def _naive_case(case: dict[str, Any]) -> dict[str, Any]:
 
     forward()
     times = []
-    for _ in range(case["baseline_frames"]):
+    for _ in range(case.baseline_frames):
         start = time.perf_counter()
         forward()
         times.append((time.perf_counter() - start) * 1000.0 * chunks)
@@ -137,7 +190,7 @@ def _naive_case(case: dict[str, Any]) -> dict[str, Any]:
     record["launches_per_push"] = {k: v * chunks for k, v in count_launches(forward, device).items()}
     record["tiles"] = tiles
     record.update(device_memory(device))
-    if case["kind"] == "reference":
+    if case.kind == "reference":
         record["reference_code_ms"] = REFERENCE_CLIP_SECONDS * 1000.0 * tiles
     return record
 
@@ -198,41 +251,41 @@ def add_peak_fractions(records: list[dict[str, Any]], peaks: dict[str, float]) -
             record["floor_ms"] = gflop / peak * 1000.0
 
 
-def run_case(case: dict[str, Any]) -> dict[str, Any]:
-    """Run one case and add the process's peak RSS (for the subprocess: that case alone)."""
+def run_case(case: EngineCase) -> dict[str, Any]:
+    """Run one case and add the process's peak RSS (for the subprocess: that case alone); the case's fields first."""
     logging.basicConfig(level=logging.ERROR)
     try:
-        record = _stream_case(case) if case["kind"] == "stream" else _naive_case(case)
+        record = _stream_case(case) if case.kind == "stream" else _naive_case(case)
     except Exception as error:
         record = {"error": f"{type(error).__name__}: {error}"}
     record["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return {**{k: v for k, v in case.items() if k != "checkpoint"}, **record}
+    fields = {k: v for k, v in asdict(case).items() if k != "checkpoint"}
+    return {**fields, **record}
 
 
-def build_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+def build_cases(options: EngineBenchOptions) -> list[EngineCase]:
     """Every (kind, model, backend, precision, size) combination asked for."""
+    from vimpnet_ros.engine import REGISTRY
+
     cases = []
-    for model in args.models.split(","):
-        for width, height in args.sizes:
-            tiled = width * height > args.tile_above
-            common = {
-                "model": model, "size": (width, height), "window": args.window, "output_frame": args.output_frame,
-                "tile_size": args.tile_size if tiled else 0, "tile_overlap": args.tile_overlap,
-                "tile_batch": args.tile_batch, "device": args.device, "checkpoint": args.checkpoint,
-                "frames": args.frames, "baseline_frames": args.baseline_frames, "threads": args.threads,
-                "cache_dir": str(args.cache_dir) if args.cache_dir else None,
-            }  # fmt: skip
-            for backend in args.backends.split(","):
-                for precision in args.precisions.split(","):
-                    if backend == "onnxruntime" and precision != "fp32":
-                        continue
-                    for cameras in args.cameras:
-                        cases.append({**common, "kind": "stream", "backend": backend, "precision": precision,
-                                      "cameras": cameras})  # fmt: skip
-            if not args.no_baselines:
-                for precision in args.precisions.split(","):
-                    cases.append({**common, "kind": "naive", "backend": "torch", "precision": precision})
-                cases.append({**common, "kind": "reference", "backend": "torch", "precision": "fp32"})
+    for model in options.models:
+        for width, height in options.sizes:
+            tiled = width * height > options.tile_above
+            common = EngineCase(
+                kind="stream", model=model, size=(width, height), backend="torch", precision="fp32",
+                window=options.window, output_frame=options.output_frame,
+                tile_size=options.tile_size if tiled else 0, tile_overlap=options.tile_overlap,
+                tile_batch=options.tile_batch, device=options.device, checkpoint=options.checkpoint,
+                frames=options.frames, baseline_frames=options.baseline_frames, threads=options.threads,
+                cache_dir=str(options.cache_dir) if options.cache_dir else None,
+            )  # fmt: skip
+            for backend in options.backends:
+                runs = REGISTRY[backend].precisions if backend in REGISTRY else options.precisions
+                for precision in (p for p in options.precisions if p in runs):
+                    cases += [replace(common, backend=backend, precision=precision, cameras=n) for n in options.cameras]
+            if options.baselines:
+                cases += [replace(common, kind="naive", precision=precision) for precision in options.precisions]
+                cases.append(replace(common, kind="reference"))
     return cases
 
 
@@ -263,55 +316,54 @@ def format_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _run_quality(args: argparse.Namespace) -> int:
+def _run_quality(options: EngineBenchOptions) -> int:
     from vimpnet_ros.engine import EngineConfig
     from vimpnet_ros.evaluation.output_frames import measure_output_frames, synthetic_clips
 
-    model_name = args.models.split(",")[0]
-    if not args.checkpoint:
+    model_name = options.models[0]
+    if not options.checkpoint:
         LOGGER.warning("no --checkpoint: random weights, so these PSNR figures say nothing about quality")
-    clips = synthetic_clips(args.quality_clips, args.quality_frames, args.quality_size)
-    backend, precision = args.backends.split(",")[0], args.precisions.split(",")[0]
+    clips = synthetic_clips(options.quality_clips, options.quality_frames, options.quality_size)
     config = EngineConfig(
         model=model_name,
-        backend=backend,
-        precision=precision,
-        device=args.device,
-        window_size=args.window,
-        cpu_threads=args.threads,
+        backend=options.backends[0],
+        precision=options.precisions[0],
+        device=options.device,
+        window_size=options.window,
+        cpu_threads=options.threads,
     )
-    report = measure_output_frames(_model(model_name, args.checkpoint), clips, config)
+    report = measure_output_frames(_model(model_name, options.checkpoint), clips, config)
     print(f"input PSNR {report.input_psnr:.2f} dB over {report.frames} frames of {report.clips} clips")
     for mode, value in report.psnr.items():
         print(f"{mode:>6}: {value:.2f} dB")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": model_name, **report.as_dict()}, indent=1))
+    if options.json:
+        options.json.parent.mkdir(parents=True, exist_ok=True)
+        options.json.write_text(json.dumps({"model": model_name, **report.as_dict()}, indent=1))
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def run(options: EngineBenchOptions) -> int:
     """Run every case in its own process; print a Markdown table; optionally write JSON."""
-    if args.quality:
-        return _run_quality(args)
+    if options.quality:
+        return _run_quality(options)
     records = []
-    cases = build_cases(args)
+    cases = build_cases(options)
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        peaks = pool.submit(measure_matmul_peak, args.threads, 1.0, args.device).result()
-        machine = pool.submit(machine_record, args.device).result()
+        peaks = pool.submit(measure_matmul_peak, options.threads, 1.0, options.device).result()
+        machine = pool.submit(machine_record, options.device).result()
     for index, case in enumerate(cases, 1):
-        LOGGER.info("case %d/%d: %s %s %s %s %s", index, len(cases), case["kind"], case["model"], case["backend"],
-                    case["precision"], case["size"])  # fmt: skip
+        LOGGER.info("case %d/%d: %s %s %s %s %s", index, len(cases), case.kind, case.model, case.backend,
+                    case.precision, case.size)  # fmt: skip
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             records.append(pool.submit(run_case, case).result())
     add_peak_fractions(records, peaks)
     rates = ", ".join(f"{name} {value:.0f} GFLOP/s" for name, value in peaks.items())
     print(f"machine: {machine.get('gpu') or machine['cpu']}, torch {machine['torch']} (CUDA {machine['cuda']})")
-    print(f"matmul peak on {args.device} ({args.threads or 'default'} threads): {rates}; "
+    print(f"matmul peak on {options.device} ({options.threads or 'default'} threads): {rates}; "
           "floor ms = GFLOP/frame at that peak")  # fmt: skip
     print(format_table(records))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine, "matmul_peak_gflops": peaks, "records": records},
+    if options.json:
+        options.json.parent.mkdir(parents=True, exist_ok=True)
+        options.json.write_text(json.dumps({"machine": machine, "matmul_peak_gflops": peaks, "records": records},
                                         indent=1, default=str))  # fmt: skip
     return 0

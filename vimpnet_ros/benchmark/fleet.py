@@ -11,11 +11,11 @@ run may get no more CPU than one worker had alone, and the ratio then measures t
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,19 @@ LOGGER = logging.getLogger(__name__)
 DEFAULT_OUTPUT = Path("benchmarks/fleet.json")
 #: The target: 2 workers on 2 cores should nearly double 1 worker.
 TARGET_SCALING = 1.8
+
+
+@dataclass(frozen=True)
+class FleetBenchOptions:
+    """What ``vimpnet-ros benchmark fleet`` measures (its options; the command line fills them)."""
+
+    bags: int
+    frames: int
+    size: tuple[int, int]
+    segment_s: float
+    workers: tuple[int, ...]
+    checkpoint: str | None
+    output: Path
 
 
 def measure(
@@ -96,14 +109,16 @@ def measure(
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def run(options: FleetBenchOptions) -> int:
     """``vimpnet-ros benchmark fleet``: measure, print, write JSON."""
     overrides = {"backend": "torch", "device": "cpu", "precision": "fp32"}
-    if args.checkpoint:
-        overrides["checkpoint"] = args.checkpoint
+    if options.checkpoint:
+        overrides["checkpoint"] = options.checkpoint
     settings = load_node_settings(None, overrides)
     with tempfile.TemporaryDirectory(prefix="vimpnet_fleet_bench_") as folder:
-        result = measure(Path(folder), settings, args.bags, args.frames, args.size, args.segment_s, args.workers)
+        result = measure(
+            Path(folder), settings, options.bags, options.frames, options.size, options.segment_s, list(options.workers)
+        )
     for r in result["runs"]:
         print(
             f"{r['workers']} worker(s) x 1 thread: {r['frames']} frames in {r['compute_s']:.1f} s = {r['fps']:.2f} "
@@ -114,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"scaling 1 -> 2 workers: {result['scaling']:.2f}x (target {TARGET_SCALING}x)")
     if result["per_core_efficiency"] is not None:
         print(f"frames/s per core the workers had, 2 workers over 1: {result['per_core_efficiency']:.2f}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {options.output}")
     return 0

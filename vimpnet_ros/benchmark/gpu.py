@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
 
 
+@dataclass(frozen=True)
+class GpuCheckOptions:
+    """What one GPU check runs (its options: :func:`add_arguments` on the command line, typed)."""
+
+    output: Path
+    device: str
+    budget_s: float
+    quick: bool
+    precisions: str | None  # comma-separated; None = fp16 on CUDA, fp32 on CPU
+    frames: int | None
+    compile_jobs: int | None
+    cache_dir: Path | None
+    warm_inductor_cache: bool
+    worker: str | None  # a case as JSON: run it in this process (the check's own workers)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> GpuCheckOptions:
+        """The options :func:`add_arguments` parsed (this module is its own command line on a bare GPU machine)."""
+        return cls(**{item.name: getattr(args, item.name) for item in fields(cls)})
+
+
 # -- the plan -------------------------------------------------------------------------------------------------------
 
 
@@ -122,19 +143,20 @@ class Plan:
     quick: bool
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Plan:
+    def from_options(cls, options: GpuCheckOptions) -> Plan:
         """The full plan on CUDA; tiny sizes, ``vimpnet_lite`` only and fewer frames with ``--quick``."""
-        on_cuda = args.device.startswith("cuda")
-        precisions = tuple(p for p in (args.precisions or ("fp16" if on_cuda else "fp32")).split(",") if p)
+        on_cuda = options.device.startswith("cuda")
+        quick = options.quick
+        precisions = tuple(p for p in (options.precisions or ("fp16" if on_cuda else "fp32")).split(",") if p)
         return cls(
-            device=args.device,
+            device=options.device,
             precisions=precisions,
-            models=("vimpnet_lite",) if args.quick else ("vimpnet_lite", "vimpnet"),
-            sizes=QUICK_SIZES if args.quick else FULL_SIZES,
-            cameras=QUICK_CAMERAS if args.quick else FULL_CAMERAS,
-            window=3 if args.quick else 5,
-            frames=args.frames or (3 if args.quick else 30),
-            quick=args.quick,
+            models=("vimpnet_lite",) if quick else ("vimpnet_lite", "vimpnet"),
+            sizes=QUICK_SIZES if quick else FULL_SIZES,
+            cameras=QUICK_CAMERAS if quick else FULL_CAMERAS,
+            window=3 if quick else 5,
+            frames=options.frames or (3 if quick else 30),
+            quick=quick,
         )
 
     def estimate(self, kind: str) -> float:
@@ -286,30 +308,30 @@ def _collect(running: Running) -> dict[str, Any]:
             "wall_s": elapsed}  # fmt: skip
 
 
-def run_check(args: argparse.Namespace) -> int:
+def run_check(options: GpuCheckOptions) -> int:
     """Run the plan within the budget; write ``gpu.json``/``gpu.md`` as it goes. Exit code 0 unless nothing ran."""
     from vimpnet_ros.benchmark.measure import machine_record
 
     t0 = time.monotonic()
-    deadline = t0 + args.budget_s
-    plan = Plan.from_args(args)
+    deadline = t0 + options.budget_s
+    plan = Plan.from_options(options)
     scratch = Path(tempfile.mkdtemp(prefix="vimpnet-gpu-check-"))
-    cache_dir = args.cache_dir or scratch / "engines"
+    cache_dir = options.cache_dir or scratch / "engines"
     cases, compiles = build_plan(plan, cache_dir)
     header = {
         "check": "vimpnet-ros benchmark gpu",
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
-        "budget_s": args.budget_s,
+        "budget_s": options.budget_s,
         "plan": dataclasses.asdict(plan),
         "machine": machine_record(plan.device),
         "_t0": t0,
     }
-    report = Report(args.output, header)
+    report = Report(options.output, header)
     report.write(complete=False)
     # A polite kill (the caller's timeout) still stops the workers and writes the last files.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    env = _worker_env(scratch, args.warm_inductor_cache)
-    jobs = args.compile_jobs or (3 if plan.device.startswith("cuda") else 1)
+    env = _worker_env(scratch, options.warm_inductor_cache)
+    jobs = options.compile_jobs or (3 if plan.device.startswith("cuda") else 1)
     done_compiles: dict[str, dict[str, Any]] = {}
     running_compiles: list[Running] = []
     current: Running | None = None
@@ -366,7 +388,7 @@ def run_check(args: argparse.Namespace) -> int:
         report.write(complete=not cases and not running_compiles)
         shutil.rmtree(scratch, ignore_errors=True)  # worker logs, inductor's cache, the default engine cache
     print(markdown({**header, "cases": report.cases, "targets": target_summary(report.cases)}))
-    print(f"wrote {args.output / 'gpu.json'} and gpu.md in {time.monotonic() - t0:.0f} s")
+    print(f"wrote {options.output / 'gpu.json'} and gpu.md in {time.monotonic() - t0:.0f} s")
     return 0 if any(case.get("status") == "ok" for case in report.cases) else 1
 
 
@@ -705,19 +727,19 @@ def run_worker(case: dict[str, Any]) -> None:
     print(RESULT_MARK + json.dumps(record, default=str), flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(options: GpuCheckOptions) -> int:
     """Entry of ``vimpnet-ros benchmark gpu`` (and of this module's workers)."""
-    if args.worker:
-        run_worker(json.loads(args.worker))
+    if options.worker:
+        run_worker(json.loads(options.worker))
         return 0
-    if args.device.startswith("cuda"):
+    if options.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             print("benchmark gpu: PyTorch sees no CUDA GPU here; use --device cpu --quick for a smoke run",
                   file=sys.stderr)  # fmt: skip
             return 2
-    return run_check(args)
+    return run_check(options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -727,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.worker:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    return run(args)
+    return run(GpuCheckOptions.from_args(args))
 
 
 if __name__ == "__main__":

@@ -11,19 +11,53 @@ front end is ``vimpnet_ros.cli.benchmark``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 DEFAULT_SIZES = ("256x256", "640x384")
 DEFAULT_CONFIGS = ("vimpnet", "vimpnet_lite")
 DEFAULT_PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class ModelBenchOptions:
+    """What ``vimpnet-ros benchmark model`` measures (its options; the command line fills them)."""
+
+    configs: tuple[str, ...]
+    sizes: tuple[tuple[int, int], ...]
+    precisions: tuple[str, ...]
+    frames: int
+    repeats: int
+    warmup: int
+    device: str
+    threads: int
+    timeout: float
+    flops: bool
+    quick: bool  # smoke run: 256x256, fp32, one repeat, no warm-up, t=3
+    output: Path | None
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """One measurement: a config at one size and precision (sent to its worker process as JSON)."""
+
+    config: str
+    width: int
+    height: int
+    precision: str
+    frames: int
+    repeats: int
+    warmup: int
+    device: str
+    threads: int
+    flops: bool
 
 
 def _peak_rss_mib() -> float:
@@ -50,21 +84,21 @@ def count_flops(config: str, frames: int, height: int, width: int) -> int:
     return int(counter.get_total_flops())
 
 
-def run_case(case: dict[str, Any]) -> dict[str, Any]:
-    """Measure one case in this process (the worker side)."""
+def run_case(case: ModelCase) -> dict[str, Any]:
+    """Measure one case in this process (the worker side); the record starts with the case's fields."""
     import torch
 
     from vimpnet_ros.model.checkpoint import build_model
 
-    if case["threads"]:
-        torch.set_num_threads(case["threads"])
+    if case.threads:
+        torch.set_num_threads(case.threads)
     rss_start = _peak_rss_mib()
-    device = torch.device(case["device"])
+    device = torch.device(case.device)
     torch.manual_seed(0)
-    model = build_model(case["config"]).to(device)
-    width, height, t = case["width"], case["height"], case["frames"]
+    model = build_model(case.config).to(device)
+    width, height, t = case.width, case.height, case.frames
     lqs = torch.rand(1, t, 3, height, width, device=device)
-    precision = case["precision"]
+    precision = case.precision
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     def forward() -> None:
@@ -73,13 +107,13 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    result: dict[str, Any] = dict(case)
-    if case["flops"]:
-        result["gflop_per_frame"] = count_flops(case["config"], t, height, width) / t / 1e9
-    for _ in range(case["warmup"]):  # oneDNN primitive creation, allocator growth
+    result: dict[str, Any] = asdict(case)
+    if case.flops:
+        result["gflop_per_frame"] = count_flops(case.config, t, height, width) / t / 1e9
+    for _ in range(case.warmup):  # oneDNN primitive creation, allocator growth
         forward()
     times, cpu_times = [], []
-    for _ in range(case["repeats"]):
+    for _ in range(case.repeats):
         start, cpu_start = time.perf_counter(), time.process_time()
         forward()
         times.append(time.perf_counter() - start)
@@ -100,18 +134,19 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _spawn(case: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _spawn(case: ModelCase, timeout: float) -> dict[str, Any]:
     """Run one case in a fresh interpreter; a crash or timeout becomes a status, not an exception."""
-    command = [sys.executable, "-m", "vimpnet_ros.benchmark.model", json.dumps(case)]
+    fields = asdict(case)
+    command = [sys.executable, "-m", "vimpnet_ros.benchmark.model", json.dumps(fields)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return {**case, "status": f"timeout after {timeout:.0f} s"}
+        return {**fields, "status": f"timeout after {timeout:.0f} s"}
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
     tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    return {**case, "status": f"failed: {tail[:200]}"}
+    return {**fields, "status": f"failed: {tail[:200]}"}
 
 
 def _table(results: list[dict[str, Any]]) -> str:
@@ -161,47 +196,47 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run every case (options as ``vimpnet-ros benchmark model`` parses them), print the table, write JSON."""
+def run(options: ModelBenchOptions) -> int:
+    """Run every case, print the table, write JSON."""
     from vimpnet_ros.errors import ConfigError
     from vimpnet_ros.model.config import get_config
 
-    for name in args.configs:
+    for name in options.configs:
         get_config(name)
-    if args.frames < 2:
+    if options.frames < 2:
         raise ConfigError("--frames must be >= 2")
-    sizes, precisions, repeats, frames = args.sizes, args.precisions, args.repeats, args.frames
-    if args.quick:
-        sizes, precisions, repeats, frames = [(256, 256)], ["fp32"], 1, 3
+    sizes, precisions, repeats, frames = options.sizes, options.precisions, options.repeats, options.frames
+    if options.quick:
+        sizes, precisions, repeats, frames = ((256, 256),), ("fp32",), 1, 3
     results = []
-    for config in args.configs:
+    for config in options.configs:
         for width, height in sizes:
             for precision in precisions:
-                case = {
-                    "config": config,
-                    "width": width,
-                    "height": height,
-                    "precision": precision,
-                    "frames": frames,
-                    "repeats": repeats,
-                    "warmup": 0 if args.quick else args.warmup,
-                    "device": args.device,
-                    "threads": args.threads,
-                    "flops": not args.no_flops,
-                }
-                result = _spawn(case, args.timeout)
+                case = ModelCase(
+                    config=config,
+                    width=width,
+                    height=height,
+                    precision=precision,
+                    frames=frames,
+                    repeats=repeats,
+                    warmup=0 if options.quick else options.warmup,
+                    device=options.device,
+                    threads=options.threads,
+                    flops=options.flops,
+                )
+                result = _spawn(case, options.timeout)
                 results.append(result)
                 shown = f"{result['seconds_per_clip']:.2f} s/clip" if result["status"] == "ok" else result["status"]
                 print(f"{config} {width}x{height} {precision}: {shown}", file=sys.stderr, flush=True)
     machine = machine_description()
     print(_table(results))
     print(f"machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch {machine['torch']}")
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps({"machine": machine, "results": results}, indent=1) + "\n")
-        print(f"wrote {args.output}")
+    if options.output:
+        options.output.parent.mkdir(parents=True, exist_ok=True)
+        options.output.write_text(json.dumps({"machine": machine, "results": results}, indent=1) + "\n")
+        print(f"wrote {options.output}")
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
 if __name__ == "__main__":  # the per-case worker: python -m vimpnet_ros.benchmark.model CASE_JSON
-    print(json.dumps(run_case(json.loads(sys.argv[1]))))
+    print(json.dumps(run_case(ModelCase(**json.loads(sys.argv[1])))))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vimpnet_ros.cli.arguments import add_bag_distro_argument, add_node_settings_arguments, node_settings, topic_pairs
+
+if TYPE_CHECKING:
+    from vimpnet_ros.pipeline.settings import NodeSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,33 +126,15 @@ def summary_lines(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _run_live(args: argparse.Namespace, settings: object) -> int:
+def _run_live(args: argparse.Namespace, settings: NodeSettings) -> int:
     """Score a live recording against BAG's ground truth (no engine runs here)."""
-    import json
-
-    from vimpnet_ros.bags.io import BagReader
     from vimpnet_ros.errors import ConfigError
-    from vimpnet_ros.evaluation.bag_eval import LiveRun, evaluate_recording, select_image_topics
+    from vimpnet_ros.evaluation.bag_eval import LiveRun, evaluate_recording
     from vimpnet_ros.evaluation.report import REPORT_MD
-    from vimpnet_ros.pipeline.topics import camera_namespace
 
     if args.play_stats is None:
         raise ConfigError("--recording needs --play-stats: the JSON bag-play --restamp --stats wrote")
-    try:
-        play = json.loads(args.play_stats.read_text())
-        stamp_map = {int(published): int(original) for published, original in play["stamp_map"]}
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"cannot read bag-play stats {args.play_stats}: {error}") from error
-    if not stamp_map:
-        raise ConfigError(f"{args.play_stats} has no stamp map; play the bag with bag-play --restamp --stats FILE")
-    with BagReader(args.bag, args.distro) as reader:
-        topic = select_image_topics(reader.topics(), args.topics)[0]
-        count = next(t.count for t in reader.topics() if t.name == topic)
-        span_s = reader.duration_ns / 1e9
-    rate = float(play.get("rate") or 1.0)
-    camera_hz = (count - 1) / span_s * (rate if rate > 0 else 1.0) if span_s > 0 and count > 1 else 0.0
-    played = len({original for original in stamp_map.values()})
-    run = LiveRun(topic, args.output_namespace or camera_namespace(topic), stamp_map, played, camera_hz)
+    run = LiveRun.from_play_stats(args.bag, args.play_stats, args.topics, args.output_namespace, args.distro)
     report = evaluate_recording(args.bag, args.recording, run, args.report, settings, samples=args.samples)
     print(summary_lines(report.to_dict()))
     print(f"report: {args.report / REPORT_MD}")

@@ -1,10 +1,10 @@
 """``vimpnet-ros benchmark {model,engine,fleet,gpu}``: timing tables and JSON.
 
-The options of each target are defined here (the command line); the measuring lives in
-``vimpnet_ros.benchmark.model``, ``.engine``, ``.fleet`` and ``.gpu``, each with ``run(args) -> int``.
-The GPU check is the exception: it must start on a bare GPU machine as
-``python -m vimpnet_ros.benchmark.gpu``, so its few options are defined in that module
-(``add_arguments``) and reused here.
+The options of each target are defined here (the command line) and handed over as the target's
+typed options; the measuring lives in ``vimpnet_ros.benchmark.model``, ``.engine``, ``.fleet`` and
+``.gpu``, each with ``run(options) -> int``. The GPU check is the exception: it must start on a
+bare GPU machine as ``python -m vimpnet_ros.benchmark.gpu``, so its few options are defined in
+that module (``add_arguments``, ``GpuCheckOptions.from_args``) and reused here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from vimpnet_ros.cli.arguments import size_list_type, size_type
 
@@ -104,23 +105,67 @@ def _gpu_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser)
 
 
-#: target -> (module with ``run(args)``, one-line help, options).
-TARGETS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
+def _names(text: str) -> tuple[str, ...]:
+    """``a,b`` -> ("a", "b")."""
+    return tuple(part for part in text.split(",") if part)
+
+
+def _model_options(args: argparse.Namespace) -> Any:
+    from vimpnet_ros.benchmark.model import ModelBenchOptions
+
+    return ModelBenchOptions(
+        configs=tuple(args.configs), sizes=tuple(args.sizes), precisions=tuple(args.precisions), frames=args.frames,
+        repeats=args.repeats, warmup=args.warmup, device=args.device, threads=args.threads, timeout=args.timeout,
+        flops=not args.no_flops, quick=args.quick, output=args.output,
+    )  # fmt: skip
+
+
+def _engine_options(args: argparse.Namespace) -> Any:
+    from vimpnet_ros.benchmark.engine import EngineBenchOptions
+
+    return EngineBenchOptions(
+        models=_names(args.models), backends=_names(args.backends), precisions=_names(args.precisions),
+        sizes=tuple(args.sizes), cameras=tuple(args.cameras), tile_above=args.tile_above, tile_size=args.tile_size,
+        tile_overlap=args.tile_overlap, tile_batch=args.tile_batch, window=args.window,
+        output_frame=args.output_frame, device=args.device, threads=args.threads, frames=args.frames,
+        baseline_frames=args.baseline_frames, baselines=not args.no_baselines, checkpoint=args.checkpoint,
+        cache_dir=args.cache_dir, json=args.json, quality=args.quality, quality_clips=args.quality_clips,
+        quality_frames=args.quality_frames, quality_size=args.quality_size,
+    )  # fmt: skip
+
+
+def _fleet_options(args: argparse.Namespace) -> Any:
+    from vimpnet_ros.benchmark.fleet import FleetBenchOptions
+
+    return FleetBenchOptions(
+        bags=args.bags, frames=args.frames, size=args.size, segment_s=args.segment_s, workers=tuple(args.workers),
+        checkpoint=args.checkpoint, output=args.output,
+    )  # fmt: skip
+
+
+def _gpu_options(args: argparse.Namespace) -> Any:
+    from vimpnet_ros.benchmark.gpu import GpuCheckOptions
+
+    return GpuCheckOptions.from_args(args)
+
+
+#: target -> (module with ``run(options)``, one-line help, its command-line options, the typed options from them).
+TARGETS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any]]] = {
     "model": ("vimpnet_ros.benchmark.model", "whole-clip forward time, memory and FLOPs per config and precision",
-              add_model_arguments),
+              add_model_arguments, _model_options),
     "engine": ("vimpnet_ros.benchmark.engine", "streaming per-frame latency per backend, precision and resolution",
-               add_engine_arguments),
+               add_engine_arguments, _engine_options),
     "fleet": ("vimpnet_ros.benchmark.fleet", "frames/s of the fleet with 1 and 2 workers (one thread each), and "
-              "their ratio", add_fleet_arguments),
+              "their ratio", add_fleet_arguments, _fleet_options),
     "gpu": ("vimpnet_ros.benchmark.gpu", "the one GPU check: fidelity, latency per backend, cameras, compile and "
-            "restart times, in a time budget", _gpu_arguments),
+            "restart times, in a time budget", _gpu_arguments, _gpu_options),
 }  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One nested subcommand per benchmark target."""
     targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
-    for name, (module_name, help_text, add_options) in TARGETS.items():
+    for name, (module_name, help_text, add_options, _) in TARGETS.items():
         sub = targets.add_parser(name, help=help_text, description=help_text)
         add_options(sub)
         sub.set_defaults(_target_module=module_name)
@@ -129,7 +174,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the chosen target."""
     module = importlib.import_module(args._target_module)
-    return int(module.run(args) or 0)
+    options = TARGETS[args.target][3](args)
+    return int(module.run(options) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

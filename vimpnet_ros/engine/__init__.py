@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from vimpnet_ros.engine.allocator import keep_freed_memory
     from vimpnet_ros.engine.backends.base import TorchBackend
+    from vimpnet_ros.engine.backends.registry import REGISTRY
     from vimpnet_ros.engine.config import (
         BACKENDS,
         MAX_WINDOW,
@@ -65,9 +66,10 @@ _EXPORTS = {
     "cpu_description": "hardware",
     "installed_version": "hardware",
     "keep_freed_memory": "allocator",
-    # what the benchmarks measure piece by piece
+    # the backends (name, devices, precisions, ...) and what the benchmarks measure piece by piece
     "FrameGeometry": "geometry",
     "TorchBackend": "backends.base",
+    "REGISTRY": "backends.registry",
 }
 
 __all__ = [
@@ -78,6 +80,7 @@ __all__ = [
     "OVERSIZE_POLICIES",
     "PLANE_SCALE",
     "PRECISIONS",
+    "REGISTRY",
     "EngineConfig",
     "Environment",
     "FrameGeometry",

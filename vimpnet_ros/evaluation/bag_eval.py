@@ -31,13 +31,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vimpnet_ros.bags.io import BagReader, BagWriter, TopicSummary
 from vimpnet_ros.bags.typestore import COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, RAIN_STATUS_TYPE, make_typestore
-from vimpnet_ros.errors import BagError, InputError
+from vimpnet_ros.errors import BagError, ConfigError, InputError
 from vimpnet_ros.evaluation.scoring import (
     FrameRecord,
     clean_json,
@@ -55,10 +55,13 @@ from vimpnet_ros.pipeline.camera import (
     header_stamp_ns,
     restore_turn,
 )
-from vimpnet_ros.pipeline.decode import DecodedFrame, decode_compressed, decode_image
+from vimpnet_ros.pipeline.decode import decode_message
 from vimpnet_ros.pipeline.outputs import FrameOutputs, Plane, Processing, to_rgb8
 from vimpnet_ros.pipeline.settings import InputSettings, NodeSettings
 from vimpnet_ros.pipeline.topics import DERIVED_MARKERS, CameraTopics, camera_namespace
+
+if TYPE_CHECKING:
+    from vimpnet_ros.engine import InferenceEngine
 
 LOGGER = logging.getLogger(__name__)
 
@@ -149,7 +152,7 @@ def mono_plane(msg: Any) -> np.ndarray:
 def decode_rgb8(msg: Any, msgtype: str, inputs: InputSettings) -> np.ndarray:
     """Any camera or ground-truth image message -> (h, w, 3) uint8 RGB, through the node's decoder and limits."""
     limits = inputs.decode_limits
-    frame = decode_compressed(msg, limits) if msgtype == COMPRESSED_TYPE else decode_image(msg, limits)
+    frame = decode_message(msg, msgtype == COMPRESSED_TYPE, limits)
     return to_rgb8(frame.rgb, frame.white_level)
 
 
@@ -287,7 +290,12 @@ class _Evaluation:
     """One bag-eval run: reads messages in bag order, drives the pipelines, writes outputs, scores frames."""
 
     def __init__(
-        self, reader: BagReader, settings: NodeSettings, options: BagEvalOptions, engine: Any, writer: BagWriter | None
+        self,
+        reader: BagReader,
+        settings: NodeSettings,
+        options: BagEvalOptions,
+        engine: InferenceEngine,
+        writer: BagWriter | None,
     ) -> None:
         self.reader = reader
         self.settings = settings
@@ -392,16 +400,9 @@ class _Evaluation:
         state.report.frames_in += counted
         started = time.perf_counter()
         msg = self.reader.deserialize(message)
-        try:
-            limits = self.settings.inputs.decode_limits
-            decoded: DecodedFrame = (
-                decode_compressed(msg, limits) if message.msgtype == COMPRESSED_TYPE else decode_image(msg, limits)
-            )
-            source = state.camera.source(
-                decoded, msg.header, self.settings.inputs, BagFrame(message.timestamp, position)
-            )
-        except InputError as error:
-            state.camera.count_bad_input(error)
+        compressed = message.msgtype == COMPRESSED_TYPE
+        source = state.camera.receive(msg, compressed, self.settings.inputs, BagFrame(message.timestamp, position))
+        if source is None:  # refused: counted and reported by the camera
             state.report.bad_frames += counted
             return
 
@@ -552,7 +553,7 @@ def evaluate_bag(
     report_dir: str | Path | None,
     settings: NodeSettings,
     options: BagEvalOptions | None = None,
-    engine: Any = None,
+    engine: InferenceEngine | None = None,
 ) -> EvalReport:
     """Run the node's pipeline over every frame of ``bag``; write the output bag and (if ``report_dir``) the report.
 
@@ -567,7 +568,7 @@ def run_bag_eval(
     report_dir: str | Path | None,
     settings: NodeSettings,
     options: BagEvalOptions | None = None,
-    engine: Any = None,
+    engine: InferenceEngine | None = None,
     progress: Any = None,
 ) -> BagEvalRun:
     """:func:`evaluate_bag`, also returning the per-frame records (the fleet merges segments from them).
@@ -642,6 +643,47 @@ class LiveRun:
     frames_played: int
     camera_rate_hz: float
     wall_s: float = 0.0
+
+    @classmethod
+    def from_play_stats(
+        cls,
+        bag: str | Path,
+        play_stats: str | Path,
+        topics: Sequence[str] | None = None,
+        output_namespace: str | None = None,
+        distro: str = "auto",
+    ) -> LiveRun:
+        """The replay ``bag-play --restamp --stats FILE`` made of ``bag`` (ConfigError when the stats are unusable).
+
+        The camera topic is the first of ``topics`` (default: the bag's first camera topic); the
+        node published under ``output_namespace`` (default: the topic's namespace).
+        """
+        import json
+
+        try:
+            play = json.loads(Path(play_stats).read_text())
+            stamp_map = {int(published): int(original) for published, original in play["stamp_map"]}
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigError(f"cannot read bag-play stats {play_stats}: {error}") from error
+        if not stamp_map:
+            raise ConfigError(f"{play_stats} has no stamp map; play the bag with bag-play --restamp --stats FILE")
+        with BagReader(bag, distro) as reader:
+            topic = select_image_topics(reader.topics(), topics)[0]
+            count = next(t.count for t in reader.topics() if t.name == topic)
+            span_s = reader.duration_ns / 1e9
+        played = len(set(stamp_map.values()))
+        rate_hz = replay_rate_hz(count, span_s, float(play.get("rate") or 1.0))
+        return cls(topic, output_namespace or camera_namespace(topic), stamp_map, played, rate_hz)
+
+
+def replay_rate_hz(count: int, span_s: float, speed: float) -> float:
+    """Frames per second a replay of ``count`` frames recorded over ``span_s`` seconds publishes at ``speed``.
+
+    ``speed`` 0 (as fast as possible) counts as the recorded rate; 0 Hz when the bag has no span.
+    """
+    if span_s <= 0 or count < 2:
+        return 0.0
+    return (count - 1) / span_s * (speed if speed > 0 else 1.0)
 
 
 def evaluate_recording(

@@ -1,5 +1,7 @@
 """Model configurations: the published ViMP-Net and a lighter variant, as data (timm style).
 
+Study candidates (architectures measured but not shipped) are in :mod:`vimpnet_ros.model.candidates`.
+
 A config fixes every width and depth of the generator, so a checkpoint plus its
 config name (or the config stored in our own checkpoint format) rebuilds the model.
 """
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.model.candidates import candidate_configs
 
 
 @dataclass(frozen=True)
@@ -120,36 +123,14 @@ CONFIGS: dict[str, VimpNetConfig] = {
         transformer_repeats=1,
     ),
 }
-#: ``vimpnet_lite`` with gated residuals (see ``VimpNet``): a pixel without rain passes unchanged when its gate
-#: closes. The candidate for weights that leave clean and lightly rained frames alone.
-CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
-    CONFIGS["vimpnet_lite"], name="vimpnet_lite_gated", gated_residuals=True
-)
 #: The previous lite model (mask head on 8 channels, hidden 4): checkpoints trained with it load
 #: as ``vimpnet_lite_v1`` (a checkpoint storing the old sizes under the name ``vimpnet_lite`` says so).
 CONFIGS["vimpnet_lite_v1"] = dataclasses.replace(
     CONFIGS["vimpnet_lite"], name="vimpnet_lite_v1", recon_upsample_channels=(16, 8), drop_channels=4
 )
-
-#: Stage-2 width study candidates, on ``vimpnet_lite_v1``: the stage-2 drop remover wider (``w``: 16-32-64 encoders,
-#: ``x``: 24-48-96; ``n``: 8-32-64, wider only below full resolution), with (``m``) or without the mask head
-#: on 16 channels that ``vimpnet_lite`` now has. Measured against mask IoU, PSNR and CPU latency in
-#: docs/studies/lite-model-stage2.md. (A deeper stage 2, ``transformer_repeats`` 2, was measured too but is not
-#: registered: it has the same tensors as ``_s2wm``, so a bare state dict could not tell the two apart.)
-_MASK_HEAD_16: dict[str, Any] = {"recon_upsample_channels": (16, 16), "drop_channels": 8}
-_LITE_CANDIDATES: dict[str, dict[str, Any]] = {
-    "vimpnet_lite_s2n": {"encoder_channels": (8, 32, 64)},
-    "vimpnet_lite_s2nm": {"encoder_channels": (8, 32, 64), **_MASK_HEAD_16},
-    "vimpnet_lite_s2w": {"encoder_channels": (16, 32, 64)},
-    "vimpnet_lite_s2wm": {"encoder_channels": (16, 32, 64), **_MASK_HEAD_16},
-    "vimpnet_lite_s2xm": {"encoder_channels": (24, 48, 96), "decoder_channels": (24, 16), **_MASK_HEAD_16},
-}
-CONFIGS.update(
-    {
-        name: dataclasses.replace(CONFIGS["vimpnet_lite_v1"], name=name, **changes)
-        for name, changes in _LITE_CANDIDATES.items()
-    }
-)
+#: The architectures above ship (or shipped) weights; study candidates live in :mod:`.candidates`
+#: and are registered too, so their checkpoints load by name.
+CONFIGS.update(candidate_configs(CONFIGS))
 
 
 def get_config(name: str) -> VimpNetConfig:

@@ -35,14 +35,13 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from vimpnet_ros.errors import ConfigError, EngineError, InputError, VimpnetError
+from vimpnet_ros.errors import ConfigError, EngineError, VimpnetError
 from vimpnet_ros.node.camera_io import CameraIO, CameraPublishers
 from vimpnet_ros.node.diagnostics import Thresholds, make_array, make_status
 from vimpnet_ros.node.qos import DIAGNOSTICS_QOS, SERVICE_QOS, InputSubscription, create_output_publisher
 from vimpnet_ros.node.ros_params import ParameterBridge
 from vimpnet_ros.node.scheduler import Batch, InferenceWorker
 from vimpnet_ros.pipeline.camera import CameraPipeline, Turn, header_stamp_ns, restore_turn
-from vimpnet_ros.pipeline.decode import decode_compressed, decode_image
 from vimpnet_ros.pipeline.settings import NODE_NAME, NodeSettings
 from vimpnet_ros.pipeline.topics import CameraTopics, camera_info_topic, transport_topic
 
@@ -290,17 +289,9 @@ class DerainCore:
         if worker is None or settings is None:
             return
         camera.stats.received((self._now_ns() - header_stamp_ns(msg.header)) / 1e9)
-        try:
-            limits = settings.inputs.decode_limits
-            decoded = decode_compressed(msg, limits) if compressed else decode_image(msg, limits)
-            source = camera.pipeline.source(decoded, msg.header, settings.inputs)
-        except InputError as error:
-            camera.pipeline.count_bad_input(error)
-            return
-        except Exception as error:  # anything else a message can provoke: still one bad frame, never a crash
-            camera.pipeline.count_bad_input(InputError(f"{type(error).__name__}: {error}"))
-            return
-        worker.submit(camera.name, source)
+        source = camera.pipeline.receive(msg, compressed, settings.inputs)  # None: refused, counted and logged
+        if source is not None:
+            worker.submit(camera.name, source)
 
     def _set_enabled(self, request: Any, response: Any) -> Any:
         """``~/set_enabled`` (std_srvs/SetBool): sets the ``enabled`` parameter, so ``ros2 param get`` agrees."""

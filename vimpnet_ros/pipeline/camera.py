@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vimpnet_ros.errors import InputError
-from vimpnet_ros.pipeline.decode import DecodedFrame, WhiteLevelTracker
+from vimpnet_ros.pipeline.decode import DecodedFrame, WhiteLevelTracker, decode_message
 from vimpnet_ros.pipeline.outputs import (
     FrameOutputs,
     Processing,
@@ -113,6 +113,21 @@ class CameraPipeline:
         with self.counters.lock:
             self.counters.bad_input += 1
         self.report(self.name, "input", f"[{self.label}] frame dropped: {error}")
+
+    def receive(self, msg: Any, compressed: bool, inputs: InputSettings, extra: Any = None) -> SourceFrame | None:
+        """The one way in for a camera message (rclpy or rosbags: the same fields): its frame, or None if refused.
+
+        Sizes are checked against ``inputs`` before decoding; a refused message (over a limit,
+        undecodable, or anything else a message can provoke) is counted as bad input and reported,
+        never raised. ``extra`` travels with the frame to its outputs (bag-eval's bag time).
+        """
+        try:
+            return self.source(decode_message(msg, compressed, inputs.decode_limits), msg.header, inputs, extra)
+        except InputError as error:
+            self.count_bad_input(error)
+        except Exception as error:  # anything else a message can provoke: still one bad frame, never a crash
+            self.count_bad_input(InputError(f"{type(error).__name__}: {error}"))
+        return None
 
     def source(self, frame: DecodedFrame, header: Any, inputs: InputSettings, extra: Any = None) -> SourceFrame:
         """A decoded frame with its white level (``input_white_level``) and header stamp; InputError if unusable."""

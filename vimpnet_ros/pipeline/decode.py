@@ -199,6 +199,11 @@ def decode_compressed(msg: Any, limits: DecodeLimits) -> DecodedFrame:
     return DecodedFrame(np.ascontiguousarray(rgb), 65535 if sixteen else 255, "bgr16" if sixteen else "bgr8")
 
 
+def decode_message(msg: Any, compressed: bool, limits: DecodeLimits) -> DecodedFrame:
+    """A ``sensor_msgs/CompressedImage`` (``compressed``) or ``sensor_msgs/Image`` into RGB; InputError if unusable."""
+    return decode_compressed(msg, limits) if compressed else decode_image(msg, limits)
+
+
 def sensor_white_level(max_value: int) -> int:
     """The smallest common sensor range (8, 10, 12, 14 or 16 bits) that holds ``max_value``: 2^bits - 1."""
     for bits in SENSOR_BIT_DEPTHS:

@@ -261,3 +261,65 @@ def test_frames_keep_their_size_after_attacks(start_node: Any, probe_factory: An
     out = _by_stamp(probe, "/derained/image", BASE_STAMP)
     assert (out.width, out.height) == SIZE and status.processing == status.PROCESSING_RESTORED
     _assert_ok_shutdown(node)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720)])
+def test_a_tiny_jpeg_declaring_3500x3500_buys_no_more_than_a_usual_frame(
+    start_node: Any, probe_factory: Any, checkpoint: Path, size: tuple[int, int]
+) -> None:
+    """629 bytes declaring 3500x3500 among a camera's JPEG frames: decoded at the cost budget, good frames flow.
+
+    Without the budget it was decoded and restored at 1920x1080 (max_inference_pixels): 28 s of
+    inference on a CPU and +3.6 GB, while the camera's frames waited.
+    """
+    node = _start(start_node, checkpoint, log_throttle_s=0.0, window_size=3, input_transport="compressed",
+                  precision="auto")  # fmt: skip
+    probe = probe_factory()
+    assert probe.wait_connected(compressed=True), node.log()
+    tiny = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    marker = tiny.index(b"\xff\xc0")
+    bomb = tiny[: marker + 5] + (3500).to_bytes(2, "big") + (3500).to_bytes(2, "big") + tiny[marker + 9 :]
+    peak = [0.0]
+
+    def jpeg(index: int, data: bytes | None = None) -> CompressedImage:
+        if data is None:
+            data = cv2.imencode(".jpg", cv2.cvtColor(make_rgb(index, size), cv2.COLOR_RGB2BGR))[1].tobytes()
+        msg = CompressedImage(format="jpeg", data=array.array("B", data))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(BASE_STAMP + index * PERIOD_NS, 1_000_000_000)
+        return msg
+
+    def send_and_wait(msg: CompressedImage) -> Any:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        probe.send(msg)
+        deadline = time.monotonic() + 120.0
+        while not probe.has_stamp("/rain_status", stamp) and time.monotonic() < deadline:
+            peak[0] = max(peak[0], _rss_mb(node.pid))
+            probe.spin_for(0.1)
+        assert probe.has_stamp("/rain_status", stamp), node.log()[-3000:]
+        return next(m for m in probe.messages("/rain_status") if m.header.stamp.sec == msg.header.stamp.sec
+                    and m.header.stamp.nanosec == msg.header.stamp.nanosec)  # fmt: skip
+
+    before = [send_and_wait(jpeg(i)) for i in range(4)]  # the running size, period and speed are known now
+    usual = float(np.median([s.inference_time for s in before[1:]]))
+    usual_peak = peak[0]
+    assert len(bomb) < 700
+    started = time.monotonic()
+    attacked = send_and_wait(jpeg(4, bomb))
+    bomb_s = time.monotonic() - started
+    after = [send_and_wait(jpeg(i)) for i in range(5, 8)]
+    log = node.log()
+    print(
+        f"{size}: usual inference {usual:.2f} s, the 3500x3500 JPEG {attacked.inference_time:.2f} s "
+        f"({bomb_s:.2f} s from send to status), peak RSS {usual_peak:.0f} MB before, {peak[0]:.0f} MB in all"
+    )
+    assert "frame declares 3500x3500" in log and "running size" in log, log[-3000:]
+    assert attacked.processing == attacked.PROCESSING_RESTORED
+    assert attacked.inference_time < usual + 2.0, (attacked.inference_time, usual)  # < 2 s of extra work
+    assert all(s.processing == s.PROCESSING_RESTORED for s in after)  # good frames keep flowing
+    assert peak[0] < usual_peak + 300, (usual_peak, peak[0])
+    if size == (640, 480):
+        assert peak[0] < 1500, peak[0]
+    out = _by_stamp(probe, "/derained/image", BASE_STAMP + 4 * PERIOD_NS)
+    assert out.width * out.height < 1.1 * size[0] * size[1] and out.width == out.height  # the budget's size
+    _assert_ok_shutdown(node)

@@ -187,6 +187,7 @@ class CameraStats:
             ("frames_bad_input", str(c.bad_input)),
             ("frames_dropped", str(c.dropped)),
             ("frames_stamp_suspect", str(c.stamp_suspect)),
+            ("frames_over_budget", str(c.over_budget)),
             ("inference_failures", str(c.failures)),
             ("stream_resets", str(c.resets)),
             ("gated", str(gated).lower()),

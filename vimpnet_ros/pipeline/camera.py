@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vimpnet_ros.errors import InputError
-from vimpnet_ros.pipeline.decode import DecodedFrame, WhiteLevelTracker, decode_message
+from vimpnet_ros.pipeline.budget import FrameBudget
+from vimpnet_ros.pipeline.decode import DecodedFrame, WhiteLevelTracker, declared_size, decode_message
 from vimpnet_ros.pipeline.outputs import (
     FrameOutputs,
     Processing,
@@ -81,6 +82,7 @@ class CameraCounters:
     consecutive_failures: int = 0
     resets: int = 0
     stamp_suspect: int = 0  # processed, but the stamp was implausible against the clock
+    over_budget: int = 0  # declared more work than frame_cost_periods allows: resized before decoding, or refused
     last_error: str = ""
 
     @property
@@ -98,6 +100,8 @@ class CameraPipeline:
         #: The camera's ring buffer in ``engine`` (read through its public methods; the engine fills it).
         self.stream: Stream = engine.open_stream(name or "camera")
         self.report = report
+        #: What this camera's frames may cost (running size and period, the device's measured rate).
+        self.budget = FrameBudget(str(engine.device))
         self.gate = RainGate()
         self.white_level = WhiteLevelTracker()
         self.counters = CameraCounters()
@@ -122,12 +126,41 @@ class CameraPipeline:
         never raised. ``extra`` travels with the frame to its outputs (bag-eval's bag time).
         """
         try:
-            return self.source(decode_message(msg, compressed, inputs.decode_limits), msg.header, inputs, extra)
+            return self.source(self.decode(msg, compressed, inputs), msg.header, inputs, extra)
         except InputError as error:
             self.count_bad_input(error)
         except Exception as error:  # anything else a message can provoke: still one bad frame, never a crash
             self.count_bad_input(InputError(f"{type(error).__name__}: {error}"))
         return None
+
+    def decode(self, msg: Any, compressed: bool, inputs: InputSettings) -> DecodedFrame:
+        """Decode a camera message within the input limits and the frame cost budget; InputError if unusable.
+
+        A frame that declares more work than ``frame_cost_periods`` allows (pipeline/budget.py) is
+        decoded at the budget's size (``frame_cost_policy: resize``; a JPEG at a reduced DCT scale)
+        or refused, counted and reported, a jump far above the camera's running size by name.
+        """
+        limits = inputs.decode_limits
+        width, height = declared_size(msg, compressed)
+        limits.check(width, height, "declared size")
+        budget, cap = self.budget, self.engine.config.max_inference_pixels
+        allowed = budget.allowed_pixels(width, height, inputs.frame_cost_periods, cap)
+        jump = budget.is_jump(width, height)
+        budget.observe(width, height, header_stamp_ns(msg.header))
+        if allowed:
+            with self.counters.lock:
+                self.counters.over_budget += 1
+            cost = f"{width}x{height}"
+            if jump:
+                cost += f", {width * height / (budget.running_pixels or 1):.0f}x this camera's running size"
+            cost += (
+                f", would cost ~{budget.seconds_per_pixel * min(width * height, cap or width * height):.1f} s against its "
+                f"{budget.period_s * 1e3:.0f} ms period (frame_cost_periods {inputs.frame_cost_periods:g})"
+            )
+            if inputs.frame_cost_policy == "refuse":
+                raise InputError(f"frame declares {cost}; refused before decoding (frame_cost_policy refuse)")
+            self.report(self.name, "budget", f"[{self.label}] frame declares {cost}; decoded at {allowed} pixels")
+        return decode_message(msg, compressed, limits, allowed)
 
     def source(self, frame: DecodedFrame, header: Any, inputs: InputSettings, extra: Any = None) -> SourceFrame:
         """A decoded frame with its white level (``input_white_level``) and header stamp; InputError if unusable."""
@@ -221,6 +254,9 @@ class CameraPipeline:
         with self.counters.lock:
             self.counters.consecutive_failures = 0
             self.counters.restored += 1
+        height, width = result.image.shape[:2]
+        cap = self.engine.config.max_inference_pixels
+        self.budget.measured(result.inference_ms / 1e3, min(width * height, cap) if cap > 0 else width * height)
         latency = self._latency_s(source, now_ns, settings.inputs)
         status = self._status(
             Processing.RESTORED,

@@ -118,11 +118,39 @@ def output_encoding(input_encoding: str) -> str:
     return RAW_ENCODINGS[input_encoding][2]
 
 
-def decode_image(msg: Any, limits: DecodeLimits) -> DecodedFrame:
+def declared_size(msg: Any, compressed: bool) -> tuple[int, int]:
+    """(width, height) a message declares, read without decoding (a compressed stream's own header)."""
+    if not compressed:
+        return int(msg.width), int(msg.height)
+    data = _as_bytes(msg.data)
+    if data.size == 0:
+        raise InputError(f"empty compressed image, format '{msg.format}'")
+    return compressed_size(data, f"compressed image, format '{msg.format}'")[1:]
+
+
+def fit_pixels(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """The largest size of the same aspect with at most ``max_pixels`` pixels (unchanged when it fits; 0 = no cap)."""
+    if max_pixels <= 0 or width * height <= max_pixels:
+        return width, height
+    scale = (max_pixels / (width * height)) ** 0.5
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def _shrink(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
+    """``rgb`` resized (area averaging) to at most ``max_pixels`` pixels; unchanged when it fits."""
+    height, width = rgb.shape[:2]
+    size = fit_pixels(width, height, max_pixels)
+    if size == (width, height):
+        return rgb
+    return np.ascontiguousarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+
+
+def decode_image(msg: Any, limits: DecodeLimits, max_pixels: int = 0) -> DecodedFrame:
     """Decode a ``sensor_msgs/Image`` (any flavour) into RGB; InputError for anything unusable.
 
     16-bit encodings come back as uint16 with white level 65535; :class:`WhiteLevelTracker`
-    sets the camera's real range.
+    sets the camera's real range. ``max_pixels`` > 0 returns a frame of at most that many
+    pixels (rows and columns are skipped before conversion, then area-averaged).
     """
     encoding = str(msg.encoding)
     if encoding not in RAW_ENCODINGS:
@@ -138,6 +166,11 @@ def decode_image(msg: Any, limits: DecodeLimits) -> DecodedFrame:
     if data.size != step * height:
         raise InputError(f"data length {data.size} != step x height = {step} x {height} = {step * height} ({encoding})")
     rows = data.reshape(height, step)[:, :row_bytes]
+    skip = _skip_factor(width, height, max_pixels) if not encoding.startswith("bayer_") else 1
+    if skip > 1:  # keep every skip-th row and pixel: the conversion below then costs the reduced size only
+        pixels = rows.reshape(height, width, channels * depth)[::skip, ::skip]
+        height, width = pixels.shape[:2]
+        rows = np.ascontiguousarray(pixels).reshape(height, width * channels * depth)
     if depth == 2:
         order = ">" if int(msg.is_bigendian) else "<"
         pixels = np.ascontiguousarray(rows).view(f"{order}u2").astype(np.uint16).reshape(height, width, channels)
@@ -151,7 +184,14 @@ def decode_image(msg: Any, limits: DecodeLimits) -> DecodedFrame:
         rgb = pixels[:, :, 2::-1]
     else:
         rgb = pixels[:, :, :3]
-    return DecodedFrame(np.ascontiguousarray(rgb), 255 if depth == 1 else 65535, published)
+    return DecodedFrame(_shrink(np.ascontiguousarray(rgb), max_pixels), 255 if depth == 1 else 65535, published)
+
+
+def _skip_factor(width: int, height: int, max_pixels: int) -> int:
+    """The largest whole step that keeps a frame at or above ``max_pixels`` (1 when it fits or there is no cap)."""
+    if max_pixels <= 0 or width * height <= max_pixels:
+        return 1
+    return max(1, int((width * height / max_pixels) ** 0.5))
 
 
 def compressed_size(data: np.ndarray, label: str = "compressed image") -> tuple[str, int, int]:
@@ -171,11 +211,17 @@ def compressed_size(data: np.ndarray, label: str = "compressed image") -> tuple[
     return COMPRESSED_FORMATS[name], int(width), int(height)
 
 
-def decode_compressed(msg: Any, limits: DecodeLimits) -> DecodedFrame:
+#: JPEG decoding at 1/2, 1/4, 1/8 scale (libjpeg scales in the DCT: the cost is that of the reduced image).
+_JPEG_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def decode_compressed(msg: Any, limits: DecodeLimits, max_pixels: int = 0) -> DecodedFrame:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG, whatever ``format`` claims) into RGB.
 
     The size in the stream's header is checked against ``limits`` first, so a small file that
     declares a huge image is rejected without allocating it. 16-bit PNGs keep 16 bits.
+    ``max_pixels`` > 0 returns a frame of at most that many pixels; a JPEG is then decoded at
+    the smallest 1/2, 1/4 or 1/8 scale still at least that large, so it never costs its full size.
     """
     data = _as_bytes(msg.data)
     label = f"compressed image, format '{msg.format}'"
@@ -184,8 +230,15 @@ def decode_compressed(msg: Any, limits: DecodeLimits) -> DecodedFrame:
     limits.check_bytes(data.size, label)
     kind, width, height = compressed_size(data, label)
     limits.check(width, height, f"{kind} {label}")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0 or image.shape[:2] != (height, width):
+    flag, scale = cv2.IMREAD_UNCHANGED, 1
+    if kind == "jpeg" and max_pixels > 0:
+        for factor, reduced in _JPEG_REDUCED:
+            if (width // factor) * (height // factor) >= max_pixels:
+                flag, scale = reduced, factor
+                break
+    image = cv2.imdecode(data, flag)
+    expected = (-(-height // scale), -(-width // scale))  # libjpeg rounds a reduced size up
+    if image is None or image.size == 0 or image.shape[:2] != expected:
         raise InputError(f"cannot decode {label} ({data.size} bytes)")
     if image.dtype not in (np.uint8, np.uint16):
         raise InputError(f"{label} decodes to {image.dtype}; only 8- and 16-bit images are supported")
@@ -196,12 +249,17 @@ def decode_compressed(msg: Any, limits: DecodeLimits) -> DecodedFrame:
     else:
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     sixteen = rgb.dtype == np.uint16
-    return DecodedFrame(np.ascontiguousarray(rgb), 65535 if sixteen else 255, "bgr16" if sixteen else "bgr8")
+    return DecodedFrame(_shrink(np.ascontiguousarray(rgb), max_pixels), 65535 if sixteen else 255,
+                        "bgr16" if sixteen else "bgr8")  # fmt: skip
 
 
-def decode_message(msg: Any, compressed: bool, limits: DecodeLimits) -> DecodedFrame:
-    """A ``sensor_msgs/CompressedImage`` (``compressed``) or ``sensor_msgs/Image`` into RGB; InputError if unusable."""
-    return decode_compressed(msg, limits) if compressed else decode_image(msg, limits)
+def decode_message(msg: Any, compressed: bool, limits: DecodeLimits, max_pixels: int = 0) -> DecodedFrame:
+    """A ``sensor_msgs/CompressedImage`` (``compressed``) or ``sensor_msgs/Image`` into RGB; InputError if unusable.
+
+    ``max_pixels`` > 0: at most that many pixels, never decoding the full size where the format allows.
+    """
+    decode = decode_compressed if compressed else decode_image
+    return decode(msg, limits, max_pixels)
 
 
 def sensor_white_level(max_value: int) -> int:

@@ -37,6 +37,8 @@ RELIABILITIES: tuple[str, ...] = ("best_effort", "reliable", "system_default")
 AUTO_RELIABILITY = "auto"
 INPUT_RELIABILITIES: tuple[str, ...] = (AUTO_RELIABILITY, *RELIABILITIES)
 STREAK_ENCODINGS: tuple[str, ...] = ("mono8", "32FC1")
+#: What happens to a frame that declares more work than frame_cost_periods allows.
+FRAME_COST_POLICIES: tuple[str, ...] = ("resize", "refuse")
 _CAMERA_RE = re.compile(r"^/?[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*$")
 #: p95 latency budgets when ``latency_budget_ms`` is 0 (auto), by the engine's device kind [ms].
 AUTO_LATENCY_BUDGET_MS: dict[str, float] = {"cuda": 100.0, "cpu": 5000.0}
@@ -228,6 +230,18 @@ class InputSettings:
         "full-scale value of 16-bit inputs (4095 for a 12-bit camera); 0 = the smallest 8/10/12/14/16-bit "
         "range the camera's frames have reached",
         int_range=(0, 65535, 0),
+    )
+    frame_cost_periods: float = param(
+        3.0,
+        "the most camera periods of inference one frame may cost beyond the camera's usual frames, judged from "
+        "its declared size before decoding, the device's measured speed and the camera's rate; a frame over it "
+        "is decoded smaller (frame_cost_policy) (0 = no bound)",
+        float_range=(0.0, 1e6),
+    )
+    frame_cost_policy: str = param(
+        "resize",
+        "frames over frame_cost_periods: resize (decoded at the budget's size, published at that size) or refuse",
+        choices=FRAME_COST_POLICIES,
     )
     max_stamp_skew_s: float = param(
         60.0,

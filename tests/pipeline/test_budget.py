@@ -1,0 +1,72 @@
+"""The frame cost budget: declared sizes against the camera's running size and period and the device's speed."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+
+from vimpnet_ros.pipeline.budget import (
+    DEFAULT_PERIOD_S,
+    FLOOR_PIXELS,
+    PRIOR_SECONDS_PER_PIXEL,
+    START_PIXELS,
+    FrameBudget,
+)
+from vimpnet_ros.pipeline.decode import DecodeLimits, declared_size, decode_compressed, decode_image
+
+PERIOD_NS = 33_333_333
+
+
+def _camera(width: int, height: int, frames: int = 8, seconds: float = 2.0) -> FrameBudget:
+    """A CPU budget that has seen ``frames`` of a 30 Hz camera and restored them in ``seconds`` each."""
+    budget = FrameBudget("cpu")
+    for i in range(frames):
+        budget.observe(width, height, i * PERIOD_NS)
+        budget.measured(seconds, width * height)
+    return budget
+
+
+def test_a_frame_far_over_the_running_size_gets_only_a_few_periods_more() -> None:
+    budget = _camera(640, 480)
+    assert budget.running_pixels == 640 * 480 and abs(budget.period_s - 1 / 30) < 1e-6
+    assert budget.allowed_pixels(640, 480, 3.0, 1920 * 1080) == 0  # the usual frame: no bound
+    allowed = budget.allowed_pixels(3500, 3500, 3.0, 1920 * 1080)
+    extra_s = (allowed - 640 * 480) * budget.seconds_per_pixel
+    assert 0 < extra_s <= 3 / 30 + 1e-9 and budget.is_jump(3500, 3500) and not budget.is_jump(800, 600)
+    assert budget.allowed_pixels(3500, 3500, 0.0, 1920 * 1080) == 0  # frame_cost_periods 0: no budget
+
+
+def test_the_budget_follows_the_device_and_a_camera_that_really_changed_size() -> None:
+    fresh = FrameBudget("cuda:0")
+    assert fresh.seconds_per_pixel == PRIOR_SECONDS_PER_PIXEL["cuda"] and fresh.period_s == DEFAULT_PERIOD_S
+    assert fresh.allowed_pixels(3840, 2160, 3.0, 0) == 0  # a GPU starts with 4K at no cost
+    cpu = FrameBudget("cpu")
+    assert cpu.allowed_pixels(3840, 2160, 3.0, 0) < 3840 * 2160 and cpu.allowed_pixels(1280, 720, 3.0, 0) == 0
+    assert START_PIXELS["cpu"] == 1280 * 720
+    budget = _camera(640, 480)
+    for i in range(8, 20):  # the camera switched to 1920x1080 for good: the median follows
+        budget.observe(1920, 1080, i * PERIOD_NS)
+    assert budget.allowed_pixels(1920, 1080, 3.0, 1920 * 1080) == 0
+    # inference stops growing at max_inference_pixels: a frame over it costs what the cap costs
+    assert _camera(3840, 2160).allowed_pixels(7680, 4320, 3.0, 1920 * 1080) == 0
+    # a camera of tiny frames: their cost is overhead, not pixels; frames up to FLOOR_PIXELS are never bounded
+    tiny = _camera(3, 5, seconds=0.3)
+    assert tiny.allowed_pixels(320, 240, 3.0, 0) == 0 and tiny.allowed_pixels(3500, 3500, 3.0, 0) == FLOOR_PIXELS
+
+
+def test_decoding_to_a_pixel_budget_never_pays_the_declared_size() -> None:
+    rgb = (np.random.default_rng(0).random((720, 1280, 3)) * 255).astype(np.uint8)
+    raw = SimpleNamespace(encoding="rgb8", height=720, width=1280, step=1280 * 3, is_bigendian=0, data=rgb.tobytes())
+    assert declared_size(raw, compressed=False) == (1280, 720)
+    small = decode_image(raw, DecodeLimits(), 100_000).rgb
+    assert small.shape[0] * small.shape[1] <= 100_000 and abs(small.shape[1] / small.shape[0] - 16 / 9) < 0.02
+    assert np.array_equal(decode_image(raw, DecodeLimits()).rgb, rgb)
+    tiny = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    marker = tiny.index(b"\xff\xc0")
+    bomb = tiny[: marker + 5] + (3500).to_bytes(2, "big") + (3500).to_bytes(2, "big") + tiny[marker + 9 :]
+    jpeg = SimpleNamespace(format="jpeg", data=bomb)
+    assert declared_size(jpeg, compressed=True) == (3500, 3500)
+    frame = decode_compressed(jpeg, DecodeLimits(), 300_000).rgb  # decoded at 1/4 scale, then fitted
+    assert frame.shape[0] * frame.shape[1] <= 300_000 and frame.shape[0] == frame.shape[1]

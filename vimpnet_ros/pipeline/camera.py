@@ -153,8 +153,9 @@ class CameraPipeline:
             cost = f"{width}x{height}"
             if jump:
                 cost += f", {width * height / (budget.running_pixels or 1):.0f}x this camera's running size"
+            inferred = min(width * height, cap) if cap > 0 else width * height
             cost += (
-                f", would cost ~{budget.seconds_per_pixel * min(width * height, cap or width * height):.1f} s against its "
+                f", would cost ~{budget.seconds_per_pixel * inferred:.1f} s against its "
                 f"{budget.period_s * 1e3:.0f} ms period (frame_cost_periods {inputs.frame_cost_periods:g})"
             )
             if inputs.frame_cost_policy == "refuse":

@@ -119,8 +119,8 @@ def _named_actor(name: str) -> Any:
 class SegmentWorker:
     """Holds one loaded engine (``threads`` CPU threads, or the GPU Ray gave the actor); runs units on it.
 
-    Made a Ray actor by :func:`vimpnet_ros.fleet.run.worker_class`; plain Python here so it can be
-    tested and profiled without Ray.
+    The driver makes it a Ray actor (``ray.remote(SegmentWorker)`` in :mod:`vimpnet_ros.fleet.run`); plain
+    Python here, so it runs and profiles without Ray too.
     """
 
     def __init__(

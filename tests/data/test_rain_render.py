@@ -220,7 +220,12 @@ def test_held_out_preset_shifts_the_ranges() -> None:
     from vimpnet_ros.data.rain.config import load_rain_config, preset_path
 
     held_out = load_rain_config("heldout")
-    assert set(PRESETS) == {"default", "heldout", "light"} and all(preset_path(n).is_file() for n in PRESETS)
+    assert set(PRESETS) == {"default", "heldout", "light", "wide", "none"}
+    assert all(preset_path(n).is_file() for n in PRESETS)
+    wide, none = load_rain_config("wide"), load_rain_config("none")
+    assert wide.drops.radius[1] == 0.10  # drops up to a fifth of the frame across
+    assert wide.streaks == RainConfig().streaks
+    assert none.streaks.probability == none.drops.probability == 0.0 and none.sensor == RainConfig().sensor
     assert held_out.drops.radius[1] > RainConfig().drops.radius[1]
     assert held_out.streaks.density[1] > RainConfig().streaks.density[1]
     assert held_out.sensor.jpeg_quality[0] < RainConfig().sensor.jpeg_quality[0]

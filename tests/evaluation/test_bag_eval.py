@@ -20,7 +20,7 @@ from vimpnet_ros.bags.io import BagReader, BagWriter
 from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
 from vimpnet_ros.bags.typestore import make_typestore
 from vimpnet_ros.errors import BagError, ConfigError
-from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, LiveRun, evaluate_bag, replay_rate_hz
+from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, LiveRun, evaluate_bag, replay_rate_hz, run_bag_eval
 from vimpnet_ros.pipeline.settings import load_node_settings
 
 
@@ -365,3 +365,41 @@ def test_live_run_from_bag_play_stats(tmp_path: Path, tiny_bag: Path) -> None:
         LiveRun.from_play_stats(tiny_bag, stats)
     with pytest.raises(ConfigError, match="cannot read bag-play stats"):
         LiveRun.from_play_stats(tiny_bag, tmp_path / "missing.json")
+
+
+def test_a_stop_signal_finishes_the_output_bag_and_the_report_with_what_was_done(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """A real SIGTERM to this process after 3 of 8 frames: a readable bag and a report of those 3, no debris."""
+    import os
+    import signal
+
+    from vimpnet_ros.bags.stop import StopRequest
+
+    bag = tmp_path / "input"
+    write_sample_bag(bag, SampleBagConfig(**{**TINY.__dict__, "num_frames": 8}))
+    output = tmp_path / "report" / "output_bag"
+
+    class SignalAfter:
+        """A progress counter that sends SIGTERM to this process once 3 frames are done."""
+
+        def __init__(self) -> None:
+            self.n = 0
+
+        def update(self, count: int) -> None:
+            self.n += count
+            if self.n == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    options = BagEvalOptions(output_bag=output, progress=False)
+    with StopRequest() as stop:
+        run = run_bag_eval(bag, tmp_path / "report", _settings(checkpoint), options, progress=SignalAfter(), stop=stop)
+    assert stop.name == "SIGTERM" and stop.exit_code == 143
+    assert run.report.interrupted == {"signal": "SIGTERM", "frames_done": 3, "frames_total": 8}
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["interrupted"]["frames_done"] == 3 and any("interrupted by SIGTERM" in n for n in report["notes"])
+    assert "interrupted by SIGTERM after 3 of 8 frames" in (tmp_path / "report" / "report.md").read_text()
+    with BagReader(output) as reader:
+        counts = {t.name: t.count for t in reader.topics()}
+    assert counts["/camera/derained/image"] == 3 and counts["/camera/rain_status"] == 3
+    assert [p.name for p in (tmp_path / "report").iterdir() if p.name.startswith(".")] == []  # no hidden debris

@@ -25,6 +25,7 @@ import numpy as np
 
 from vimpnet_ros.bags.images import array_to_image, camera_info, make_header, rgb_to_compressed
 from vimpnet_ros.bags.io import BagWriter
+from vimpnet_ros.bags.stop import StopRequest
 from vimpnet_ros.bags.typestore import make_typestore
 from vimpnet_ros.errors import ConfigError
 
@@ -106,8 +107,14 @@ def sample_topics(config: SampleBagConfig) -> SampleTopics:
     )
 
 
-def write_sample_bag(path: str | Path, config: SampleBagConfig | None = None, overwrite: bool = False) -> SampleTopics:
-    """Render a rainy clip and write it with ground truth to the bag ``path``; returns the topic names."""
+def write_sample_bag(
+    path: str | Path, config: SampleBagConfig | None = None, overwrite: bool = False, stop: StopRequest | None = None
+) -> SampleTopics:
+    """Render a rainy clip and write it with ground truth to the bag ``path``; returns the topic names.
+
+    With ``stop``, a signal while writing finishes the bag with the frames written so far (one
+    before, with ``stop.deferred`` off while rendering, interrupts at once and leaves no bag).
+    """
     from vimpnet_ros.data import load_rain_config, make_clean_clip, make_road_clip, render_video
 
     config = config or SampleBagConfig()
@@ -118,6 +125,8 @@ def write_sample_bag(path: str | Path, config: SampleBagConfig | None = None, ov
         clean = make_clean_clip(config.image, config.num_frames, config.size, rng)
     video = render_video(clean, load_rain_config(config.rain_config), rng)
     topics = sample_topics(config)
+    if stop is not None:
+        stop.deferred = True  # from here on a signal finishes the bag with the frames written
     store = make_typestore(config.distro)
     period_ns = round(1e9 / config.fps)
     width, height = config.size
@@ -126,6 +135,8 @@ def write_sample_bag(path: str | Path, config: SampleBagConfig | None = None, ov
         path, storage=config.storage, typestore=store, overwrite=overwrite, custom_data=custom, distro=config.distro
     ) as writer:
         for index in range(video.num_frames):
+            if stop is not None and stop.requested:
+                break
             stamp = SAMPLE_START_NS + index * period_ns
             header = make_header(store, stamp, config.frame_id)
             if config.compressed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate; print a short summary; exit 2 with one line on bad input."""
+    from vimpnet_ros.bags.stop import StopRequest
     from vimpnet_ros.evaluation.bag_eval import BagEvalOptions, evaluate_bag
     from vimpnet_ros.evaluation.report import REPORT_MD
 
@@ -88,9 +90,18 @@ def run(args: argparse.Namespace) -> int:
         gt=topic_pairs(args.gt, "--gt"),
         gt_masks=topic_pairs(args.gt_mask, "--gt-mask"),
     )
-    report = evaluate_bag(args.bag, args.report, settings, options)
+    with StopRequest() as stop:  # SIGINT/SIGTERM: finish the frame in hand, then the bag and the report
+        report = evaluate_bag(args.bag, args.report, settings, options, stop=stop)
     print(summary_lines(report.to_dict()))
     print(f"report: {args.report / REPORT_MD}" + (f"  output bag: {output_bag}" if output_bag else ""))
+    if report.interrupted is not None:
+        done, total = report.interrupted["frames_done"], report.interrupted["frames_total"]
+        print(
+            f"vimpnet-ros bag-eval: interrupted by {stop.name} after {done} of {total} frames; the output bag and "
+            "the report hold the frames done",
+            file=sys.stderr,
+        )
+        return stop.exit_code
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from vimpnet_ros.cli.arguments import size_type
 
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Render and write the bag; print its topics."""
     from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
+    from vimpnet_ros.bags.stop import StopRequest
 
     config = SampleBagConfig(
         num_frames=args.frames,
@@ -47,7 +50,18 @@ def run(args: argparse.Namespace) -> int:
         distro=args.distro,
     )
     started = time.monotonic()
-    topics = write_sample_bag(args.output, config, overwrite=args.overwrite)
+    # SIGINT/SIGTERM: while rendering, stop at once (nothing written); while writing, finish the bag so far
+    with StopRequest(deferred=False) as stop:
+        try:
+            topics = write_sample_bag(args.output, config, overwrite=args.overwrite, stop=stop)
+        except KeyboardInterrupt:
+            if not stop.requested:
+                raise
+    if stop.requested:
+        written = stop.deferred and Path(args.output).exists()  # a second signal while writing drops the bag
+        held = "holds the frames written before it" if written else "was not written"
+        print(f"vimpnet-ros make-sample-bag: interrupted by {stop.name}; {args.output} {held}", file=sys.stderr)
+        return stop.exit_code
     width, height = config.size
     print(
         f"wrote {args.output}: {config.num_frames} frames {width}x{height} at {config.fps:g} fps "

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vimpnet_ros.bags.io import BagReader, BagWriter, TopicSummary
+from vimpnet_ros.bags.stop import StopRequest
 from vimpnet_ros.bags.typestore import COMPRESSED_TYPE, IMAGE_TYPE, IMAGE_TYPES, RAIN_STATUS_TYPE, make_typestore
 from vimpnet_ros.errors import BagError, ConfigError, InputError
 from vimpnet_ros.evaluation.scoring import (
@@ -115,6 +116,8 @@ class EvalReport:
     wall_s: float = 0.0
     topic_counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Set when a stop signal ended the run early: ``{"signal", "frames_done", "frames_total"}``.
+    interrupted: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (NaN -> None)."""
@@ -335,11 +338,17 @@ class _Evaluation:
     def _report(camera: str, kind: str, text: str, error: bool = False) -> None:
         (LOGGER.error if error else LOGGER.warning)("%s", text)
 
-    def run(self, progress: Any) -> None:
-        """Every message in bag order (a segment's topics from its start), then the end of each stream."""
+    def run(self, progress: Any, stop: StopRequest | None = None) -> None:
+        """Every message in bag order (a segment's topics from its start), then the end of each stream.
+
+        A ``stop`` request ends the reading between two messages; the frames read so far are
+        still restored to their end, written and scored.
+        """
         segment = self.options.segment
         wanted = None if segment is None else [*self.states, *self.gt_lookup]
         for message in self.reader.messages(wanted, segment.read_from_ns if segment else None):
+            if stop is not None and stop.requested:
+                break
             if self.writer is not None and self.options.copy_input and segment is None:
                 self.writer.write_passthrough(message.connection, message.timestamp, message.raw)
             if message.topic in self.gt_lookup:
@@ -554,13 +563,15 @@ def evaluate_bag(
     settings: NodeSettings,
     options: BagEvalOptions | None = None,
     engine: InferenceEngine | None = None,
+    stop: StopRequest | None = None,
 ) -> EvalReport:
     """Run the node's pipeline over every frame of ``bag``; write the output bag and (if ``report_dir``) the report.
 
     ``settings``: node settings (:func:`~vimpnet_ros.pipeline.settings.load_node_settings`); ``engine``: an
-    already loaded ``InferenceEngine`` for these settings (else one is built and loaded here).
+    already loaded ``InferenceEngine`` for these settings (else one is built and loaded here); ``stop``: see
+    :func:`run_bag_eval`.
     """
-    return run_bag_eval(bag, report_dir, settings, options, engine).report
+    return run_bag_eval(bag, report_dir, settings, options, engine, stop=stop).report
 
 
 def run_bag_eval(
@@ -570,11 +581,14 @@ def run_bag_eval(
     options: BagEvalOptions | None = None,
     engine: InferenceEngine | None = None,
     progress: Any = None,
+    stop: StopRequest | None = None,
 ) -> BagEvalRun:
     """:func:`evaluate_bag`, also returning the per-frame records (the fleet merges segments from them).
 
     ``progress``: where restored frames are counted (anything with ``update(n)``, such as the fleet's counter);
-    None = bag-eval's own progress bar (off when ``options.progress`` is).
+    None = bag-eval's own progress bar (off when ``options.progress`` is). ``stop``: a stop signal
+    ends the run after the frame in hand; the output bag and the report then hold the frames done,
+    and the report says it was interrupted (``EvalReport.interrupted``).
     """
     from tqdm import tqdm
 
@@ -605,8 +619,15 @@ def run_bag_eval(
         try:
             if writer is not None:
                 writer.open()
-            evaluation.run(bar)
+            evaluation.run(bar, stop)
             report = evaluation.finish(bag, started)
+            if stop is not None and stop.requested:
+                done = sum(state.report.frames_in for state in evaluation.states.values())
+                report.interrupted = {"signal": stop.name, "frames_done": done, "frames_total": evaluation.total}
+                report.notes.append(
+                    f"interrupted by {stop.name} after {done} of {evaluation.total} frames: this report and the "
+                    "output bag hold the frames done"
+                )
             if writer is not None:
                 writer.close()
             records = [r for s in evaluation.states.values() for r in s.records]

@@ -47,7 +47,8 @@ setup(
         # Training: logs, progress bars, the clean clips drawn from scikit-image's sample images, footage from bags.
         "train": ["tensorboard>=2.15", "tqdm>=4.66", "scikit-image>=0.22", "rosbags>=0.10"],
         # Bag tools (bag-play, bag-eval, bag-info, record), evaluation reports and their plots.
-        "eval": ["rosbags>=0.10", "rosbags-image[opencv-headless]>=0.10", "matplotlib>=3.8", "tqdm>=4.66"],
+        # mcap: the readable part of a truncated MCAP bag (rosbags needs the index such a file lacks).
+        "eval": ["rosbags>=0.10", "rosbags-image[opencv-headless]>=0.10", "matplotlib>=3.8", "tqdm>=4.66", "mcap>=1.1"],
         # ONNX export and the ONNX Runtime backend (torch.onnx.export(dynamo=True) needs onnx and onnxscript).
         "export": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],
         # The test suite: reference metrics (scikit-image) and an MCAP reader independent of rosbags.

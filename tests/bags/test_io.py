@@ -21,7 +21,7 @@ from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, W
 from tests.bags.conftest import TINY, make_humble_like
 from vimpnet_ros.bags.images import array_to_image, make_header, message_to_rgb, stamp_ns
 from vimpnet_ros.bags.io import DEFAULT_OFFERED_QOS, BagReader, BagWriter
-from vimpnet_ros.bags.sample import SAMPLE_START_NS
+from vimpnet_ros.bags.sample import SAMPLE_START_NS, SampleBagConfig, write_sample_bag
 from vimpnet_ros.bags.typestore import IMAGE_TYPE, RAIN_STATUS_TYPE, make_typestore
 from vimpnet_ros.errors import BagError
 
@@ -99,6 +99,31 @@ def test_unreadable_bags_raise_bag_error(tmp_path: Path) -> None:
     (corrupt / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: 9}\n")
     with pytest.raises(BagError, match="cannot read bag"):
         BagReader(corrupt).open()
+
+
+def test_a_truncated_mcap_is_read_up_to_the_cut_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bag cut at 60 %: the messages before the cut are read (counts follow), once warned; the rest is gone."""
+    bag = tmp_path / "cut"
+    config = SampleBagConfig(num_frames=16, size=(320, 192), fps=TINY.fps, seed=1)  # several MCAP chunks
+    write_sample_bag(bag, config)
+    (storage,) = bag.glob("*.mcap")
+    original = storage.read_bytes()
+    storage.write_bytes(original[: len(original) * 6 // 10])
+    with caplog.at_level(logging.WARNING), BagReader(bag) as reader:
+        images = [stamp_ns(reader.deserialize(m).header) for m in reader.messages(["/camera/image"])]
+        counts = {t.name: t.count for t in reader.topics()}
+        repaired = reader._repaired
+    assert 0 < len(images) < config.num_frames and counts["/camera/image"] == len(images)
+    assert images == [SAMPLE_START_NS + i * round(1e9 / TINY.fps) for i in range(len(images))]  # in order, whole
+    warnings = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(warnings) == 1 and "before the cut" in warnings[0]
+    assert repaired is not None and not repaired.exists()  # the repaired copy is removed on close
+    for damaged in (b"not an mcap file at all", original[:200]):  # not an MCAP; cut before its first message
+        storage.write_bytes(damaged)
+        with pytest.raises(BagError, match="cannot read bag"):
+            BagReader(bag).open()
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

@@ -145,6 +145,61 @@ def _topics_missing_from_storage(listed: Sequence[Connection], files: Sequence[P
     return sorted({c.topic for c in listed if c.msgcount and not any(_same_topic_record(c, other) for other in stored)})
 
 
+#: How an MCAP file ends when it was closed properly (its magic bytes).
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+def _mcap_is_cut(path: Path) -> bool:
+    """Whether a file starts like an MCAP file but does not end like one (it was cut short)."""
+    with path.open("rb") as handle:
+        if handle.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
+            return False
+        handle.seek(max(0, path.stat().st_size - len(MCAP_MAGIC)))
+        return handle.read() != MCAP_MAGIC
+
+
+def _copy_readable_mcap(bag: Path, files: Sequence[Path], info: Mapping[str, Any], folder: Path) -> int:
+    """Copy ``bag`` into ``folder`` with every MCAP file rewritten from its records before the cut; messages kept.
+
+    The official ``mcap`` reader streams records without the index a truncated file lacks; its
+    writer gives the copy a new index. ``metadata.yaml`` is copied with the counts of the copy.
+    """
+    from mcap.exceptions import McapError
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+    from mcap.writer import CompressionType
+    from mcap.writer import Writer as McapWriter
+
+    counts: Counter[str] = Counter()
+    for source in files:
+        with source.open("rb") as reading, (folder / source.name).open("wb") as writing:
+            writer = McapWriter(writing, compression=CompressionType.NONE)
+            writer.start(profile="ros2", library="vimpnet_ros (repaired copy)")
+            schemas: dict[int, int] = {}
+            channels: dict[int, tuple[int, str]] = {}
+            with contextlib.suppress(McapError, EOFError, ValueError):  # the cut: everything before it is kept
+                for record in StreamReader(reading, skip_magic=False, emit_chunks=False).records:
+                    if isinstance(record, Schema):
+                        schemas[record.id] = writer.register_schema(record.name, record.encoding, record.data)
+                    elif isinstance(record, Channel):
+                        channel = writer.register_channel(
+                            record.topic, record.message_encoding, schemas.get(record.schema_id, 0), record.metadata
+                        )
+                        channels[record.id] = (channel, record.topic)
+                    elif isinstance(record, Message) and record.channel_id in channels:
+                        channel, topic = channels[record.channel_id]
+                        writer.add_message(channel, record.log_time, record.data, record.publish_time, record.sequence)
+                        counts[topic] += 1
+            writer.finish()
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())
+    section = meta["rosbag2_bagfile_information"]
+    for entry in section.get("topics_with_message_count") or []:
+        entry["message_count"] = counts.get(entry.get("topic_metadata", {}).get("name", ""), 0)
+    section["message_count"] = sum(counts.values())
+    (folder / "metadata.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return sum(counts.values())
+
+
 class BagReader:
     """A rosbag2 opened for reading; use as a context manager.
 
@@ -162,6 +217,7 @@ class BagReader:
         #: The ``rosbag2_bagfile_information`` section of ``metadata.yaml`` (filled by :meth:`open`).
         self.metadata: dict[str, Any] = {}
         self._reader: AnyReader | None = None
+        self._repaired: Path | None = None  # a readable copy of a truncated bag, removed on close
 
     def __enter__(self) -> BagReader:
         self.open()
@@ -184,10 +240,17 @@ class BagReader:
         distro = self.distro if self.distro != "auto" else distro_for_bag(version, info.get("ros_distro"))
         self.resolved_distro = distro
         typestore = make_typestore(distro)
-        reader = self._open_any([self.path], typestore)
+        folder = self.path
+        try:
+            reader = self._open_any([folder], typestore)
+        except BagError:
+            folder = self._repair(info)
+            if folder is None:
+                raise
+            reader = self._open_any([folder], typestore)
         # Compressed storage records cannot be read on their own: there, messages() fails loudly instead.
         if str(info.get("compression_mode") or "").lower() in ("", "none"):
-            files = [self.path / PurePath(str(name)).name for name in info.get("relative_file_paths") or []]
+            files = [folder / PurePath(str(name)).name for name in info.get("relative_file_paths") or []]
             try:
                 disagreeing = _topics_missing_from_storage(reader.connections, files)
             except BagError:
@@ -204,6 +267,37 @@ class BagReader:
                 reader = self._open_any(files, typestore)
         self._reader = reader
 
+    def _repair(self, info: Mapping[str, Any]) -> Path | None:
+        """A readable copy of a bag whose MCAP files were cut short (None when none was: the error stands).
+
+        The copy (in a temporary folder, removed by :meth:`close`) holds every message before the
+        cut; it is said once, as a warning, with how much was kept.
+        """
+        files = [self.path / PurePath(str(name)).name for name in info.get("relative_file_paths") or []]
+        if not files or any(f.suffix != ".mcap" or not f.is_file() for f in files):
+            return None
+        if not any(_mcap_is_cut(f) for f in files):
+            return None
+        folder = Path(tempfile.mkdtemp(prefix="vimpnet-repaired-bag-"))
+        try:
+            kept = _copy_readable_mcap(self.path, files, info, folder)
+        except Exception as error:  # the copy failed too: the original error stands
+            shutil.rmtree(folder, ignore_errors=True)
+            LOGGER.warning("bag %s is truncated and its readable part could not be recovered: %s", self.path, error)
+            return None
+        if kept == 0:  # cut inside its first chunk: nothing to read, the original error stands
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        self._repaired = folder
+        LOGGER.warning(
+            "bag %s is truncated (its MCAP file ends without an index): reading the %d message(s) before the cut "
+            "of the %s its metadata.yaml lists",
+            self.path,
+            kept,
+            info.get("message_count", "?"),
+        )
+        return folder
+
     def _open_any(self, paths: Sequence[Path], typestore: Typestore) -> AnyReader:
         """An open ``AnyReader`` over ``paths`` (the bag folder, or its storage files); BagError if unreadable."""
         try:
@@ -216,10 +310,13 @@ class BagReader:
         return reader
 
     def close(self) -> None:
-        """Close the bag (idempotent)."""
+        """Close the bag (idempotent); a repaired copy of a truncated one is removed."""
         if self._reader is not None:
             reader, self._reader = self._reader, None
             reader.close()
+        if self._repaired is not None:
+            shutil.rmtree(self._repaired, ignore_errors=True)
+            self._repaired = None
 
     @property
     def reader(self) -> AnyReader:

@@ -1,4 +1,4 @@
-"""``vimpnet-ros benchmark {model,engine,fleet,gpu}``: timing tables and JSON.
+"""``vimpnet-ros benchmark {model,engine,fleet,overload,gpu}``: timing tables and JSON.
 
 The options of each target are defined here (the command line) and handed over as the target's
 typed options; the measuring lives in ``vimpnet_ros.benchmark.model``, ``.engine``, ``.fleet`` and
@@ -99,6 +99,17 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file (default %(default)s)")
 
 
+def add_overload_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``vimpnet-ros benchmark overload``."""
+    from vimpnet_ros.cli.arguments import add_node_settings_arguments
+
+    parser.add_argument("bag", type=Path, help="a bag with ground truth (vimpnet-ros make-sample-bag)")
+    parser.add_argument("--factors", type=_positive_list, default=[1, 3],
+                        help="comma-separated overloads: inference time in camera periods (default 1,3)")  # fmt: skip
+    add_node_settings_arguments(parser)
+    parser.add_argument("--output", type=Path, default=None, help="JSON results file")
+
+
 def _gpu_arguments(parser: argparse.ArgumentParser) -> None:
     from vimpnet_ros.benchmark.gpu import add_arguments
 
@@ -143,6 +154,13 @@ def _fleet_options(args: argparse.Namespace) -> Any:
     )  # fmt: skip
 
 
+def _overload_options(args: argparse.Namespace) -> Any:
+    from vimpnet_ros.benchmark.overload import OverloadBenchOptions
+    from vimpnet_ros.cli.arguments import node_settings
+
+    return OverloadBenchOptions(args.bag, tuple(args.factors), node_settings(args), args.output)  # type: ignore[arg-type]
+
+
 def _gpu_options(args: argparse.Namespace) -> Any:
     from vimpnet_ros.benchmark.gpu import GpuCheckOptions
 
@@ -157,6 +175,8 @@ TARGETS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Ca
                add_engine_arguments, _engine_options),
     "fleet": ("vimpnet_ros.benchmark.fleet", "frames/s of the fleet with 1 and 2 workers (one thread each), and "
               "their ratio", add_fleet_arguments, _fleet_options),
+    "overload": ("vimpnet_ros.benchmark.overload", "PSNR of the restored frames when inference takes k camera "
+                 "periods (latest wins), against the nominal rate", add_overload_arguments, _overload_options),
     "gpu": ("vimpnet_ros.benchmark.gpu", "the one GPU check: fidelity, latency per backend, cameras, compile and "
             "restart times, in a time budget", _gpu_arguments, _gpu_options),
 }  # fmt: skip

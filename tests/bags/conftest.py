@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 import yaml
@@ -60,3 +63,26 @@ CLI_RUNNER = (
 def cli_command(module: str, *args: str) -> list[str]:
     """Command line running the subcommand module ``module`` with ``args`` in a fresh interpreter."""
     return [sys.executable, "-c", CLI_RUNNER, module, *args]
+
+
+def collect_lines(stream: IO[str] | None) -> list[str]:
+    """A process's output lines, collected by a background thread (the list grows as lines arrive)."""
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert stream is not None
+        for line in stream:
+            lines.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def wait_for_line(lines: list[str], text: str, timeout: float) -> bool:
+    """Whether a line containing ``text`` arrives within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in line for line in lines):
+            return True
+        time.sleep(0.05)
+    return False

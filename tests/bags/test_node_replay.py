@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.bags.conftest import TINY, cli_command
+from tests.bags.conftest import TINY, cli_command, collect_lines, wait_for_line
 from vimpnet_ros.bags.images import stamp_ns
 from vimpnet_ros.bags.io import BagReader
 from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
@@ -21,28 +19,6 @@ from vimpnet_ros.cli.bag_record import MATCHED_LINE
 pytestmark = pytest.mark.ros
 
 OUTPUTS = ["/camera/derained/image", "/camera/raindrop_mask", "/camera/rain_status"]
-
-
-def _lines_of(process: subprocess.Popen[str]) -> list[str]:
-    """Collect a process's stdout lines in a background thread (the list grows as lines arrive)."""
-    lines: list[str] = []
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
-
-
-def _wait_for_line(lines: list[str], text: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(text in line for line in lines):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_play_node_record_end_to_end(
@@ -60,10 +36,10 @@ def test_play_node_record_end_to_end(
                     "--stats", str(record_json)),
         env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    lines = _lines_of(recorder)
+    lines = collect_lines(recorder.stdout)
     try:
         # Start playing once the recorder hears the node's outputs (the node publishes them once loaded).
-        assert _wait_for_line(lines, MATCHED_LINE, 180.0), "".join(lines) + node.log()
+        assert wait_for_line(lines, MATCHED_LINE, 180.0), "".join(lines) + node.log()
         player = subprocess.run(
             cli_command("bag_play", str(bag), "--topics", "/camera/image", "/camera/camera_info", "--restamp",
                         "--wait-for-subscribers", "/camera/image", "--wait-timeout", "180", "--stats", str(play_json)),

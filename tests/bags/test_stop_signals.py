@@ -10,33 +10,20 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.bags.conftest import cli_command
+from tests.bags.conftest import cli_command, collect_lines, wait_for_line
 from vimpnet_ros.bags.io import BagReader
 from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
 
 
 def _start(command: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
-    """Start ``command``; its stderr lines are collected as they come (a thread reads them)."""
+    """Start ``command``; its stderr lines are collected as they come."""
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    stderr = process.stderr
-    threading.Thread(target=lambda: lines.extend(stderr or []), daemon=True).start()
-    return process, lines
-
-
-def _wait_for(lines: list[str], text: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(text in line for line in lines):
-            return True
-        time.sleep(0.05)
-    return False
+    return process, collect_lines(process.stderr)
 
 
 @pytest.mark.slow
@@ -52,7 +39,7 @@ def test_bag_eval_stops_on_sigint_and_sigterm_with_a_readable_bag_and_a_report(
         command = cli_command("bag_eval", str(bag), "--report", str(report), "--no-progress", *settings)
         runs[sig] = (report, *_start(command, ros_env))
     for _report, _process, lines in runs.values():
-        assert _wait_for(lines, "engine ready", 120), "".join(lines)
+        assert wait_for_line(lines, "engine ready", 120), "".join(lines)
     time.sleep(4.0)  # some frames restored, far from all 60
     for sig, (_report, process, _lines) in runs.items():
         process.send_signal(sig)

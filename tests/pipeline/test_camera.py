@@ -259,3 +259,24 @@ def test_receive_is_the_one_way_in_and_refuses_without_raising(lite_model: VimpN
     assert camera.counters.bad_input == 3
     dropped = [text for kind, text, _ in reports.lines if kind == "input"]
     assert len(dropped) == 3 and "max_input_width 64" in dropped[0] and "RuntimeError" in dropped[2]
+
+
+@pytest.mark.parametrize("policy", ["resize", "refuse"])
+def test_a_frame_over_the_cost_budget_is_decoded_smaller_or_refused(lite_model: VimpNet, policy: str) -> None:
+    """A 64x48 camera, then a 640x480 frame: over the budget (a few periods at the device's speed)."""
+    settings = _settings(frame_cost_policy=policy)
+    _, camera, reports = _camera(lite_model, settings)
+    for i in range(8):
+        assert camera.receive(
+            _message(moving_frames(1, 48, 64)[0], "rgb8", BASE + i * 50_000_000), False, settings.inputs
+        )
+    big = camera.receive(
+        _message(np.zeros((480, 640, 3), np.uint8), "rgb8", BASE + 8 * 50_000_000), False, settings.inputs
+    )
+    assert camera.counters.over_budget == 1
+    budget_lines = [text for kind, text, _ in reports.lines if kind in ("budget", "input")]
+    assert "640x480" in budget_lines[-1] and "running size" in budget_lines[-1]
+    if policy == "refuse":
+        assert big is None and camera.counters.bad_input == 1 and "refused" in budget_lines[-1]
+    else:
+        assert big is not None and big.frame.rgb.shape[0] * big.frame.rgb.shape[1] < 640 * 480 // 3

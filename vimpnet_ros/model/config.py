@@ -128,6 +128,11 @@ CONFIGS: dict[str, VimpNetConfig] = {
 CONFIGS["vimpnet_lite_v1"] = dataclasses.replace(
     CONFIGS["vimpnet_lite"], name="vimpnet_lite_v1", recon_upsample_channels=(16, 8), drop_channels=4
 )
+#: ``vimpnet_lite`` with gated residuals (see ``VimpNet``): a pixel without rain passes unchanged when its gate
+#: closes. Ships weights that leave clean and lightly rained frames alone (opt-in: ``model: vimpnet_lite_gated``).
+CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
+    CONFIGS["vimpnet_lite"], name="vimpnet_lite_gated", gated_residuals=True
+)
 #: The architectures above ship (or shipped) weights; study candidates live in :mod:`.candidates`
 #: and are registered too, so their checkpoints load by name.
 CONFIGS.update(candidate_configs(CONFIGS))

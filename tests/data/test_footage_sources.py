@@ -11,7 +11,7 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 
 from vimpnet_ros.data.layout import scan_vrds
-from vimpnet_ros.data.sources import clips_from_frames, fit_frame, iter_bag_frames, iter_video_frames
+from vimpnet_ros.data.sources import FootageIndex, clips_from_frames, fit_frame, iter_bag_frames, iter_video_frames
 from vimpnet_ros.data.synthesize import prepare_output, render_dataset, source_clips
 from vimpnet_ros.errors import BagError, DatasetError, InputError
 
@@ -155,3 +155,30 @@ def test_render_dataset_writes_all_streams(tmp_path: Path) -> None:
         prepare_output(output, overwrite=False)
     prepare_output(output, overwrite=True)
     assert not (output / "lq").exists()
+
+
+def test_footage_index_reads_random_consecutive_clips_of_camera_size_footage(tmp_path: Path) -> None:
+    # Two 1280x720 recordings in a folder of folders (6 and 3 frames) and a 10-frame video file.
+    big = np.stack([cv2.resize(frame, (1280, 720)) for frame in _frames(6)])
+    _write_folder(tmp_path / "drives" / "a", big)
+    _write_folder(tmp_path / "drives" / "b", big[:3])
+    video = tmp_path / "drive.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for frame in _frames(10):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    index = FootageIndex([tmp_path / "drives", video], min_frames=4)
+    assert [(r.path.name, r.count) for r in index.recordings] == [("a", 6), ("drive.avi", 10)]  # b is too short
+    expected = {"a": [fit_frame(f, (64, 36)) for f in big]}
+    seen = set()
+    for seed in range(12):
+        clip = index.clip(np.random.default_rng(seed), 4, (64, 36))
+        assert clip.shape == (4, 36, 64, 3) and clip.dtype == np.uint8
+        starts = [s for s in range(3) if all(np.array_equal(clip[i], expected["a"][s + i]) for i in range(4))]
+        seen.add("a" if starts else "video")
+        assert np.array_equal(clip, index.clip(np.random.default_rng(seed), 4, (64, 36)))  # the rng decides
+    assert seen == {"a", "video"}
+    with pytest.raises(DatasetError, match="no recording of at least 7 frames"):
+        FootageIndex([tmp_path / "drives"], min_frames=7)
+    with pytest.raises(DatasetError, match="neither an image folder nor a video file"):
+        FootageIndex([tmp_path / "missing"], min_frames=1)

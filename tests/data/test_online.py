@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +77,30 @@ def test_specs_that_cannot_make_a_clip_are_refused() -> None:
     with pytest.raises(Exception, match="preset"):
         dataclasses.replace(SPEC, scene="mars")
     assert np.all(np.array(SPEC.size) >= SPEC.crop_size)
+
+
+def test_footage_supplies_the_clean_clips_of_its_share_of_items(tmp_path: Path) -> None:
+    import cv2
+
+    frames = np.random.default_rng(0).integers(0, 255, (8, 720, 1280, 3), dtype=np.uint8)
+    (tmp_path / "drive").mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(tmp_path / "drive" / f"{i:04d}.png"), frame[..., ::-1])
+    spec = dataclasses.replace(SPEC, num_items=12, footage=(str(tmp_path / "drive"),), footage_fraction=0.5)
+    dataset = OnlineRainDataset(spec, PLAIN)
+    from vimpnet_ros.data.sources import fit_frame
+
+    fitted = [fit_frame(frame, spec.size) for frame in frames]
+    from_footage = [
+        i for i in range(spec.num_items) if any(np.array_equal(dataset.clean_clip(i)[0], f) for f in fitted)
+    ]
+    assert 0 < len(from_footage) < spec.num_items  # about half, drawn per item
+    plain = OnlineRainDataset(SPEC, PLAIN)
+    for i in set(range(spec.num_items)) - set(from_footage):  # the other items are the road scenes they were
+        assert np.array_equal(dataset.clean_clip(i), plain.clean_clip(i))
+    item = dataset[from_footage[0]]
+    assert item["lq"].shape == (2, 3, 3, 32, 32)
+    with pytest.raises(DatasetError, match="footage and footage_fraction go together"):
+        dataclasses.replace(SPEC, footage_fraction=0.5)
+    with pytest.raises(DatasetError, match="no recording of at least 9 frames"):
+        OnlineRainDataset(dataclasses.replace(spec, num_frames=9, clip_length=3), PLAIN)

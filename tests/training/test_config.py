@@ -8,6 +8,7 @@ import pytest
 
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.training.config import (
+    OptimConfig,
     apply_overrides,
     config_from_dict,
     load_train_config,
@@ -84,3 +85,19 @@ def test_apply_overrides_does_not_mutate_its_input() -> None:
 def test_config_round_trips_through_to_dict() -> None:
     config = load_train_config("vimpnet_lite_synthetic")
     assert config_from_dict(config.to_dict()) == config
+
+
+def test_trainable_reads_a_list_of_prefixes() -> None:
+    assert OptimConfig().trainable == () and OptimConfig(trainable=("change_gate",)).trainable == ("change_gate",)
+    config = load_train_config("vimpnet_lite_gate_only")
+    assert config.optim.trainable == ("change_gate",)
+    assert config.model == "vimpnet_lite_gated" and config.init_from == "shipped:vimpnet_lite"
+
+
+def test_footage_is_an_online_source_option() -> None:
+    from vimpnet_ros.training.config import DataSource
+
+    source = DataSource(type="online", footage=("/data/clear_drives",), footage_fraction=0.3)
+    assert source.footage == ("/data/clear_drives",)
+    with pytest.raises(ConfigError, match="footage is read by online sources"):
+        DataSource(type="vrds", root="x", footage=("/data/clear_drives",), footage_fraction=0.3)

@@ -57,6 +57,11 @@ def test_weights_are_configurable_and_zero_removes_a_term() -> None:
     only_streak = LossWeights.from_dict({"stage1": 0, "mask": 0, "output": 0, "masked": 0, "streak": 2.0})
     total, terms = VimpNetLoss(only_streak)(out["stage1"], out["drop_mask"], out["streak_map"], out["output"], tg)
     torch.testing.assert_close(total, 2.0 * terms["streak"])
+    # A zero-weighted term stays out of the graph: a frozen stage behind it costs no backward.
+    output = out["output"].clone().requires_grad_()
+    total, _ = VimpNetLoss(only_streak)(out["stage1"], out["drop_mask"], out["streak_map"].requires_grad_(), output, tg)
+    total.backward()
+    assert output.grad is None
 
 
 def test_mask_pos_weight_scales_the_bce_of_drop_pixels() -> None:

@@ -82,3 +82,21 @@ def test_clear_clips_target_their_input_and_mixed_sources_alternate() -> None:
     assert dataset.clean_clip(3).shape == dataset.clean_clip(0).shape
     with pytest.raises(DatasetError):
         OnlineSpec(num_items=1, num_frames=5, size=(64, 48), clip_length=5, crop_size=32, clear_fraction=1.5)
+
+
+def test_online_training_on_footage_in_a_loader_worker(tmp_path: Path, make_config: Any) -> None:
+    # 1280x720 frames read by a spawned loader worker (the index travels to it) as every item's clean clip.
+    import cv2
+    import numpy as np
+
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    for i, frame in enumerate(np.random.default_rng(1).integers(0, 255, (6, 720, 1280, 3), dtype=np.uint8)):
+        cv2.imwrite(str(drive / f"{i:04d}.jpg"), frame)
+    train = {**ONLINE, "footage": [str(drive)], "footage_fraction": 1.0}
+    config = _online_config(make_config, tmp_path / "run", **{"data.train": train, "data.num_workers": 1})
+    trainer = _trainer(config)
+    assert trainer.train(max_steps=1)["steps"] == 1
+    broken = {**ONLINE, "footage": [str(tmp_path / "missing")], "footage_fraction": 1.0}
+    with pytest.raises(DatasetError, match="neither an image folder nor a video file"):
+        _trainer(_online_config(make_config, tmp_path / "broken", **{"data.train": broken}))

@@ -119,3 +119,30 @@ def test_bf16_autocast_step_on_cpu(tiny_train_root: Path, tmp_path: Path, make_c
     terms = trainer.train_step(next(iter(trainer.loader)))
     assert all(torch.isfinite(torch.tensor(v)) for v in terms.values())
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
+
+
+def test_only_the_trainable_parameters_change(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
+    # The gate alone on a frozen network (vimpnet_lite_gate_only.yaml): nothing else moves, SPyNet included after
+    # its thaw step, and nothing frozen gets a gradient or optimizer state.
+    config = make_config(
+        tiny_train_root,
+        tmp_path,
+        model="vimpnet_lite_gated",
+        **{"optim.trainable": ["change_gate"], "loss.gate": 4.0, "loss.identity": 5.0},
+    )
+    trainer = _trainer(config)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train(max_steps=3)  # SPyNet's thaw (spynet_freeze_iters 2) must not unfreeze it
+    changed = {k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("change_gate.") for k in changed), changed
+    frozen = [p for n, p in trainer.model.named_parameters() if not n.startswith("change_gate.")]
+    assert not any(p.requires_grad or p.grad is not None for p in frozen)
+    assert all(p not in trainer.optimizer.state for p in frozen)
+
+
+def test_a_trainable_prefix_naming_no_parameter_is_a_config_error(
+    tiny_train_root: Path, tmp_path: Path, make_config: Any
+) -> None:
+    config = make_config(tiny_train_root, tmp_path, **{"optim.trainable": ["change_gate"]})  # ungated model
+    with pytest.raises(ConfigError, match=r"optim.trainable: no parameter of vimpnet_lite is named \['change_gate'\]"):
+        _trainer(config)

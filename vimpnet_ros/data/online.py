@@ -15,7 +15,11 @@ from ``numpy.random.default_rng([seed, i])`` alone:
    included), which teaches the model to leave what has no rain alone.
 
 ``clean: mixed`` draws road scenes for three items in four and a bundled photograph
-for the fourth, so the model does not learn one look.
+for the fourth, so the model does not learn one look. ``footage`` (image folders and
+video files of rain-free driving, :class:`~vimpnet_ros.data.sources.FootageIndex`)
+replaces the clean clip of a share ``footage_fraction`` of the items with consecutive
+frames of that footage, drawn from (seed, i) as well: the rain is rendered over the
+user's own camera, not only over our scenes.
 
 Rendering the clean scene is the expensive part (about 0.1-0.3 s per 192x192 frame
 on one core); several rain renderings of one scene (about 6 ms per frame) amortise
@@ -42,6 +46,7 @@ from vimpnet_ros.data.layout import STREAMS, vrds_arrays
 from vimpnet_ros.data.rain.compose import RenderedVideo, render_video
 from vimpnet_ros.data.rain.config import RainConfig
 from vimpnet_ros.data.road_scene import make_road_clip, road_preset
+from vimpnet_ros.data.sources import FootageIndex
 from vimpnet_ros.data.vrds import Augmentation, to_tensor
 from vimpnet_ros.errors import DatasetError
 
@@ -64,12 +69,20 @@ class OnlineSpec:
     augment: bool = True
     seed: int = 0
     clear_fraction: float = 0.0
+    footage: tuple[str, ...] = ()
+    footage_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         """Reject combinations that cannot make a clip."""
         width, height = self.size
-        if not 0.0 <= self.clear_fraction <= 1.0:
-            raise DatasetError(f"clear_fraction must be in [0, 1], got {self.clear_fraction}")
+        for name in ("clear_fraction", "footage_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise DatasetError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if bool(self.footage) != (self.footage_fraction > 0):
+            raise DatasetError(
+                "footage and footage_fraction go together: name the footage (image folders, video files) "
+                f"and the share of items cut from it (got {len(self.footage)} paths, fraction {self.footage_fraction})"
+            )
         if self.clean not in ONLINE_CLEAN:
             raise DatasetError(f"online clean source must be one of {ONLINE_CLEAN}, got {self.clean!r}")
         if self.num_items < 1 or self.clips_per_item < 1:
@@ -91,6 +104,8 @@ class OnlineRainDataset(Dataset[dict[str, Any]]):
     def __init__(self, spec: OnlineSpec, rain: RainConfig | None = None) -> None:
         self.spec = spec
         self.rain = rain or RainConfig()
+        # Listed now, so missing or too short footage fails before training starts.
+        self.footage = FootageIndex(spec.footage, spec.num_frames) if spec.footage else None
         # The same camera without rain: exposure, noise and JPEG as in the rainy clips.
         self.clear = dataclasses.replace(
             self.rain,
@@ -108,6 +123,10 @@ class OnlineRainDataset(Dataset[dict[str, Any]]):
         """The clean clip of item ``item``: (num_frames, h, w, 3) uint8 RGB."""
         spec = self.spec
         rng = np.random.default_rng([spec.seed, item])
+        if self.footage is not None:
+            footage_rng = np.random.default_rng([spec.seed, item, 2])  # apart, so the other items stay as they were
+            if footage_rng.random() < spec.footage_fraction:
+                return self.footage.clip(footage_rng, spec.num_frames, spec.size)
         if spec.clean == "road" or (spec.clean == "mixed" and item % 4 != 3):
             return make_road_clip(spec.num_frames, spec.size, rng, road_preset(spec.scene))
         name = BUNDLED_IMAGES[item % len(BUNDLED_IMAGES)]

@@ -2,12 +2,14 @@
 
 Every reader yields frames lazily as (h, w, 3) uint8 RGB, so hour-long recordings
 never sit in memory; :func:`clips_from_frames` cuts a stream into fixed-length
-clips at a fixed output size.
+clips at a fixed output size. :class:`FootageIndex` reads a random clip of image
+folders and video files instead (online training draws its clean clips from it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -34,11 +36,7 @@ def iter_folder_frames(folder: str | Path) -> Iterator[np.ndarray]:
     files = image_files(folder)
     if not files:
         raise DatasetError(f"{folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    for path in files:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"cannot decode {path}; remove it or convert it to PNG/JPEG")
-        yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    yield from iter_folder_frames_of(files)
 
 
 def folder_videos(folder: str | Path) -> list[Path]:
@@ -59,14 +57,30 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"video file {path} does not exist")
+    yield from _video_frames(path)
+
+
+def _open_video(path: Path) -> cv2.VideoCapture:
+    """An opened capture of ``path``; a DatasetError with a remedy when OpenCV cannot read it."""
     capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise DatasetError(f"OpenCV cannot open video {path}; convert it to MP4 (H.264) or AVI (MJPG)")
+    return capture
+
+
+def _video_frames(path: Path, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+    """Frames of a video file from frame ``start`` (RGB): ``count`` of them, or to the end; fewer where it ends."""
+    capture = _open_video(path)
     try:
-        if not capture.isOpened():
-            raise DatasetError(f"OpenCV cannot open video {path}; convert it to MP4 (H.264) or AVI (MJPG)")
-        while True:
+        if start:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+        read = 0
+        while count is None or read < count:
             ok, frame = capture.read()
             if not ok:
                 return
+            read += 1
             yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
@@ -147,3 +161,75 @@ def clips_from_frames(
             yield np.stack(buffer)
             produced += 1
             buffer = []
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording of clean footage: an image folder (``files`` in order) or a video file (``files`` empty)."""
+
+    path: Path
+    files: tuple[Path, ...]
+    count: int
+
+
+class FootageIndex:
+    """Random clips of clean footage: image folders (or folders of them, one recording each) and video files.
+
+    The recordings are listed once (file names; a video's frame count from its container) and
+    those shorter than ``min_frames`` are left out; a clip is ``num_frames`` consecutive frames
+    of one recording, each resized to cover ``size`` and centre-cropped (:func:`fit_frame`), so
+    at most one full-size frame is in memory at a time. Bags are not read here: render them
+    into a VRDS folder first (``vimpnet-ros render --source bag``), which decodes them once.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], min_frames: int) -> None:
+        recordings: list[Recording] = []
+        for raw in paths:
+            path = Path(raw).expanduser()
+            if path.is_file():
+                recordings.append(Recording(path, (), _video_frame_count(path)))
+            elif path.is_dir():
+                recordings += [Recording(f, tuple(image_files(f)), len(image_files(f))) for f in folder_videos(path)]
+            else:
+                raise DatasetError(f"footage {path} is neither an image folder nor a video file")
+        self.recordings = tuple(r for r in recordings if r.count >= min_frames)
+        if not self.recordings:
+            raise DatasetError(
+                f"footage {[str(p) for p in paths]} holds no recording of at least {min_frames} frames "
+                f"(found {sorted(r.count for r in recordings)})"
+            )
+        self.min_frames = min_frames
+
+    def clip(self, rng: np.random.Generator, num_frames: int, size: tuple[int, int]) -> np.ndarray:
+        """``num_frames`` consecutive frames (t, h, w, 3) uint8 RGB of a recording, drawn by window count."""
+        if not 1 <= num_frames <= self.min_frames:
+            raise DatasetError(f"a footage clip needs 1..{self.min_frames} frames, got {num_frames}")
+        windows = np.array([r.count - num_frames + 1 for r in self.recordings], dtype=np.float64)
+        recording = self.recordings[int(rng.choice(len(windows), p=windows / windows.sum()))]
+        start = int(rng.integers(0, recording.count - num_frames + 1))
+        if recording.files:
+            frames = iter_folder_frames_of(recording.files[start : start + num_frames])
+        else:
+            frames = _video_frames(recording.path, start, num_frames)
+        clip = [fit_frame(frame, size) for frame in frames]
+        if len(clip) != num_frames:
+            raise DatasetError(f"{recording.path} ended at frame {start + len(clip)} of {recording.count}")
+        return np.stack(clip)
+
+
+def iter_folder_frames_of(files: Sequence[Path]) -> Iterator[np.ndarray]:
+    """The given image files decoded in order (RGB)."""
+    for path in files:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetError(f"cannot decode {path}; remove it or convert it to PNG/JPEG")
+        yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _video_frame_count(path: Path) -> int:
+    """Frames of a video file as its container states them (checked when a clip is read)."""
+    capture = _open_video(path)
+    try:
+        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+    finally:
+        capture.release()

@@ -49,8 +49,9 @@ class DataSource:
     ``num_frames`` frames at ``size``, ``clips_per_item`` rainy training clips from it)
     from (``seed``, i) whenever it is drawn; ``num_videos`` is the number of distinct
     items (the epoch length); ``clear_fraction`` of the clips have no rain (targets =
-    input), and ``clean: mixed`` mixes road scenes and photographs. See
-    :mod:`vimpnet_ros.data.online`.
+    input), and ``clean: mixed`` mixes road scenes and photographs; ``footage`` (image
+    folders, video files of rain-free driving) supplies the clean clip of a share
+    ``footage_fraction`` of the items. See :mod:`vimpnet_ros.data.online`.
     """
 
     type: str = "vrds"
@@ -64,6 +65,8 @@ class DataSource:
     scene: str = "default"
     clips_per_item: int = 1
     clear_fraction: float = 0.0
+    footage: tuple[str, ...] = ()
+    footage_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         """Check the combination early (before any rendering or training)."""
@@ -82,6 +85,11 @@ class DataSource:
             raise ConfigError(f"data clean source must be one of {clean_sources}, got {self.clean!r}")
         if self.clear_fraction and self.type != "online":
             raise ConfigError("data clear_fraction (rain-free clips) needs an online source")
+        if (self.footage or self.footage_fraction) and self.type != "online":
+            raise ConfigError(
+                "data footage is read by online sources; render it into a VRDS folder for the others "
+                "(vimpnet-ros render --source folder|video|bag --input PATH)"
+            )
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam/AdamW with SPyNet in its own parameter group (frozen, then at ``spynet_lr_mult`` x lr)."""
+    """Adam/AdamW with SPyNet in its own parameter group (frozen, then at ``spynet_lr_mult`` x lr).
+
+    ``trainable``: parameter-name prefixes (``change_gate``, ``drop_remover.blocks``) of the only parameters
+    that train; every other one stays as initialised (no gradient, no optimizer state). Empty: all train.
+    """
 
     type: str = "adam"
     lr: float = 1e-4
@@ -132,6 +144,7 @@ class OptimConfig:
     spynet_lr_mult: float = 0.25
     spynet_freeze_iters: int = 5000
     grad_clip: float | None = None
+    trainable: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Reject values that cannot train."""
@@ -276,6 +289,10 @@ def _coerce(hint: Any, raw: Any, key: str) -> Any:
             return raw
         if hint is str:
             return str(raw)
+        if typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
+            if not isinstance(raw, (list, tuple)):
+                raise ValueError(f"expected a list, got {raw!r}")
+            return tuple(_coerce(args[0], v, key) for v in raw)
         if typing.get_origin(hint) is tuple:
             if not isinstance(raw, (list, tuple)) or len(raw) != len(args):
                 raise ValueError(f"expected a list of {len(args)} values, got {raw!r}")

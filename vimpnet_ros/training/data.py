@@ -107,6 +107,8 @@ def online_dataset(source: DataSource, clip_length: int, crop_size: int, augment
         augment=augment,
         seed=source.seed,
         clear_fraction=source.clear_fraction,
+        footage=source.footage,
+        footage_fraction=source.footage_fraction,
     )
     return OnlineRainDataset(spec, load_rain_config(source.rain_config))
 

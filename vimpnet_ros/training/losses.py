@@ -211,13 +211,9 @@ class VimpNetLoss(nn.Module):
             "masked": F.l1_loss(output * mask, gt * mask) / (mask.mean() + w.masked_eps),
             "streak": F.mse_loss(streak_map, resize_to(streak, streak_map)),
         }
-        total = (
-            w.stage1 * terms["stage1"]
-            + w.mask * terms["mask"]
-            + w.output * terms["output"]
-            + w.masked * terms["masked"]
-            + w.streak * terms["streak"]
-        )
+        # Only weighted terms join the graph: a zero weight costs no backward (a frozen stage stays out of it).
+        weighted = [getattr(w, name) * term for name, term in terms.items() if getattr(w, name) > 0]
+        total = sum(weighted, stage1.new_zeros(()))
         if w.mask_dice > 0:
             terms["dice"] = soft_dice_loss(probs, mask)
             total = total + w.mask_dice * terms["dice"]

@@ -222,12 +222,32 @@ class Trainer:
             f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, starting at step {self.step}"
         )
 
+    def _trains(self, name: str) -> bool:
+        """Whether parameter ``name`` trains (``optim.trainable``: its prefixes; empty: all)."""
+        prefixes = self.config.optim.trainable
+        return not prefixes or any(self._trains_under(name, p) for p in prefixes)
+
+    @staticmethod
+    def _trains_under(name: str, prefix: str) -> bool:
+        """``name`` is ``prefix`` or inside the module ``prefix``."""
+        return name == prefix or name.startswith(prefix.rstrip(".") + ".")
+
     def _build_optimizer(self) -> None:
-        """Two parameter groups: everything but SPyNet at lr, SPyNet at lr x spynet_lr_mult."""
+        """Two parameter groups: everything but SPyNet at lr, SPyNet at lr x spynet_lr_mult.
+
+        Parameters outside ``optim.trainable`` are frozen (``requires_grad=False``): autograd then
+        computes no backward through a frozen part whose inputs need no gradient.
+        """
         assert self.model is not None
         opt = self.config.optim
-        spynet = [p for n, p in self.model.named_parameters() if n.startswith("spynet.")]
-        others = [p for n, p in self.model.named_parameters() if not n.startswith("spynet.")]
+        names = [n for n, _ in self.model.named_parameters()]
+        unmatched = [p for p in opt.trainable if not any(self._trains_under(n, p) for n in names)]
+        if unmatched:
+            raise ConfigError(f"optim.trainable: no parameter of {self.config.model} is named {unmatched}")
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(self._trains(name))
+        spynet = [p for n, p in self.model.named_parameters() if n.startswith("spynet.") and self._trains(n)]
+        others = [p for n, p in self.model.named_parameters() if not n.startswith("spynet.") and self._trains(n)]
         groups = [
             {"params": others, "lr": opt.lr, "name": "main"},
             {"params": spynet, "lr": opt.lr * opt.spynet_lr_mult, "name": "spynet"},
@@ -324,7 +344,8 @@ class Trainer:
         assert self.model is not None
         if trainable == self._spynet_trainable:
             return
-        self.model.spynet.requires_grad_(trainable)
+        for name, param in self.model.spynet.named_parameters(prefix="spynet"):
+            param.requires_grad_(trainable and self._trains(name))
         self._spynet_trainable = trainable
         if self.ctx.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None

@@ -21,6 +21,13 @@ step=$(basename "$newest" .pth | sed 's/^iter_0*//')
 mkdir -p training_state
 cp "$newest" "training_state/$config.pth.tmp"
 mv "training_state/$config.pth.tmp" "training_state/$config.pth"
-printf '{"config": "%s", "step": %s, "source": "%s", "kept_at": "%s"}\n' "$config" "${step:-0}" \
-    "$(basename "$newest")" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"training_state/$config.json"
-echo "kept step ${step:-0} of $config in training_state/$config.pth"
+# Steps in all: this run's, plus those of the weights it started from (train_background.sh keeps their JSON).
+before=0
+if [ -f "$state/runs/$config/started_from.json" ]; then
+    before=$(sed -n 's/.*"total_steps": \([0-9]*\).*/\1/p' "$state/runs/$config/started_from.json")
+    [ -n "$before" ] || before=$(sed -n 's/.*"step": \([0-9]*\).*/\1/p' "$state/runs/$config/started_from.json")
+fi
+total=$(( ${before:-0} + ${step:-0} ))
+printf '{"config": "%s", "step": %s, "total_steps": %s, "source": "%s", "kept_at": "%s"}\n' "$config" "${step:-0}" \
+    "$total" "$(basename "$newest")" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"training_state/$config.json"
+echo "kept step ${step:-0} of $config ($total in all) in training_state/$config.pth"

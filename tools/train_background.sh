@@ -24,6 +24,8 @@ if [ -f "$run/checkpoints/latest.json" ]; then
     start=(--resume auto)
 elif [ -f "$repo/training_state/$config.pth" ]; then
     start=(--init-from "$repo/training_state/$config.pth")
+    # What the weights had behind them, so tools/keep_training_state.sh can count the steps in all.
+    cp "$repo/training_state/$config.json" "$run/started_from.json" 2>/dev/null || true
 else
     start=()
 fi

@@ -189,7 +189,9 @@ class FootageIndex:
             if path.is_file():
                 recordings.append(Recording(path, (), _video_frame_count(path)))
             elif path.is_dir():
-                recordings += [Recording(f, tuple(image_files(f)), len(image_files(f))) for f in folder_videos(path)]
+                for folder in folder_videos(path):
+                    files = tuple(image_files(folder))
+                    recordings.append(Recording(folder, files, len(files)))
             else:
                 raise DatasetError(f"footage {path} is neither an image folder nor a video file")
         self.recordings = tuple(r for r in recordings if r.count >= min_frames)

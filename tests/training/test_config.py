@@ -101,3 +101,19 @@ def test_footage_is_an_online_source_option() -> None:
     assert source.footage == ("/data/clear_drives",)
     with pytest.raises(ConfigError, match="footage is read by online sources"):
         DataSource(type="vrds", root="x", footage=("/data/clear_drives",), footage_fraction=0.3)
+
+
+def test_extends_merges_a_file_over_its_base(tmp_path: Path) -> None:
+    # The study recipes list only what differs from vimpnet_lite_gated.yaml; sections merge key by key.
+    base = load_train_config("vimpnet_lite_gated")
+    drops = load_train_config("vimpnet_lite_gated_drops")
+    assert drops.data == base.data and drops.loss.identity == base.loss.identity
+    assert (drops.loss.gate, drops.loss.masked, drops.optim.lr) == (0.0, 8.0, base.optim.lr)
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: vimpnet_lite_gated\nname: child\ndata:\n  train:\n    seed: 5\n")
+    config = load_train_config(child)
+    assert config.data.train.seed == 5 and config.data.train.clean == base.data.train.clean
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"extends: {loop}\nname: loop\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_train_config(loop)

@@ -155,18 +155,19 @@ def start_node(ros_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
 
 
 def write_random_checkpoint(path: Path, poison: bool = False) -> Path:
-    """Save a randomly initialised vimpnet_lite with the package's checkpoint writer.
+    """Save a randomly initialised model of the engine's default config with the package's checkpoint writer.
 
     ``poison`` fills every weight with NaN so the model's output is NaN (the node must
     then publish the input and flag it).
     """
     import torch
 
+    from vimpnet_ros.engine import EngineConfig
     from vimpnet_ros.model import VimpNet, get_config
     from vimpnet_ros.model.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
-    config = get_config("vimpnet_lite")
+    config = get_config(EngineConfig().model)
     model = VimpNet(config)
     if poison:
         with torch.no_grad():
@@ -178,14 +179,14 @@ def write_random_checkpoint(path: Path, poison: bool = False) -> Path:
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-weight vimpnet_lite checkpoint (real model, meaningless quality) shared by the suite."""
-    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vimpnet_lite_random.pth")
+    """A random-weight checkpoint of the default model (real model, meaningless quality) shared by the suite."""
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "default_model_random.pth")
 
 
 @pytest.fixture(scope="session")
 def nan_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint whose weights are NaN (model output NaN)."""
-    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "vimpnet_lite_nan.pth", poison=True)
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "default_model_nan.pth", poison=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,12 @@ from vimpnet_ros.errors import ConfigError
 
 def test_defaults_match_the_contract() -> None:
     config = EngineConfig()
-    assert (config.model, config.backend, config.precision, config.device) == ("vimpnet_lite", "auto", "auto", "auto")
+    assert (config.model, config.backend, config.precision, config.device) == (
+        "vimpnet_lite_gated",
+        "auto",
+        "auto",
+        "auto",
+    )
     assert (config.window_size, config.output_frame, config.tile_size, config.tile_overlap) == (5, "latest", 0, 32)
     assert config.output_index == 4 and config.delay_frames == 0
     center = config.replace(output_frame="center", window_size=7)

@@ -131,7 +131,7 @@ def test_output_bag_has_inputs_and_outputs_at_source_stamps(evaluated: Callable[
     for name in ("/camera/derained/image", "/camera/raindrop_mask", "/camera/streak_map", "/camera/rain_status"):
         assert topics[name] == TINY.num_frames
     assert [s.processed_frames for s in statuses] == list(range(1, TINY.num_frames + 1))
-    assert {s.model for s in statuses} == {"vimpnet_lite"} and {s.backend for s in statuses} == {"torch"}
+    assert {s.model for s in statuses} == {"vimpnet_lite_gated"} and {s.backend for s in statuses} == {"torch"}
     assert [s.window_frames for s in statuses][:3] == [1, 2, 3]
     # An independent reader (mcap + mcap-ros2-support) sees the same stamps and log times.
     seen: dict[str, list[tuple[int, int]]] = {}

@@ -103,7 +103,7 @@ def test_restores_frames_with_matching_headers_and_runtime_parameters(
         assert status.processing == status.PROCESSING_RESTORED
         assert status.header.frame_id == "cam_front_optical"
         assert status.window_size == 5 and 1 <= status.window_frames <= 5
-        assert (status.backend, status.precision, status.model) == ("torch", "fp32", "vimpnet_lite")
+        assert (status.backend, status.precision, status.model) == ("torch", "fp32", "vimpnet_lite_gated")
         assert status.processed_frames == i + 1 and status.inference_time > 0
         assert 0.0 <= status.raindrop_coverage <= 1.0
         image = _by_stamp(probe, "/derained/image", stamp)
@@ -304,7 +304,7 @@ def test_managed_node_loads_in_configure_and_processes_after_activate(
 
     assert probe.image_pubs[""].get_subscription_count() == 0  # unconfigured: nothing subscribed
     assert transition(Transition.TRANSITION_CONFIGURE), node.log()
-    assert "loaded vimpnet_lite" in node.log()
+    assert "loaded vimpnet_lite_gated" in node.log()
     assert probe.image_pubs[""].get_subscription_count() == 0  # inactive: still not processing
     assert transition(Transition.TRANSITION_ACTIVATE), node.log()
     assert probe.wait_connected(), node.log()

@@ -65,6 +65,15 @@ def test_checkpoints_load_with_the_model_loader_and_auto_resume(
     assert again.step == 4
 
 
+def test_keep_every_keeps_the_weights_of_those_steps(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
+    """The newest pair stays whole; older checkpoints at multiples of keep_every keep their weights only."""
+    config = make_config(tiny_train_root, tmp_path, **{"log.save_every": 1, "log.keep_last": 1, "log.keep_every": 2})
+    _trainer(config).train(max_steps=5)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("iter_*"))
+    assert names == ["iter_00000002.pth", "iter_00000004.pth", "iter_00000005.pth", "iter_00000005.state.pt"]
+    load_model(tmp_path / "checkpoints" / "iter_00000002.pth", "vimpnet_lite")
+
+
 def test_missing_resume_state_is_a_checkpoint_error(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
     with pytest.raises(CheckpointError, match="nothing to resume"):
         _trainer(make_config(tiny_train_root, tmp_path), resume="auto")

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the model, evaluate the folder or each quality set, write JSON, print the summary."""
     import json
 
+    from vimpnet_ros.engine import EngineConfig
     from vimpnet_ros.errors import ConfigError
     from vimpnet_ros.model.checkpoint import load_model, shipped_checkpoint
     from vimpnet_ros.training.distributed import resolve_device
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.data is None) == (not args.sets):
         raise ConfigError("give either --data FOLDER or one or more --set NAME")
     specs = [quality_set(name) for name in args.sets]  # unknown names fail before any work
-    model_name = args.model or (None if args.checkpoint else "vimpnet_lite")
+    model_name = args.model or (None if args.checkpoint else EngineConfig().model)
     checkpoint = args.checkpoint or shipped_checkpoint(str(model_name))
     device = resolve_device(args.device)
     model = load_model(checkpoint, model_name).to(device)

@@ -67,7 +67,7 @@ class EngineConfig:
     ``tile_size`` 0 runs the whole (padded) frame at once.
     """
 
-    model: str = "vimpnet_lite"
+    model: str = "vimpnet_lite_gated"
     checkpoint: str | Path | None = None
     backend: str = "auto"
     precision: str = "auto"
@@ -100,7 +100,7 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
-            raise ConfigError(f"engine model must be a config name such as 'vimpnet_lite'; got {self.model!r}")
+            raise ConfigError(f"engine model must be a config name such as 'vimpnet_lite_gated'; got {self.model!r}")
         get_config(self.model)  # an unknown name fails here, listing the known ones
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("precision", self.precision, PRECISIONS)

@@ -129,7 +129,7 @@ CONFIGS["vimpnet_lite_v1"] = dataclasses.replace(
     CONFIGS["vimpnet_lite"], name="vimpnet_lite_v1", recon_upsample_channels=(16, 8), drop_channels=4
 )
 #: ``vimpnet_lite`` with gated residuals (see ``VimpNet``): a pixel without rain passes unchanged when its gate
-#: closes. Ships weights that leave clean and lightly rained frames alone (opt-in: ``model: vimpnet_lite_gated``).
+#: closes. The default model; its shipped weights leave clean frames alone and gain on light rain.
 CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
     CONFIGS["vimpnet_lite"], name="vimpnet_lite_gated", gated_residuals=True
 )

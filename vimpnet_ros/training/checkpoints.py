@@ -8,9 +8,11 @@ way to save and load weights.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from vimpnet_ros.errors import CheckpointError
 
@@ -64,3 +66,27 @@ def load_weights_into(model: nn.Module, path: str | Path) -> str:
         f"loaded {len(matched)}/{len(own)} tensors; {len(missing)} kept their initialisation, "
         f"{len(shape_mismatch)} skipped for shape, {len(unexpected)} unexpected"
     )
+
+
+def average_models(paths: Sequence[str | Path], config_name: str | None = None) -> nn.Module:
+    """The uniform average of the weights of several checkpoints of one model (eval mode, CPU, float32).
+
+    Checkpoints of one run a few hundred steps apart sit around the same minimum; their mean
+    lies nearer its centre than any one of them (stochastic weight averaging, Izmailov et al.
+    2018, eq. 2: ``w = (1/n) sum_i w_i``). Each file is loaded and checked as ``load_model`` does;
+    checkpoints of different model configs are a CheckpointError. The averaging itself is
+    PyTorch's :class:`~torch.optim.swa_utils.AveragedModel` (buffers included).
+    """
+    from vimpnet_ros.model.checkpoint import load_model
+
+    if not paths:
+        raise CheckpointError("no checkpoint to average")
+    first = load_model(paths[0], config_name)
+    averaged = AveragedModel(first, use_buffers=True)
+    averaged.update_parameters(first)  # the first update copies, each later one folds into the running mean
+    for path in paths[1:]:
+        model = load_model(path, config_name)
+        if model.config != first.config:
+            raise CheckpointError(f"cannot average {path} ({model.config.name}) with {paths[0]} ({first.config.name})")
+        averaged.update_parameters(model)
+    return averaged.module.eval()

@@ -180,13 +180,16 @@ class LogConfig:
     save_every: int = 5000
     save_every_seconds: float = 0.0
     keep_last: int = 2
+    #: Also keep the weights (not the training state) of every checkpoint whose step is a multiple of this
+    #: (0: none), so the weights of a long run can be averaged when shipped (``ship_weights --checkpoint ...``).
+    keep_every: int = 0
     tensorboard: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
         """Cadences are positive; 0 for val/save means never (except the final save)."""
-        if self.log_every < 1 or self.val_every < 0 or self.save_every < 0 or self.keep_last < 1:
-            raise ConfigError("log_every >= 1, keep_last >= 1, val_every and save_every >= 0 (0 = off)")
+        if self.log_every < 1 or self.val_every < 0 or self.save_every < 0 or self.keep_last < 1 or self.keep_every < 0:
+            raise ConfigError("log_every >= 1, keep_last >= 1, val_every, save_every and keep_every >= 0 (0 = off)")
         if self.save_every_seconds < 0:
             raise ConfigError("save_every_seconds must be >= 0 (0 = off)")
 

@@ -1,9 +1,11 @@
 """Package trained weights as the package default and measure them on held-out synthetic rain.
 
-    python -m vimpnet_ros.training.ship_weights --checkpoint runs/vimpnet_lite_synthetic_finetune/final.pth
+    python -m vimpnet_ros.training.ship_weights --checkpoint runs/gated_drops/final.pth \
+        --config vimpnet_lite_gated --config vimpnet_lite_gated_drops
 
-1. Loads the checkpoint, writes it in our format to ``vimpnet_ros/weights/<model>.pth``
-   (fp16 tensors by default: half the size; the engine loads them into fp32).
+1. Loads the checkpoint (several ``--checkpoint``: the uniform average of their weights, see
+   :func:`~vimpnet_ros.training.checkpoints.average_models`), writes it in our format to
+   ``vimpnet_ros/weights/<model>.pth`` (fp16 tensors by default: half the size; the engine loads them into fp32).
 2. Renders the held-out test set (:func:`heldout_source`): procedural road scenes
    of the ``heldout`` preset with the shifted ``heldout`` rain ranges and seed 1000,
    which no training config uses (``--held-out-clean bundled --held-out-rain default``
@@ -20,6 +22,7 @@ import argparse
 import hashlib
 import json
 import platform
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -29,8 +32,9 @@ from typing import Any
 import torch
 
 import vimpnet_ros
+from vimpnet_ros.engine import EngineConfig
 from vimpnet_ros.errors import ConfigError
-from vimpnet_ros.training.checkpoints import save_model
+from vimpnet_ros.training.checkpoints import average_models, save_model
 
 WEIGHTS_DIR = Path(vimpnet_ros.__file__).resolve().parent / "weights"
 HELD_OUT_SEED = 1000
@@ -149,12 +153,18 @@ def measure(
 def main(argv: list[str] | None = None) -> int:
     """Ship a checkpoint and write its provenance and held-out scores."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, type=Path, help="trained checkpoint (e.g. <run>/final.pth)")
-    parser.add_argument("--model", default="vimpnet_lite")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        action="append",
+        help="trained checkpoint (e.g. <run>/final.pth); repeated: ship the uniform average of their weights",
+    )
+    parser.add_argument("--model", default=EngineConfig().model)
     parser.add_argument(
         "--config",
         action="append",
-        help="the training config(s) it came from, in order (default: vimpnet_lite_synthetic, then _finetune)",
+        help="the training config(s) it came from, in order (default: the packaged recipe named like --model)",
     )
     parser.add_argument("--command", action="append", help="the exact training command(s), in order (for the record)")
     parser.add_argument("--steps", type=int, help="training steps done (for the record)")
@@ -169,19 +179,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--machine", help="what trained the weights (for the record; default: this machine)")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
     parser.add_argument("--output-dir", type=Path, default=WEIGHTS_DIR)
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(arguments)
 
-    from vimpnet_ros.model.checkpoint import load_model
     from vimpnet_ros.training.config import load_train_config
 
-    config_names = args.config or ["vimpnet_lite_synthetic", "vimpnet_lite_synthetic_finetune"]
+    config_names = args.config or [args.model]
     train_configs = [load_train_config(name) for name in config_names]
     used_seeds = {c.data.train.seed for c in train_configs} | {c.data.val.seed for c in train_configs if c.data.val}
     clash = used_seeds & {args.seed, *(spec.seed for spec in QUALITY_SETS.values())}
     if clash:
         print(f"test-set seed(s) {sorted(clash)} were used by {config_names}; pick others", file=sys.stderr)
         return 2
-    model = load_model(args.checkpoint, args.model)
+    model = average_models(args.checkpoint, args.model)
     target = args.output_dir / f"{args.model}.pth"
     save_model(target, model, half=not args.fp32)
     started = time.perf_counter()
@@ -211,7 +221,11 @@ def main(argv: list[str] | None = None) -> int:
             "steps": args.steps,
             "wall_seconds": args.train_seconds,
             "machine": args.machine or f"{platform.machine()} CPU, torch {torch.__version__}",
-            "ship_command": f"python -m vimpnet_ros.training.ship_weights --checkpoint {args.checkpoint}",
+            "ship_command": shlex.join(["python", "-m", "vimpnet_ros.training.ship_weights", *arguments]),
+            "averaged_from": [
+                {"file": path.name, "sha256_file": hashlib.sha256(path.read_bytes()).hexdigest()}
+                for path in args.checkpoint
+            ],
         },
         "held_out": {
             "seed": args.seed,

@@ -639,11 +639,14 @@ class Trainer:
         return path
 
     def _prune(self, folder: Path) -> None:
-        """Keep the newest ``log.keep_last`` checkpoint pairs."""
+        """Keep the newest ``log.keep_last`` checkpoint pairs, and the weights of every ``log.keep_every``-th step."""
         states = sorted(folder.glob("iter_*.state.pt"))
+        every = self.config.log.keep_every
         for old in states[: -self.config.log.keep_last]:
             old.unlink(missing_ok=True)
-            old.with_name(old.name.replace(".state.pt", ".pth")).unlink(missing_ok=True)
+            step = int(old.name[len("iter_") : -len(".state.pt")])
+            if not every or step % every:
+                old.with_name(old.name.replace(".state.pt", ".pth")).unlink(missing_ok=True)
 
     def find_state(self, resume: str | Path) -> Path:
         """``auto`` -> the newest state in ``out_dir``; a ``.pth``/``.state.pt`` path -> its state file."""

@@ -28,7 +28,7 @@ BARE_CPU = Environment()
         (GPU_ONLY, {}, ("torch", "cuda:0", "fp16")),
         (GPU_ONLY, {"device": "cuda:1"}, ("torch", "cuda:1", "fp16")),
         (GPU_TRT, {"device": "cpu", "model": "vimpnet"}, ("torch", "cpu", "fp32")),
-        (CPU_ENV, {}, ("torch", "cpu", "fp32")),  # measured fastest for vimpnet_lite on AVX2
+        (CPU_ENV, {}, ("torch", "cpu", "fp32")),  # measured fastest for the default model on AVX2
         (CPU_ENV, {"model": "vimpnet"}, ("torch", "cpu", "fp32")),
         (BARE_CPU, {}, ("torch", "cpu", "fp32")),
         (CPU_BF16, {}, ("torch", "cpu", "bf16")),
@@ -59,7 +59,7 @@ def test_cpu_table_entry_for_onnxruntime_needs_it_installed(monkeypatch: pytest.
     """Where a measurement names ONNX Runtime fastest, auto picks it only when it is installed."""
     from vimpnet_ros.engine.backends import select
 
-    monkeypatch.setitem(select.CPU_FASTEST, "vimpnet_lite", ("onnxruntime", "fp32"))
+    monkeypatch.setitem(select.CPU_FASTEST, EngineConfig().model, ("onnxruntime", "fp32"))
     assert select_backend(EngineConfig(), CPU_ENV).backend == "onnxruntime"
     assert select_backend(EngineConfig(), BARE_CPU).backend == "torch"
 

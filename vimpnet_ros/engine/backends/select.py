@@ -30,12 +30,14 @@ LOGGER = logging.getLogger(__name__)
 CPU_FASTEST: dict[str, tuple[str, str]] = {
     "vimpnet": ("torch", "fp32"),
     "vimpnet_lite": ("torch", "fp32"),
+    "vimpnet_lite_gated": ("torch", "fp32"),  # vimpnet_lite plus its gate heads: the same kernels, 7 % more FLOPs
 }
 #: CPUs with AMX/AVX512-BF16: bf16 autocast (on an Intel Xeon with AMX a ``vimpnet_lite`` clip takes 0.50 CPU s
 #: in bf16 against 0.78 in fp32, docs/studies/lite-model-stage2.md; bf16's error vs fp32 is tested small).
 CPU_FASTEST_BF16: dict[str, tuple[str, str]] = {
     "vimpnet": ("torch", "bf16"),
     "vimpnet_lite": ("torch", "bf16"),
+    "vimpnet_lite_gated": ("torch", "bf16"),
 }
 
 

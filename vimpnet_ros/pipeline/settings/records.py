@@ -20,6 +20,7 @@ from vimpnet_ros.engine import (
     OUTPUT_FRAMES,
     OVERSIZE_POLICIES,
     PRECISIONS,
+    EngineConfig,
 )
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.pipeline.decode import DecodeLimits
@@ -44,10 +45,11 @@ _CAMERA_RE = re.compile(r"^/?[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*$")
 AUTO_LATENCY_BUDGET_MS: dict[str, float] = {"cuda": 100.0, "cpu": 5000.0}
 
 _LIMITS = DecodeLimits()
+_ENGINE = EngineConfig()
 
 #: The parameters that fill :class:`~vimpnet_ros.engine.config.EngineConfig` (all read-only: they shape the engine).
 ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("model", "string", "vimpnet_lite", "model config name from vimpnet_ros.model", read_only=True),
+    ParamSpec("model", "string", _ENGINE.model, "model config name from vimpnet_ros.model", read_only=True),
     ParamSpec(
         "checkpoint",
         "string",
@@ -56,9 +58,9 @@ ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
         read_only=True,
         unset="",
     ),
-    ParamSpec("backend", "string", "auto", "inference backend", read_only=True, choices=BACKENDS),
-    ParamSpec("precision", "string", "auto", "compute precision", read_only=True, choices=PRECISIONS),
-    ParamSpec("device", "string", "auto", "auto, cpu, cuda or cuda:N", read_only=True),
+    ParamSpec("backend", "string", _ENGINE.backend, "inference backend", read_only=True, choices=BACKENDS),
+    ParamSpec("precision", "string", _ENGINE.precision, "compute precision", read_only=True, choices=PRECISIONS),
+    ParamSpec("device", "string", _ENGINE.device, "auto, cpu, cuda or cuda:N", read_only=True),
     ParamSpec(
         "engine_cache_dir",
         "string",

@@ -166,7 +166,8 @@ def test_load_from_checkpoint_file(tmp_path: Path, lite_model: VimpNet) -> None:
 
     path = tmp_path / "lite.pth"
     save_checkpoint(path, lite_model, lite_model.config)
-    engine = InferenceEngine(EngineConfig(checkpoint=path, device="cpu"), environment=CPU_ENV).load()
+    config = EngineConfig(model="vimpnet_lite", checkpoint=path, device="cpu")
+    engine = InferenceEngine(config, environment=CPU_ENV).load()
     assert engine.model is not None
     loaded = dict(engine.model.state_dict())
     for name, tensor in lite_model.state_dict().items():

@@ -315,7 +315,9 @@ def test_a_tiny_jpeg_declaring_3500x3500_buys_no_more_than_a_usual_frame(
     )
     assert "frame declares 3500x3500" in log and "running size" in log, log[-3000:]
     assert attacked.processing == attacked.PROCESSING_RESTORED
-    assert attacked.inference_time < usual + 2.0, (attacked.inference_time, usual)  # < 2 s of extra work
+    # At most 2 s or half a usual frame of extra work (a 1280x720 frame varies by more than 2 s on a busy
+    # 2-core CPU); without the budget the 3500x3500 frame cost three times a usual one.
+    assert attacked.inference_time < max(usual + 2.0, 1.5 * usual), (attacked.inference_time, usual)
     assert all(s.processing == s.PROCESSING_RESTORED for s in after)  # good frames keep flowing
     assert peak[0] < usual_peak + 300, (usual_peak, peak[0])
     if size == (640, 480):

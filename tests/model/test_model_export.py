@@ -64,9 +64,10 @@ def _check_config(config_name: str, size: int = 256, frames: int = 5) -> None:
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_export_and_op_coverage_quick() -> None:
-    """Default-run guard: a 3-frame 64x64 lite export (same op set, smaller unrolled graph)."""
-    _check_config("vimpnet_lite", size=64, frames=3)
+@pytest.mark.parametrize("config_name", ["vimpnet_lite", "vimpnet_lite_gated"])
+def test_export_and_op_coverage_quick(config_name: str) -> None:
+    """Default-run guard: a 3-frame 64x64 lite export (same op set, smaller unrolled graph), ungated and gated."""
+    _check_config(config_name, size=64, frames=3)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.engine.conftest import CPU_ENV, moving_frames
+from tests.engine.conftest import CPU_ENV, moving_frames, random_model
 from vimpnet_ros.engine import EngineConfig, InferenceEngine
 from vimpnet_ros.engine.backends.background import BackgroundExport
 from vimpnet_ros.engine.backends.onnx import OnnxRuntimeBackend
@@ -109,15 +109,17 @@ def test_close_stops_background_exports(lite_model: VimpNet, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("output_frame", ["latest", "center"])
-def test_engine_parity_with_torch(lite_model: VimpNet, tmp_path: Path, output_frame: str) -> None:
-    """Whole streams through onnxruntime vs torch: float outputs within 1e-4."""
+@pytest.mark.parametrize(("model_name", "output_frame"), [("vimpnet_lite", "latest"), ("vimpnet_lite", "center"),
+                                                          ("vimpnet_lite_gated", "latest")])  # fmt: skip
+def test_engine_parity_with_torch(tmp_path: Path, model_name: str, output_frame: str) -> None:
+    """Whole streams through onnxruntime vs torch: float outputs within 1e-4 (the gated default too)."""
+    model = random_model(model_name)
     outputs: dict[str, list[torch.Tensor]] = {}
     frames = moving_frames(4, 30, 38)
     for backend in ("torch", "onnxruntime"):
         config = EngineConfig(backend=backend, precision="fp32", device="cpu", window_size=3, output_frame=output_frame,
                               engine_cache_dir=tmp_path, background_build=False)  # fmt: skip
-        engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
+        engine = InferenceEngine(config, environment=CPU_ENV).load(model)
         assert engine.backend_name == backend
         stream = engine.open_stream("cam")
         outputs[backend] = []

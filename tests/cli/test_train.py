@@ -54,6 +54,15 @@ def test_train_then_evaluate(
     assert written["restored"]["num_frames"] == 6 and written["settings"]["temporal_stride"] == 1
     assert len(list(frames.rglob("*.png"))) == 6
 
+    # As the node streams: the newest frame of a 3-frame window, every frame scored once.
+    streamed = tmp_path / "streamed.json"
+    args = ["evaluate", "--checkpoint", str(out / "final.pth"), "--data", str(tiny_val_root), "--device", "cpu"]
+    assert main([*args, "--output", str(streamed), "--output-frame", "latest", "--clip-length", "3"]) == 0
+    settings = json.loads(streamed.read_text())["settings"]
+    assert (settings["output_frame"], settings["clip_length"], settings["temporal_stride"]) == ("latest", 3, None)
+    assert main([*args, "--output", str(streamed), "--output-frame", "latest", "--clip-length", "4"]) == 2
+    assert "odd" in capsys.readouterr().err
+
 
 def test_cli_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--config", "no_such_config"]) == 2

@@ -11,8 +11,11 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 from torch import Tensor, nn
 
+from tests.engine.conftest import CPU_ENV, moving_frames, random_model
 from vimpnet_ros.data.layout import write_vrds
 from vimpnet_ros.data.rain.compose import render_video
+from vimpnet_ros.engine import EngineConfig, InferenceEngine
+from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.evaluation.vrds_eval import clip_starts, evaluate_vrds, restore_video
 from vimpnet_ros.model import VimpNetOutput
 
@@ -63,6 +66,32 @@ def test_short_video_runs_as_one_clip() -> None:
     frames = torch.rand(3, 3, 8, 8)
     result = restore_video(IdentityModel(), frames, clip_length=5, stride=1)
     np.testing.assert_allclose(result.output, frames.permute(0, 2, 3, 1).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(("window", "output_frame"), [(3, "latest"), (5, "latest"), (5, "center")])
+def test_streamed_restoration_is_what_the_engine_publishes(window: int, output_frame: str) -> None:
+    """Each frame restored once, from the window the streaming engine builds for it (mirrored at the ends)."""
+    model = random_model("vimpnet_lite_gated")
+    frames = moving_frames(7, 20, 28)  # not multiples of 4: padding is exercised
+    settings = {"device": "cpu", "backend": "torch", "precision": "fp32"}
+    config = EngineConfig(**settings, window_size=window, output_frame=output_frame)
+    engine = InferenceEngine(config, environment=CPU_ENV).load(model)
+    stream = engine.open_stream("cam")
+    published = [engine.push(stream, frame, k * 33_333_333) for k, frame in enumerate(frames)]
+    published = [r for r in published if r is not None] + engine.flush(stream)
+    video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    streamed = restore_video(model, video, clip_length=window, output_frame=output_frame)
+    assert len(published) == len(frames)
+    for k, result in enumerate(published):
+        ours = np.clip(streamed.output[k] * 255 + 0.5, 0, 255).astype(np.uint8)
+        assert np.abs(ours.astype(int) - result.image.astype(int)).max() <= 1, k
+    averaged = restore_video(model, video, clip_length=window)  # the reference test's clips differ from it
+    assert np.abs(averaged.output - streamed.output).max() > 1e-3
+
+
+def test_streamed_window_is_checked_as_the_engine_checks_it() -> None:
+    with pytest.raises(ConfigError, match="odd"):
+        restore_video(IdentityModel(), torch.rand(4, 3, 8, 8), clip_length=4, output_frame="latest")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ Examples::
 
     vimpnet-ros evaluate --checkpoint runs/lite/final.pth --data VRDS/test --output results.json
     vimpnet-ros evaluate --set heldout --set light --set clean --output sets.json
+    vimpnet-ros evaluate --set heldout --output-frame latest --output streamed.json   # as the node restores
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="temporal stride between clips; 1 = the reference test (each frame averaged over up to 5 clips)",
     )
+    parser.add_argument(
+        "--output-frame",
+        help="latest or center: score as the node streams, each frame restored once as that frame of a "
+        "--clip-length window (default: the reference test's averaged clips)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--max-videos", type=int, help="only the first N videos")
@@ -74,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.data is None) == (not args.sets):
         raise ConfigError("give either --data FOLDER or one or more --set NAME")
     specs = [quality_set(name) for name in args.sets]  # unknown names fail before any work
+    if args.output_frame is not None:  # a window the engine would refuse fails here, before any work
+        EngineConfig(window_size=args.clip_length, output_frame=args.output_frame)
     model_name = args.model or (None if args.checkpoint else EngineConfig().model)
     checkpoint = args.checkpoint or shipped_checkpoint(str(model_name))
     device = resolve_device(args.device)
@@ -117,6 +125,7 @@ def _evaluate(model: nn.Module, data: str | Path, args: argparse.Namespace, devi
         max_videos=args.max_videos,
         max_frames=args.max_frames,
         save_frames=args.save_frames,
+        output_frame=args.output_frame,
         progress=lambda videos: iter(tqdm(videos, desc="evaluate", unit="video")),
     )
 

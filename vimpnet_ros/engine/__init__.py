@@ -49,6 +49,7 @@ _EXPORTS = {
     "InferenceEngine": "engine",
     "FrameResult": "result",
     "Stream": "stream",
+    "window_indices": "stream",
     # the engine's choices and ranges (the node's parameter table offers them)
     "BACKENDS": "config",
     "PRECISIONS": "config",
@@ -95,6 +96,7 @@ __all__ = [
     "installed_version",
     "keep_freed_memory",
     "resolve_device",
+    "window_indices",
 ]
 
 

@@ -3,7 +3,13 @@
 Restoration follows the reference test: overlapping ``clip_length``-frame clips
 (default 5) with temporal stride 1; each frame is restored in up to 5 clips and
 the results are averaged. ``stride = clip_length`` gives the faster non-overlapping
-variant used for validation during training. Frames are processed whole (no
+variant used for validation during training. ``output_frame`` (``latest`` or
+``center``) scores the node's way instead: each frame is restored once, as that
+frame of its own ``clip_length``-frame window, built as the streaming engine builds
+it (``vimpnet_ros.engine.stream.window_indices``: at the start of a stream, and for
+``center`` at its end, the missing neighbours are mirrored). The streaming
+engine computes the same function with cached per-frame features; this path calls
+the model on whole windows. Frames are processed whole (no
 spatial tiles), padded by edge replication to multiples of 4 and cropped back;
 the reference additionally tiles 256x256 on large frames, which only matters for
 memory. Scores: restored frames are quantised to uint8 as the reference does, then
@@ -32,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vimpnet_ros.data.layout import TEST_STREAMS, VideoEntry, frame_name, read_frame, scan_vrds, write_png
+from vimpnet_ros.engine import EngineConfig, window_indices
 from vimpnet_ros.errors import ConfigError, InputError
 from vimpnet_ros.evaluation.metrics import (
     MASK_THRESHOLD,
@@ -46,7 +53,7 @@ from vimpnet_ros.evaluation.metrics import (
 
 @dataclass
 class RestoredVideo:
-    """Model outputs for every frame of one video, averaged over the clips that contained it.
+    """Model outputs for every frame of one video: averaged over the clips that contained it, or streamed.
 
     ``output`` (t, h, w, 3) float32 in [0, 1] (clamped), ``drop_mask`` (t, h, w) in
     [0, 1], ``streak_map`` (t, h, w) and ``stage1`` (t, h, w, 3).
@@ -87,10 +94,13 @@ def restore_video(
     stride: int = 1,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    output_frame: str | None = None,
 ) -> RestoredVideo:
     """Restore a video ``frames`` (t, 3, h, w) float in [0, 1] clip by clip; see the module docstring.
 
-    Videos shorter than ``clip_length`` run as one clip (at least 2 frames are needed).
+    Videos shorter than ``clip_length`` run as one clip (at least 2 frames are needed). ``output_frame``
+    None: overlapping clips averaged (the reference test, ``stride`` apart); ``latest`` / ``center``: every
+    frame from its own window as the streaming engine restores it (``stride`` unused).
     """
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise InputError(f"restore_video needs frames shaped (t, 3, h, w), got {tuple(frames.shape)}")
@@ -100,7 +110,8 @@ def restore_video(
     if clip_length < 2 or stride < 1:
         raise ConfigError(f"clip_length must be >= 2 and stride >= 1, got {clip_length}, {stride}")
     device = torch.device(device)
-    length = min(clip_length, num_frames)
+    # Streamed windows always hold clip_length frames (mirrored where the video has too few), as the engine's.
+    length = clip_length if output_frame is not None else min(clip_length, num_frames)
     pad_h, pad_w = (-height) % 4, (-width) % 4
     sums = {
         "output": torch.zeros(num_frames, 3, height, width),
@@ -109,16 +120,17 @@ def restore_video(
         "streak_map": torch.zeros(num_frames, 1, height, width),
     }
     counts = torch.zeros(num_frames)
-    for start in clip_starts(num_frames, length, stride):
-        clip = frames[start : start + length].to(device=device, dtype=torch.float32)
+    for indices, keep in _windows(num_frames, length, stride, output_frame):
+        clip = frames[indices].to(device=device, dtype=torch.float32)
         if pad_h or pad_w:
             clip = F.pad(clip, (0, pad_w, 0, pad_h), mode="replicate")
         with autocast_context(device, precision):
             result = model(clip.unsqueeze(0))
+        targets = [indices[k] for k in keep]
         for name in sums:
-            value = getattr(result, name)[0, :, :, :height, :width].float().cpu()
-            sums[name][start : start + length] += value
-        counts[start : start + length] += 1
+            value = getattr(result, name)[0, keep, :, :height, :width].float().cpu()
+            sums[name][targets] += value
+        counts[targets] += 1
     scale = counts.view(-1, 1, 1, 1)
     mean = {name: (value / scale) for name, value in sums.items()}
     return RestoredVideo(
@@ -127,6 +139,22 @@ def restore_video(
         drop_mask=mean["drop_mask"][:, 0].numpy(),
         streak_map=mean["streak_map"][:, 0].numpy(),
     )
+
+
+def _windows(
+    num_frames: int, length: int, stride: int, output_frame: str | None
+) -> Iterator[tuple[list[int], list[int]]]:
+    """(frame indices of one model call, positions in it whose results count): clips, or one window per frame."""
+    if output_frame is None:
+        for start in clip_starts(num_frames, length, stride):
+            yield list(range(start, start + length)), list(range(length))
+        return
+    output_index = EngineConfig(window_size=length, output_frame=output_frame).output_index
+    for target in range(num_frames):
+        # What the engine's ring buffer holds when it restores ``target``: the frames up to it (latest), or up
+        # to the T//2 after it, fewer at the end of the video (center).
+        available = min(num_frames, target + 1 + length - 1 - output_index)
+        yield window_indices(target, available, length, output_index), [output_index]
 
 
 def load_video(video: VideoEntry, stream: str, max_frames: int | None = None) -> np.ndarray:
@@ -214,10 +242,13 @@ def evaluate_vrds(
     max_frames: int | None = None,
     save_frames: str | Path | None = None,
     progress: Callable[[Sequence[VideoEntry]], Iterator[VideoEntry]] | None = None,
+    output_frame: str | None = None,
 ) -> EvaluationResult:
     """Score ``model`` on a VRDS-layout test folder (``lq`` and ``gt``; ``01drop`` used for IoU if present).
 
-    ``save_frames``: write restored frames as ``<dir>/<video>/00000000.png``.
+    ``output_frame`` None: the reference test (clips averaged); ``latest`` / ``center``: streamed, each
+    frame restored as the node restores it (see :func:`restore_video`). ``save_frames``: write restored
+    frames as ``<dir>/<video>/00000000.png``.
     Returns restored and rainy-input scores (the input's score is the baseline to beat).
     """
     root = Path(root)
@@ -241,7 +272,7 @@ def evaluate_vrds(
             lq = load_video(video, "lq", max_frames)
             gt = to_uint8(load_video(video, "gt", max_frames))
             frames = torch.from_numpy(lq).permute(0, 3, 1, 2).contiguous()
-            result = restore_video(model, frames, clip_length, stride, device, precision)
+            result = restore_video(model, frames, clip_length, stride, device, precision, output_frame)
             output = to_uint8(result.output)
             rest, inp = VideoScores(video.name), VideoScores(video.name)
             lq_u8 = to_uint8(lq)
@@ -290,7 +321,8 @@ def evaluate_vrds(
         settings={
             "data": str(root),
             "clip_length": clip_length,
-            "temporal_stride": stride,
+            "temporal_stride": stride if output_frame is None else None,
+            "output_frame": output_frame,
             "spatial": "whole frame, edge-padded to multiples of 4",
             "metric": "RGB PSNR/SSIM on uint8 (data range 255), per frame -> per video mean -> mean over videos",
             "precision": precision,

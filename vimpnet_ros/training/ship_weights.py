@@ -12,7 +12,8 @@
    renders the set of earlier releases instead).
 3. Evaluates the *shipped file* (not the in-memory model) as the reference tests:
    5-frame clips, temporal stride 1, RGB PSNR/SSIM on uint8, per video then mean;
-   plus drop-mask IoU (threshold 0.5) against the rendered masks.
+   plus drop-mask IoU (threshold 0.5) against the rendered masks; and the same sets
+   streamed, each frame as the node restores it (``test_sets_streamed``).
 4. Writes ``vimpnet_ros/weights/<model>.json``: provenance and the measured scores.
 """
 
@@ -140,13 +141,27 @@ def set_summary(spec: QualitySet, scores: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(
-    checkpoint: Path, model_name: str, data: Path, stride: int = 1, max_videos: int | None = None
+    checkpoint: Path,
+    model_name: str,
+    data: Path,
+    stride: int = 1,
+    max_videos: int | None = None,
+    streamed: bool = False,
 ) -> dict[str, Any]:
-    """Scores of a checkpoint file on a VRDS folder: restored, rainy input, gain, drop-mask IoU."""
+    """Scores of a checkpoint file on a VRDS folder: restored, rainy input, gain, drop-mask IoU.
+
+    The reference test (5-frame clips averaged), or ``streamed``: each frame as the node restores it with the
+    default engine settings (the newest frame of a ``window_size`` window).
+    """
     from vimpnet_ros.evaluation.vrds_eval import evaluate_vrds
     from vimpnet_ros.model.checkpoint import load_model
 
     model = load_model(checkpoint, model_name)
+    if streamed:
+        engine = EngineConfig()
+        return evaluate_vrds(
+            model, data, clip_length=engine.window_size, output_frame=engine.output_frame, max_videos=max_videos
+        ).to_dict()
     return evaluate_vrds(model, data, clip_length=5, stride=stride, max_videos=max_videos).to_dict()
 
 
@@ -201,12 +216,21 @@ def main(argv: list[str] | None = None) -> int:
         args.held_out_rain,
     )  # fmt: skip
     scores = measure(target, args.model, data)
-    sets: dict[str, Any] = {"heldout": set_summary(QUALITY_SETS["heldout"], scores)}
+    folders = {"heldout": data}
     for name in ("light", "clean"):
         spec = QUALITY_SETS[name]
         folder = args.held_out.parent / f"{args.held_out.name}_{name}_seed{spec.seed}"
-        rendered = render_held_out(folder, args.held_out_videos, args.held_out_frames, size, spec.seed, rain=spec.rain)
-        sets[name] = set_summary(spec, measure(target, args.model, rendered))
+        folders[name] = render_held_out(
+            folder, args.held_out_videos, args.held_out_frames, size, spec.seed, rain=spec.rain
+        )
+    sets = {
+        name: set_summary(QUALITY_SETS[name], scores if name == "heldout" else measure(target, args.model, folder))
+        for name, folder in folders.items()
+    }
+    streamed = {
+        name: set_summary(QUALITY_SETS[name], measure(target, args.model, folder, streamed=True))
+        for name, folder in folders.items()
+    }
     record = {
         "model": args.model,
         "file": target.name,
@@ -240,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
             for k in ("restored", "rainy_input", "gain", "drop_mask_iou", "drop_mask", "output_vs_input", "settings")
         },
         "test_sets": sets,
+        # The same sets as the node restores them (default engine window, newest frame, no clip averaging).
+        "test_sets_streamed": {
+            "window_size": EngineConfig().window_size,
+            "output_frame": EngineConfig().output_frame,
+            **streamed,
+        },
         "per_video": scores["videos"],
     }
     json_path = args.output_dir / f"{args.model}.json"

@@ -319,7 +319,10 @@ def test_a_tiny_jpeg_declaring_3500x3500_buys_no_more_than_a_usual_frame(
     # 2-core CPU); without the budget the 3500x3500 frame cost three times a usual one.
     assert attacked.inference_time < max(usual + 2.0, 1.5 * usual), (attacked.inference_time, usual)
     assert all(s.processing == s.PROCESSING_RESTORED for s in after)  # good frames keep flowing
-    assert peak[0] < usual_peak + 300, (usual_peak, peak[0])
+    # The budgeted frame is restored at its own size, so its buffers come on top of the usual ones, which the
+    # allocator keeps for reuse: +160 to +650 MB measured (the faster the CPU, the larger the budgeted size);
+    # without the budget +3.6 GB.
+    assert peak[0] < usual_peak + 1000, (usual_peak, peak[0])
     if size == (640, 480):
         assert peak[0] < 1500, peak[0]
     out = _by_stamp(probe, "/derained/image", BASE_STAMP + 4 * PERIOD_NS)

@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         name: set_summary(QUALITY_SETS[name], scores if name == "heldout" else measure(target, args.model, folder))
         for name, folder in folders.items()
     }
+    engine = EngineConfig()  # the node's defaults: what the streamed scores restore with
     streamed = {
         name: set_summary(QUALITY_SETS[name], measure(target, args.model, folder, streamed=True))
         for name, folder in folders.items()
@@ -265,11 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "test_sets": sets,
         # The same sets as the node restores them (default engine window, newest frame, no clip averaging).
-        "test_sets_streamed": {
-            "window_size": EngineConfig().window_size,
-            "output_frame": EngineConfig().output_frame,
-            **streamed,
-        },
+        "test_sets_streamed": {"window_size": engine.window_size, "output_frame": engine.output_frame, **streamed},
         "per_video": scores["videos"],
     }
     json_path = args.output_dir / f"{args.model}.json"

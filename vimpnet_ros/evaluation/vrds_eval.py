@@ -149,12 +149,12 @@ def _windows(
         for start in clip_starts(num_frames, length, stride):
             yield list(range(start, start + length)), list(range(length))
         return
-    output_index = EngineConfig(window_size=length, output_frame=output_frame).output_index
+    engine = EngineConfig(window_size=length, output_frame=output_frame)
     for target in range(num_frames):
-        # What the engine's ring buffer holds when it restores ``target``: the frames up to it (latest), or up
-        # to the T//2 after it, fewer at the end of the video (center).
-        available = min(num_frames, target + 1 + length - 1 - output_index)
-        yield window_indices(target, available, length, output_index), [output_index]
+        # What the engine's ring buffer holds when it restores ``target``: the frames up to it and the
+        # ``delay_frames`` after it (none for latest, T//2 for center; fewer at the end of the video).
+        available = min(num_frames, target + 1 + engine.delay_frames)
+        yield window_indices(target, available, length, engine.output_index), [engine.output_index]
 
 
 def load_video(video: VideoEntry, stream: str, max_frames: int | None = None) -> np.ndarray:

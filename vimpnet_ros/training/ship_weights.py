@@ -146,21 +146,20 @@ def measure(
     data: Path,
     stride: int = 1,
     max_videos: int | None = None,
-    streamed: bool = False,
+    streamed: EngineConfig | None = None,
 ) -> dict[str, Any]:
     """Scores of a checkpoint file on a VRDS folder: restored, rainy input, gain, drop-mask IoU.
 
-    The reference test (5-frame clips averaged), or ``streamed``: each frame as the node restores it with the
-    default engine settings (the newest frame of a ``window_size`` window).
+    The reference test (5-frame clips averaged), or ``streamed``: each frame as a node with these engine
+    settings restores it (the ``output_frame`` of a ``window_size`` window).
     """
     from vimpnet_ros.evaluation.vrds_eval import evaluate_vrds
     from vimpnet_ros.model.checkpoint import load_model
 
     model = load_model(checkpoint, model_name)
-    if streamed:
-        engine = EngineConfig()
+    if streamed is not None:
         return evaluate_vrds(
-            model, data, clip_length=engine.window_size, output_frame=engine.output_frame, max_videos=max_videos
+            model, data, clip_length=streamed.window_size, output_frame=streamed.output_frame, max_videos=max_videos
         ).to_dict()
     return evaluate_vrds(model, data, clip_length=5, stride=stride, max_videos=max_videos).to_dict()
 
@@ -229,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     engine = EngineConfig()  # the node's defaults: what the streamed scores restore with
     streamed = {
-        name: set_summary(QUALITY_SETS[name], measure(target, args.model, folder, streamed=True))
+        name: set_summary(QUALITY_SETS[name], measure(target, args.model, folder, streamed=engine))
         for name, folder in folders.items()
     }
     record = {

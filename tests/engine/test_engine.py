@@ -161,6 +161,21 @@ def test_missing_shipped_weights_is_a_checkpoint_error(tmp_path: Path) -> None:
         EngineConfig(model="vimpnet_tiny", device="cpu")
 
 
+def test_shipped_weights_refuse_a_window_beyond_their_record() -> None:
+    """The default weights record ``max_window`` 5: a larger window fails at load with the reason; the same file
+    given as ``checkpoint`` is the user's choice and loads."""
+    from vimpnet_ros.model.checkpoint import shipped_checkpoint, shipped_max_window
+
+    assert shipped_max_window("vimpnet_lite_gated") == 5
+    assert shipped_max_window("vimpnet") is None  # no record ships
+    config = EngineConfig(model="vimpnet_lite_gated", device="cpu", backend="torch", window_size=7)
+    with pytest.raises(ConfigError, match=r"window_size 7 is larger .* at most 5 \(max_window in vimpnet_lite_gated"):
+        InferenceEngine(config, environment=CPU_ENV).load()
+    assert InferenceEngine(config.replace(window_size=5), environment=CPU_ENV).load().model is not None
+    explicit = config.replace(checkpoint=shipped_checkpoint("vimpnet_lite_gated"))
+    assert InferenceEngine(explicit, environment=CPU_ENV).load().model is not None
+
+
 def test_load_from_checkpoint_file(tmp_path: Path, lite_model: VimpNet) -> None:
     from vimpnet_ros.model.checkpoint import save_checkpoint
 

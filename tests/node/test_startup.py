@@ -140,3 +140,16 @@ def test_bad_qos_override_exits_2_at_start_before_any_publisher(
     errors = [line for line in log.splitlines() if "[ERROR]" in line]
     assert len(errors) == 1 and "invalid qos_overrides./image" in errors[0], log[-2000:]
     assert "Traceback" not in log and "Warning" not in log and "active: subscribed" not in log, log[-2000:]
+
+
+def test_a_window_beyond_the_shipped_weights_exits_2_naming_the_limit(start_node: Any) -> None:
+    """The shipped default weights allow windows up to their record's max_window: a larger one is refused at start."""
+    from vimpnet_ros.model.checkpoint import shipped_max_window
+
+    limit = shipped_max_window("vimpnet_lite_gated")
+    assert limit is not None and limit < 9
+    node = start_node(ros_args=["-p", f"window_size:={limit + 2}", "-p", "device:=cpu"])
+    assert node.wait(START_TIMEOUT) == 2, node.log()[-3000:]
+    log = node.log()
+    assert f"window_size {limit + 2} is larger than the shipped 'vimpnet_lite_gated' weights" in log, log
+    assert "Traceback" not in log, log

@@ -1,18 +1,20 @@
-"""``ship_weights`` end to end on tiny sets: the shipped file, its record, both ways of scoring every set."""
+"""``ship_weights`` end to end on tiny sets: the shipped file, its record, every way of scoring every set."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from vimpnet_ros.engine import EngineConfig
+from vimpnet_ros.engine import MAX_WINDOW, EngineConfig
 from vimpnet_ros.model.checkpoint import load_model
-from vimpnet_ros.training.ship_weights import QUALITY_SETS, main
+from vimpnet_ros.training.config import load_train_config
+from vimpnet_ros.training.ship_weights import QUALITY_SETS, main, trained_window
 
 
-def test_ship_writes_the_file_and_scores_every_set_both_ways(checkpoint: Path, tmp_path: Path) -> None:
+def test_ship_writes_the_file_and_scores_every_set_every_way(checkpoint: Path, tmp_path: Path) -> None:
     model = EngineConfig().model
     out = tmp_path / "weights"
     args = ["--checkpoint", str(checkpoint), "--model", model, "--output-dir", str(out)]
@@ -21,12 +23,23 @@ def test_ship_writes_the_file_and_scores_every_set_both_ways(checkpoint: Path, t
     load_model(out / f"{model}.pth", model)  # the shipped file loads
     record = json.loads((out / f"{model}.json").read_text())
     assert record["training"]["ship_command"].endswith("--held-out-size 48 32")
-    streamed = record["test_sets_streamed"]
+    streamed, widest = record["test_sets_streamed"], record["test_sets_streamed_widest"]
     assert (streamed["window_size"], streamed["output_frame"]) == (EngineConfig().window_size, "latest")
+    assert (widest["window_size"], widest["output_frame"]) == (MAX_WINDOW, "latest")
+    assert record["max_window"] == load_train_config(model).data.clip_length == 5  # trained on 5-frame clips
     for name, spec in QUALITY_SETS.items():
-        for scores in (record["test_sets"][name], streamed[name]):
+        for scores in (record["test_sets"][name], streamed[name], widest[name]):
             assert scores["seed"] == spec.seed and scores["output_vs_input_psnr"] > 0
             assert ("gain_psnr" in scores) is not spec.no_rain
     # Streamed and averaged restoration differ on a model that changes frames (random weights do).
     heldout = record["test_sets"]["heldout"]["psnr_restored"]
     assert streamed["heldout"]["psnr_restored"] != pytest.approx(heldout, abs=1e-6)
+    assert widest["heldout"]["psnr_restored"] != pytest.approx(streamed["heldout"]["psnr_restored"], abs=1e-6)
+
+
+def test_the_window_limit_defaults_to_the_longest_training_clip() -> None:
+    """Odd, within the engine's range: weights trained on 5-frame clips allow 5, on 6 still 5, on 12 the largest."""
+    config = load_train_config("vimpnet_lite_gated")
+    clips = {n: replace(config, data=replace(config.data, clip_length=n)) for n in (2, 5, 6, 9, 12)}
+    assert {n: trained_window([c]) for n, c in clips.items()} == {2: 3, 5: 5, 6: 5, 9: 9, 12: 9}
+    assert trained_window([clips[5], clips[9]]) == 9

@@ -168,6 +168,14 @@ class InferenceEngine:
                 f"no weights are shipped for model {self.config.model!r} ({path} is missing); train them "
                 "(vimpnet-ros train) or set checkpoint to a .pth file"
             )
+        limit = checkpoint_io.shipped_max_window(self.config.model)
+        if limit is not None and self.config.window_size > limit:
+            raise ConfigError(
+                f"window_size {self.config.window_size} is larger than the shipped {self.config.model!r} weights "
+                f"restore well with: at most {limit} (max_window in {path.with_suffix('.json').name}; beyond it "
+                'they degrade every frame, see docs/training.md, "The node\'s window"); set window_size '
+                f"<= {limit}, or checkpoint to weights trained on longer clips (config vimpnet_lite_gated_long)"
+            )
         return checkpoint_io.load_model(path, self.config.model)
 
     def _build_backend(self, model: VimpNet, selection: Selection, environment: Environment) -> Backend:

@@ -270,6 +270,22 @@ def shipped_checkpoint(config_name: str) -> Path:
     return SHIPPED_WEIGHTS_DIR / f"{config_name}.pth"
 
 
+def shipped_max_window(config_name: str) -> int | None:
+    """The largest window the package's weights for ``config_name`` may run with (``max_window`` in their record
+    ``weights/<name>.json``, written by ``ship_weights``); None when no record or no limit ships."""
+    import json
+
+    record = SHIPPED_WEIGHTS_DIR / f"{config_name}.json"
+    if not record.is_file():
+        return None
+    try:
+        limit = json.loads(record.read_text(encoding="utf-8")).get("max_window")
+    except (OSError, ValueError) as error:
+        message = f"cannot read the record of the shipped {config_name!r} weights, {record}: {error}"
+        raise CheckpointError(message) from error
+    return int(limit) if limit is not None else None
+
+
 def build_model(config: str | VimpNetConfig) -> nn.Module:
     """A randomly initialised generator (training from scratch, tests, benchmarks), in eval mode."""
     from vimpnet_ros.model.vimpnet_arch import VimpNet

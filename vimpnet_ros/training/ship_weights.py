@@ -13,8 +13,10 @@
 3. Evaluates the *shipped file* (not the in-memory model) as the reference tests:
    5-frame clips, temporal stride 1, RGB PSNR/SSIM on uint8, per video then mean;
    plus drop-mask IoU (threshold 0.5) against the rendered masks; and the same sets
-   streamed, each frame as the node restores it (``test_sets_streamed``).
-4. Writes ``vimpnet_ros/weights/<model>.json``: provenance and the measured scores.
+   streamed, each frame as the node restores it, with the default window (``test_sets_streamed``) and
+   the largest the engine accepts (``test_sets_streamed_widest``).
+4. Writes ``vimpnet_ros/weights/<model>.json``: provenance, the measured scores and ``max_window``
+   (``--max-window``), the largest window the engine lets these weights run with.
 """
 
 from __future__ import annotations
@@ -26,16 +28,20 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 import vimpnet_ros
-from vimpnet_ros.engine import EngineConfig
+from vimpnet_ros.engine import MAX_WINDOW, MIN_WINDOW, EngineConfig
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.training.checkpoints import average_models, save_model
+
+if TYPE_CHECKING:
+    from vimpnet_ros.training.config import TrainConfig
 
 WEIGHTS_DIR = Path(vimpnet_ros.__file__).resolve().parent / "weights"
 HELD_OUT_SEED = 1000
@@ -164,6 +170,13 @@ def measure(
     return evaluate_vrds(model, data, clip_length=5, stride=stride, max_videos=max_videos).to_dict()
 
 
+def trained_window(configs: Sequence[TrainConfig]) -> int:
+    """The largest window weights trained with ``configs`` are trusted with: their longest clip, as an odd window
+    the engine accepts (a recurrent propagation trained on 5-frame clips drifts on longer ones)."""
+    longest = max(config.data.clip_length for config in configs)
+    return max(MIN_WINDOW, min(MAX_WINDOW, longest - (1 - longest % 2)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Ship a checkpoint and write its provenance and held-out scores."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", action="append", help="the exact training command(s), in order (for the record)")
     parser.add_argument("--steps", type=int, help="training steps done (for the record)")
     parser.add_argument("--train-seconds", type=float, help="wall time of the training (for the record)")
+    parser.add_argument(
+        "--max-window",
+        type=int,
+        help="the largest window_size the weights restore well with, which a node on the shipped file enforces "
+        "(default: the longest training clip of the --config(s), as an odd window; check it against "
+        "test_sets_streamed_widest in the record)",
+    )
     parser.add_argument("--fp32", action="store_true", help="store fp32 tensors (default: fp16, half the size)")
     parser.add_argument("--held-out", type=Path, default=Path("data/heldout_road_seed1000"))
     parser.add_argument("--held-out-videos", type=int, default=HELD_OUT_VIDEOS)
@@ -205,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     if clash:
         print(f"test-set seed(s) {sorted(clash)} were used by {config_names}; pick others", file=sys.stderr)
         return 2
+    max_window = args.max_window or trained_window(train_configs)
+    EngineConfig(window_size=max_window)  # a window the engine accepts, or a ConfigError naming the range
     model = average_models(args.checkpoint, args.model)
     target = args.output_dir / f"{args.model}.pth"
     save_model(target, model, half=not args.fp32)
@@ -227,16 +249,22 @@ def main(argv: list[str] | None = None) -> int:
         for name, folder in folders.items()
     }
     engine = EngineConfig()  # the node's defaults: what the streamed scores restore with
-    streamed = {
-        name: set_summary(QUALITY_SETS[name], measure(target, args.model, folder, streamed=engine))
-        for name, folder in folders.items()
-    }
+    widest = engine.replace(window_size=MAX_WINDOW)  # the largest window a node accepts
+
+    def streamed_sets(config: EngineConfig) -> dict[str, Any]:
+        scores = {
+            name: set_summary(QUALITY_SETS[name], measure(target, args.model, folder, streamed=config))
+            for name, folder in folders.items()
+        }
+        return {"window_size": config.window_size, "output_frame": config.output_frame, **scores}
+
     record = {
         "model": args.model,
         "file": target.name,
         "sha256_file": hashlib.sha256(target.read_bytes()).hexdigest(),
         "size_bytes": target.stat().st_size,
         "tensor_dtype": "float32" if args.fp32 else "float16",
+        "max_window": max_window,
         "training": {
             "commands": args.command or [f"vimpnet-ros train --config {name}" for name in config_names],
             "configs": [f"vimpnet_ros/training/configs/{name}.yaml" for name in config_names],
@@ -264,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             for k in ("restored", "rainy_input", "gain", "drop_mask_iou", "drop_mask", "output_vs_input", "settings")
         },
         "test_sets": sets,
-        # The same sets as the node restores them (default engine window, newest frame, no clip averaging).
-        "test_sets_streamed": {"window_size": engine.window_size, "output_frame": engine.output_frame, **streamed},
+        # The same sets as the node restores them (newest frame, no clip averaging): the default window, the largest.
+        "test_sets_streamed": streamed_sets(engine),
+        "test_sets_streamed_widest": streamed_sets(widest),
         "per_video": scores["videos"],
     }
     json_path = args.output_dir / f"{args.model}.json"

@@ -73,7 +73,7 @@ ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
         "window_size",
         "int",
         5,
-        "temporal window T (frames per clip); odd",
+        "temporal window T (frames per clip); odd; shipped weights may allow less (max_window in weights/MODEL.json)",
         read_only=True,
         int_range=(MIN_WINDOW, MAX_WINDOW, 2),
     ),

@@ -170,10 +170,11 @@ class InferenceEngine:
             )
         limit = checkpoint_io.shipped_max_window(self.config.model)
         if limit is not None and self.config.window_size > limit:
+            record = checkpoint_io.shipped_record(self.config.model).name
             raise ConfigError(
                 f"window_size {self.config.window_size} is larger than the shipped {self.config.model!r} weights "
-                f"restore well with: at most {limit} (max_window in {path.with_suffix('.json').name}; beyond it "
-                'they degrade every frame, see docs/training.md, "The node\'s window"); set window_size '
+                f"restore well with: at most {limit} (max_window in {record}; "
+                'beyond it they degrade every frame, see docs/training.md, "The node\'s window"); set window_size '
                 f"<= {limit}, or checkpoint to weights trained on longer clips (config vimpnet_lite_gated_long)"
             )
         return checkpoint_io.load_model(path, self.config.model)

@@ -270,12 +270,17 @@ def shipped_checkpoint(config_name: str) -> Path:
     return SHIPPED_WEIGHTS_DIR / f"{config_name}.pth"
 
 
+def shipped_record(config_name: str) -> Path:
+    """Where the record (provenance, scores, limits; written by ``ship_weights``) of those weights would be."""
+    return SHIPPED_WEIGHTS_DIR / f"{config_name}.json"
+
+
 def shipped_max_window(config_name: str) -> int | None:
-    """The largest window the package's weights for ``config_name`` may run with (``max_window`` in their record
-    ``weights/<name>.json``, written by ``ship_weights``); None when no record or no limit ships."""
+    """The largest window the package's weights for ``config_name`` may run with (``max_window`` in their
+    :func:`shipped_record`); None when no record or no limit ships."""
     import json
 
-    record = SHIPPED_WEIGHTS_DIR / f"{config_name}.json"
+    record = shipped_record(config_name)
     if not record.is_file():
         return None
     try:

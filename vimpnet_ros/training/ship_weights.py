@@ -174,7 +174,8 @@ def trained_window(configs: Sequence[TrainConfig]) -> int:
     """The largest window weights trained with ``configs`` are trusted with: their longest clip, as an odd window
     the engine accepts (a recurrent propagation trained on 5-frame clips drifts on longer ones)."""
     longest = max(config.data.clip_length for config in configs)
-    return max(MIN_WINDOW, min(MAX_WINDOW, longest - (1 - longest % 2)))
+    odd = longest if longest % 2 else longest - 1
+    return max(MIN_WINDOW, min(MAX_WINDOW, odd))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     if clash:
         print(f"test-set seed(s) {sorted(clash)} were used by {config_names}; pick others", file=sys.stderr)
         return 2
-    max_window = args.max_window or trained_window(train_configs)
+    max_window = trained_window(train_configs) if args.max_window is None else args.max_window
     EngineConfig(window_size=max_window)  # a window the engine accepts, or a ConfigError naming the range
     model = average_models(args.checkpoint, args.model)
     target = args.output_dir / f"{args.model}.pth"

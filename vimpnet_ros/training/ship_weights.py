@@ -35,15 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-import vimpnet_ros
 from vimpnet_ros.engine import MAX_WINDOW, MIN_WINDOW, EngineConfig
 from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.model.checkpoint import SHIPPED_WEIGHTS_DIR
 from vimpnet_ros.training.checkpoints import average_models, save_model
 
 if TYPE_CHECKING:
     from vimpnet_ros.training.config import TrainConfig
 
-WEIGHTS_DIR = Path(vimpnet_ros.__file__).resolve().parent / "weights"
+WEIGHTS_DIR = SHIPPED_WEIGHTS_DIR  # where the engine looks for the package's weights
 HELD_OUT_SEED = 1000
 #: The held-out test set: 8 road videos of 12 frames at 192x128, held-out scene and rain presets.
 HELD_OUT_VIDEOS, HELD_OUT_FRAMES, HELD_OUT_SIZE = 8, 12, (192, 128)

@@ -228,3 +228,17 @@ def test_stored_configs_load_by_their_sizes_not_their_names(tmp_path: Path) -> N
     with pytest.raises(CheckpointError, match="sizes are those of 'vimpnet_lite_v1': use model 'vimpnet_lite_v1'"):
         load_model(tmp_path / "old.pth", "vimpnet_lite")
     assert load_model(tmp_path / "old.pth", "vimpnet_lite_v1").config == old
+
+
+def test_weights_saved_without_the_presence_rule_load_with_the_registered_one(tmp_path: Path) -> None:
+    """``stage1_presence`` is a rule on the trained gate, not a size: a gated checkpoint stored before the rule
+    (or with another one) loads under its model name and runs with the registered rule; loaded by its stored
+    config alone, it keeps what it stored."""
+    import dataclasses
+
+    gated = get_config("vimpnet_lite_gated")
+    assert gated.stage1_presence is not None
+    before = dataclasses.replace(gated, stage1_presence=None)
+    save_checkpoint(tmp_path / "before.pth", VimpNet(before), before)
+    assert load_model(tmp_path / "before.pth", "vimpnet_lite_gated").stage1_presence == gated.stage1_presence
+    assert load_model(tmp_path / "before.pth").stage1_presence is None

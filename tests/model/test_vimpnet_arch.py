@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -167,3 +170,58 @@ def test_gated_residuals_start_open_and_a_closed_gate_returns_the_input() -> Non
         flows_b, flows_f = model.compute_flows(lqs)
         image, _, _ = model.restore_frame(lqs, model.extract_features(lqs), flows_b, flows_f, 1)
         assert torch.equal(image, lqs[:, 1])
+
+
+@pytest.mark.parametrize(("gate", "presence"), [(0.05, 0.0), (0.15, 0.5), (0.5, 1.0)])
+def test_stage1_presence_scales_a_frames_change_by_its_mean_gate(gate: float, presence: float) -> None:
+    """With ``stage1_presence = (0.1, 0.2)`` and a uniform gate g, stage 1 changes each frame by
+    clamp((g - 0.1) / 0.1, 0, 1) times what it changes without the rule (at 0: the input itself); the gate returned
+    for training is the per-pixel one; the streaming window step agrees with the whole clip."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(get_config("vimpnet_lite_gated"), stage1_presence=(0.1, 0.2))
+    ruled, plain = VimpNet(config).eval(), VimpNet(dataclasses.replace(config, stage1_presence=None)).eval()
+    assert ruled.change_gate is not None
+    with torch.no_grad():
+        ruled.change_gate[-1].weight.zero_()
+        ruled.change_gate[-1].bias.fill_(math.log(gate / (1.0 - gate)))
+    plain.load_state_dict(ruled.state_dict())
+    lqs = torch.rand(1, 3, 3, 32, 32)
+    with torch.no_grad():
+        out, returned = ruled(lqs, with_gate=True)
+        reference = plain(lqs)
+        flows_b, flows_f = ruled.compute_flows(lqs)
+        image, _, _ = ruled.restore_frame(lqs, ruled.extract_features(lqs), flows_b, flows_f, 2)
+    assert returned is not None and returned.mean().item() == pytest.approx(gate, abs=1e-5)
+    if presence == 0.0:
+        assert torch.equal(out.stage1, lqs)
+    torch.testing.assert_close(out.stage1 - lqs, presence * (reference.stage1 - lqs), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(image, out.output[:, 2], atol=1e-5, rtol=1e-4)
+
+
+def test_stage1_presence_is_per_frame() -> None:
+    """Each frame's presence comes from its own mean gate: (n, 1, t, h, w) -> (n, 1, t, 1, 1)."""
+    model = VimpNet(dataclasses.replace(get_config("vimpnet_lite_gated"), stage1_presence=(0.1, 0.2)))
+    gate = torch.tensor([0.05, 0.12, 0.3]).reshape(1, 1, 3, 1, 1).expand(2, 1, 3, 8, 8)
+    presence = model.streak_presence(gate)
+    assert presence.shape == (2, 1, 3, 1, 1)
+    torch.testing.assert_close(presence.flatten()[:3], torch.tensor([0.0, 0.2, 1.0]))
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"name": "ungated", "stage1_presence": (0.1, 0.2)}, "needs gated_residuals"),
+        ({"gated_residuals": True, "stage1_presence": (0.2, 0.1)}, "0 <= low < high <= 1"),
+        ({"gated_residuals": True, "stage1_presence": (0.5, 1.5)}, "0 <= low < high <= 1"),
+    ],
+)
+def test_bad_stage1_presence_fails_at_config_time(changes: dict[str, object], reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        dataclasses.replace(get_config("vimpnet_lite"), **changes)
+
+
+def test_stage1_presence_round_trips_and_is_not_a_size() -> None:
+    gated = get_config("vimpnet_lite_gated")
+    assert VimpNetConfig.from_dict(gated.to_dict()) == gated
+    assert gated.same_network(dataclasses.replace(gated, name="other", stage1_presence=None))
+    assert not gated.same_network(get_config("vimpnet_lite"))

@@ -14,7 +14,6 @@ naming the missing, unexpected and wrongly shaped tensors.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import pickle
@@ -228,11 +227,6 @@ def read_checkpoint_file(path: str | os.PathLike[str]) -> object:
         ) from None
 
 
-def _same_sizes(a: VimpNetConfig, b: VimpNetConfig) -> bool:
-    """Whether two configs build the same network (they may differ in name only)."""
-    return dataclasses.replace(a, name=b.name) == b
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[VimpNetConfig | None, dict[str, Tensor]]:
     """Read a checkpoint in any supported format -> (config, state_dict with our names).
 
@@ -322,8 +316,8 @@ def load_model(checkpoint: str | os.PathLike[str] | None, config_name: str | Non
     stored, state = load_checkpoint(checkpoint)
     if config_name is not None:
         wanted = get_config(config_name)
-        if stored is not None and not _same_sizes(stored, wanted):
-            renamed = next((c.name for c in CONFIGS.values() if _same_sizes(stored, c)), None)
+        if stored is not None and not stored.same_network(wanted):
+            renamed = next((c.name for c in CONFIGS.values() if stored.same_network(c)), None)
             hint = f"; its sizes are those of {renamed!r}: use model {renamed!r}" if renamed else ""
             raise CheckpointError(
                 f"checkpoint {checkpoint} holds a {stored.name!r} model whose sizes differ from {config_name!r} in "

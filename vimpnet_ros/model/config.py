@@ -31,6 +31,10 @@ class VimpNetConfig:
     ``gated_residuals`` (not in the published network): each stage's residual is
     multiplied by a per-pixel gate in [0, 1] before it is added to its input, so leaving
     a pixel unchanged is one gate value away (see :class:`~vimpnet_ros.model.VimpNet`).
+    ``stage1_presence`` (gated configs only; a rule on the trained gate, no weights): ``(low, high)`` of the
+    frame's streak presence ``clamp((mean(g) - low) / (high - low), 0, 1)`` that scales stage 1's gate ``g``
+    of that frame, so a frame whose gate averages below ``low`` (stage 1 found no streaks) passes stage 1
+    unchanged. Calibrated for a model's weights by ``python -m vimpnet_ros.training.calibrate_presence``.
     """
 
     name: str
@@ -55,6 +59,7 @@ class VimpNetConfig:
     transformer_weight_sets: int = 2
     transformer_repeats: int = 2
     gated_residuals: bool = False
+    stage1_presence: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         """Reject sizes that cannot build (checked here so a bad config file fails before any tensor)."""
@@ -77,6 +82,19 @@ class VimpNetConfig:
             )
         if self.max_residue_magnitude <= 0:
             raise ConfigError(f"model config {self.name!r}: max_residue_magnitude must be > 0")
+        if self.stage1_presence is not None:
+            if not self.gated_residuals:
+                raise ConfigError(f"model config {self.name!r}: stage1_presence needs gated_residuals")
+            if len(self.stage1_presence) != 2 or not 0.0 <= self.stage1_presence[0] < self.stage1_presence[1] <= 1.0:
+                raise ConfigError(
+                    f"model config {self.name!r}: stage1_presence must be (low, high) with 0 <= low < high <= 1, "
+                    f"got {self.stage1_presence}"
+                )
+
+    def same_network(self, other: VimpNetConfig) -> bool:
+        """Whether both build the same tensors: they may differ in name and in rules on the trained outputs
+        (``stage1_presence``), so weights trained under one load under the other."""
+        return dataclasses.replace(self, name=other.name, stage1_presence=other.stage1_presence) == other
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists), stored inside our checkpoints."""
@@ -129,9 +147,11 @@ CONFIGS["vimpnet_lite_v1"] = dataclasses.replace(
     CONFIGS["vimpnet_lite"], name="vimpnet_lite_v1", recon_upsample_channels=(16, 8), drop_channels=4
 )
 #: ``vimpnet_lite`` with gated residuals (see ``VimpNet``): a pixel without rain passes unchanged when its gate
-#: closes. The default model; its shipped weights leave clean frames alone and gain on light rain.
+#: closes, and a frame where stage 1 finds no streaks passes stage 1 whole (``stage1_presence``, from
+#: ``python -m vimpnet_ros.training.calibrate_presence --model vimpnet_lite_gated`` on the shipped weights).
+#: The default model; its shipped weights leave clean frames alone and gain on light rain.
 CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
-    CONFIGS["vimpnet_lite"], name="vimpnet_lite_gated", gated_residuals=True
+    CONFIGS["vimpnet_lite"], name="vimpnet_lite_gated", gated_residuals=True, stage1_presence=(0.10, 0.12)
 )
 #: The architectures above ship (or shipped) weights; study candidates live in :mod:`.candidates`
 #: and are registered too, so their checkpoints load by name.

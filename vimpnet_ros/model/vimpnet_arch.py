@@ -25,6 +25,10 @@ A pixel without rain is returned unchanged when its gate is 0, whatever the deco
 residuals hold (the pixel-shuffle decoders otherwise lay a faint texture on flat,
 clean surfaces). The gate head is built like the mask heads and starts open (bias
 +3), so a gated model initialised from ungated weights starts as their function.
+With ``config.stage1_presence = (low, high)`` the gate of frame t is also scaled by
+the frame's streak presence, so a frame where stage 1 finds no streaks passes it whole:
+
+    g_t <- p_t * g_t,   p_t = clamp((mean_hw(g_t) - low) / (high - low), 0, 1)   (n, t, 1, 1, 1)
 
 Each step is a public method so the streaming engine can cache per-frame work
 (DEVELOPERS.md, "Contract: model stages"); :meth:`VimpNet.restore_frame` is the
@@ -96,6 +100,7 @@ class VimpNet(nn.Module):
         self.streak_head = make_mask_head(c, config.streak_channels)
         self.drop_head = make_mask_head(up, config.drop_channels)
         self.change_gate = make_gate_head(up, config.drop_channels) if config.gated_residuals else None
+        self.stage1_presence = config.stage1_presence
         self.drop_remover = MaskGuidedDualTransformer(config)
 
     # -- stage 1, steps 1-2: flows and features ------------------------------------------------------
@@ -201,18 +206,28 @@ class VimpNet(nn.Module):
     def reconstruct_gated(
         self, lqs: Tensor, feats: Tensor, backward: Tensor, forward: Tensor
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """:meth:`reconstruct` plus the residual gate (n, t, 1, h, w) of gated configs (None otherwise)."""
+        """:meth:`reconstruct` plus the residual gate g (n, t, 1, h, w) of gated configs (None otherwise).
+
+        The gate returned is the per-pixel one the gate loss trains, before the frame's streak presence.
+        """
         volume = torch.cat([feats, backward, forward], dim=2).transpose(1, 2)
         hidden = self.reconstruction(volume)
         drop_mask = torch.sigmoid(self.drop_head(hidden)).transpose(1, 2)
         residual = self.conv_last(hidden)
         gate = None
         if self.change_gate is not None:
-            gate = torch.sigmoid(self.change_gate(hidden))
-            residual = residual * gate
+            gate = torch.sigmoid(self.change_gate(hidden))  # (n, 1, t, h, w)
+            residual = residual * (gate if self.stage1_presence is None else gate * self.streak_presence(gate))
             gate = gate.transpose(1, 2)
         stage1 = residual.transpose(1, 2) + lqs
         return stage1, drop_mask, gate
+
+    def streak_presence(self, gate: Tensor) -> Tensor:
+        """Each frame's streak presence p_t from its gate (module docstring): (n, 1, t, h, w) -> (n, 1, t, 1, 1)."""
+        if self.stage1_presence is None:
+            raise ValueError(f"model config {self.config.name!r} has no stage1_presence")
+        low, high = self.stage1_presence
+        return ((gate.mean(dim=(3, 4), keepdim=True) - low) / (high - low)).clamp(0.0, 1.0)
 
     @staticmethod
     def upsample_streaks(streaks: Tensor) -> Tensor:

@@ -15,8 +15,9 @@
    plus drop-mask IoU (threshold 0.5) against the rendered masks; and the same sets
    streamed, each frame as the node restores it, with the default window (``test_sets_streamed``) and
    the largest the engine accepts (``test_sets_streamed_widest``).
-4. Writes ``vimpnet_ros/weights/<model>.json``: provenance, the measured scores and ``max_window``
-   (``--max-window``), the largest window the engine lets these weights run with.
+4. Writes ``vimpnet_ros/weights/<model>.json``: provenance, the measured scores, ``max_window``
+   (``--max-window``), the largest window the engine lets these weights run with, and the model config's
+   ``stage1_presence`` they were measured with.
 """
 
 from __future__ import annotations
@@ -266,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         "size_bytes": target.stat().st_size,
         "tensor_dtype": "float32" if args.fp32 else "float16",
         "max_window": max_window,
+        # The frame-level rule on stage 1's gate the figures below were measured with (the model's config).
+        "stage1_presence": None if model.config.stage1_presence is None else list(model.config.stage1_presence),
         "training": {
             "commands": args.command or [f"vimpnet-ros train --config {name}" for name in config_names],
             "configs": [f"vimpnet_ros/training/configs/{name}.yaml" for name in config_names],

@@ -9,6 +9,7 @@ rain, the ``light`` rain, and no rain, seeds 1000-1002, which no training run us
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import torch
 from vimpnet_ros.data import load_rain_config, make_road_clip, render_video
 from vimpnet_ros.engine import MAX_WINDOW, EngineConfig
 from vimpnet_ros.evaluation.vrds_eval import evaluate_vrds
-from vimpnet_ros.model.checkpoint import load_model, shipped_max_window
+from vimpnet_ros.model import get_config
+from vimpnet_ros.model.checkpoint import load_model, shipped_max_window, shipped_record
 from vimpnet_ros.training.calibrate_presence import kind_configs
 from vimpnet_ros.training.data import prepare_source
 from vimpnet_ros.training.ship_weights import WEIGHTS_DIR, heldout_source, quality_set_source
@@ -130,3 +132,12 @@ def test_default_weights_pass_a_drive_without_streaks_through_stage_1_unchanged(
         for index in range(window - 1, clip.shape[1]):
             stage1 = model(clip[:, index - window + 1 : index + 1]).stage1[0, -1]
             assert torch.equal(stage1, clip[0, index]), index
+
+
+def test_the_default_weights_record_names_the_presence_rule_they_run_with() -> None:
+    """The figures in the default file's record were measured with the rule its model config registers; a new
+    calibration without a new record (or the reverse) fails here."""
+    name = EngineConfig().model
+    record = json.loads(shipped_record(name).read_text(encoding="utf-8"))
+    rule = get_config(name).stage1_presence
+    assert record["stage1_presence"] == (None if rule is None else list(rule))

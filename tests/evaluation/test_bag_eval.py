@@ -104,6 +104,9 @@ def test_report_matches_independent_metrics(storage: str, evaluated: Callable[[s
     means = topic["quality"]
     assert means["psnr_out"] == pytest.approx(np.mean([f["psnr_out"] for f in report["frames"]]))
     assert means["psnr_gain"] == pytest.approx(means["psnr_out"] - means["psnr_in"])
+    gains = [f["psnr_out"] - f["psnr_in"] for f in report["frames"]]
+    assert means["frames_worse"] == sum(gain < -0.01 for gain in gains)
+    assert means["worst_psnr_gain"] == pytest.approx(min(gains))
     latency = topic["latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["max"]
     assert topic["throughput_fps"] > 0
@@ -116,6 +119,7 @@ def test_report_matches_independent_metrics(storage: str, evaluated: Callable[[s
     assert "| `/camera/image` | 6 | 6 | 0 | 0 | 0 | 100.0 | 6 |" in markdown
     assert "needs ground truth" not in markdown and "Quality against ground truth" in markdown
     assert f"{means['psnr_out']:.2f}" in markdown
+    assert f"| {means['frames_worse']} ({means['worst_psnr_gain']:.2f}) |" in markdown
 
 
 def test_output_bag_has_inputs_and_outputs_at_source_stamps(evaluated: Callable[[str], Path]) -> None:

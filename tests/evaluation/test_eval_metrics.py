@@ -1,4 +1,5 @@
-"""PSNR/SSIM as the reference computes them (cross-checked against scikit-image), masked PSNR and mask scores."""
+"""PSNR/SSIM as the reference computes them (cross-checked against scikit-image), masked PSNR, mask scores and the
+quality summary of a stream."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from vimpnet_ros.evaluation.metrics import (
     ssim,
     to_uint8,
 )
+from vimpnet_ros.evaluation.scoring import FrameRecord, summarize_quality
 
 
 def _pair(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,3 +166,18 @@ def test_video_scores_with_masks_skip_frames_without_drops() -> None:
     summary = aggregate([scores])
     assert summary["psnr_in_mask"] == pytest.approx(scores.mean_psnr_in_mask)
     assert "psnr_in_mask" not in aggregate([VideoScores("plain", psnr=[30.0], ssim=[0.9])])
+
+
+def test_the_quality_summary_counts_the_frames_made_worse() -> None:
+    """A mean gain hides a frame that lost: the summary counts frames whose PSNR fell by more than 0.01 dB and names
+    the worst; frames left as they were (or changed by rounding) are not counted; without ground truth, None."""
+
+    def frame(index: int, psnr_in: float | None, psnr_out: float | None) -> FrameRecord:
+        return FrameRecord("/camera/image", index, index, psnr_in=psnr_in, psnr_out=psnr_out)
+
+    frames = [frame(0, 30.0, 33.0), frame(1, 30.0, 29.5), frame(2, 30.0, 29.995), frame(3, 30.0, 30.0)]
+    quality = summarize_quality(frames)
+    assert quality["psnr_gain"] == pytest.approx(0.62375)
+    assert quality["frames_worse"] == 1 and quality["worst_psnr_gain"] == pytest.approx(-0.5)
+    unscored = summarize_quality([frame(0, None, None)])
+    assert unscored["frames_worse"] is None and unscored["worst_psnr_gain"] is None

@@ -55,8 +55,9 @@ def test_fleet_equals_bag_eval_survives_a_killed_worker_and_reports_a_corrupt_ba
     for got_topic, want_topic in zip(gt_report["topics"], want["topics"], strict=True):
         for key in ("frames_in", "frames_out", "frames_with_gt", "bad_frames"):
             assert got_topic[key] == want_topic[key], key
-        for key in ("psnr_in", "psnr_out", "ssim_out", "mask_iou"):
+        for key in ("psnr_in", "psnr_out", "ssim_out", "mask_iou", "worst_psnr_gain"):
             assert got_topic["quality"][key] == pytest.approx(want_topic["quality"][key], rel=1e-9), key
+        assert got_topic["quality"]["frames_worse"] == want_topic["quality"]["frames_worse"]
         assert got_topic["rain"] == pytest.approx(want_topic["rain"], rel=1e-9)
         assert got_topic["warmup_frames"] == want_topic["warmup_frames"]
     assert [f["stamp_ns"] for f in gt_report["frames"]] == [f["stamp_ns"] for f in want["frames"]]
@@ -76,6 +77,8 @@ def test_fleet_equals_bag_eval_survives_a_killed_worker_and_reports_a_corrupt_ba
     assert sum(s["frames"] for s in report["rainy_segments"]) == detected
     markdown = (output / "fleet_report" / "report.md").read_text()
     assert "## Quality against ground truth" in markdown and "| `drive_corrupt` | failed |" in markdown
+    quality = gt_report["topics"][0]["quality"]
+    assert f"| {quality['psnr_gain']:.2f} | {quality['frames_worse']} |" in markdown  # gain, then frames made worse
     for figure in report["figures"]:
         assert (output / "fleet_report" / figure).is_file()
     assert "timeline_000.png" in report["figures"]

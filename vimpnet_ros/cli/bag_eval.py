@@ -118,6 +118,8 @@ def summary_lines(report: dict) -> str:
                 f", PSNR {q['psnr_in']:.2f} -> {q['psnr_out']:.2f} dB ({q['psnr_gain']:+.2f}), "
                 f"SSIM {q['ssim_in']:.4f} -> {q['ssim_out']:.4f}"
             )
+        if q.get("frames_worse") is not None:
+            text += f", {q['frames_worse']} frames worse (worst {q['worst_psnr_gain']:+.2f} dB)"
         if q.get("psnr_drop_gain") is not None:
             text += f", in drops {q['psnr_drop_gain']:+.2f} dB"
         if q.get("mask_iou") is not None:

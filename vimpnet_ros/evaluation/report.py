@@ -196,6 +196,7 @@ def _quality_tables(topics: Sequence[dict[str, Any]]) -> list[str]:
                 _fmt(q.get("psnr_in")),
                 _fmt(q.get("psnr_out")),
                 _fmt(q.get("psnr_gain")),
+                _worse(q),
                 _fmt(q.get("ssim_in"), 4),
                 _fmt(q.get("ssim_out"), 4),
                 f"{_fmt(q.get('psnr_drop_in'))} -> {_fmt(q.get('psnr_drop_out'))}: {_fmt(q.get('psnr_drop_gain'))}",
@@ -224,6 +225,7 @@ def _quality_tables(topics: Sequence[dict[str, Any]]) -> list[str]:
                 "PSNR in",
                 "PSNR out",
                 "gain [dB]",
+                "frames worse (worst gain [dB])",
                 "SSIM in",
                 "SSIM out",
                 "in drops: PSNR in -> out: gain [dB]",
@@ -235,6 +237,13 @@ def _quality_tables(topics: Sequence[dict[str, Any]]) -> list[str]:
         lines += ["", "## Raindrop mask against ground truth (threshold 0.5; pixels summed over the topic)", ""]
         lines += markdown_table(("topic", "precision", "recall", "IoU", "F1", "drops in GT", "predicted"), mask_rows)
     return lines
+
+
+def _worse(quality: dict[str, Any]) -> str:
+    """``frames_worse (worst_psnr_gain)``, or the empty cell without ground truth."""
+    if quality.get("frames_worse") is None:
+        return _fmt(None)
+    return f"{quality['frames_worse']} ({_fmt(quality.get('worst_psnr_gain'))})"
 
 
 def _scored(topic: dict[str, Any]) -> bool:

@@ -4,7 +4,9 @@ Each frame is scored against its ground truth where the bag has it: RGB PSNR and
 input and of the output; PSNR inside the ground-truth drop mask and outside it (how well drops
 are removed, and whether the rest of the frame is kept); and the published raindrop mask's
 precision, recall, IoU and F1 at the published threshold. The summary averages frames and
-also sums the mask's pixel counts over the topic, so its IoU weighs every pixel once.
+also sums the mask's pixel counts over the topic, so its IoU weighs every pixel once; it also counts
+the frames the model made worse (``frames_worse``) and names the largest loss (``worst_psnr_gain``),
+which a mean over frames hides.
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ AVERAGED = (
     "psnr_clear_in",
     "psnr_clear_out",
 )
+#: A frame counts as made worse when its PSNR against the ground truth falls by more than this (the report's
+#: precision), so a frame left as it was, or changed by rounding, is not counted.
+WORSE_BY_DB = 0.01
 GAINS = {
     "psnr_gain": ("psnr_in", "psnr_out"),
     "ssim_gain": ("ssim_in", "ssim_out"),
@@ -131,12 +136,21 @@ GAINS = {
 def summarize_quality(records: Sequence[FrameRecord]) -> dict[str, float | None]:
     """Means over frames (finite values: PSNR of identical frames is inf and left out), gains, and the topic's mask.
 
+    ``frames_worse``: the frames with ground truth whose PSNR fell by more than :data:`WORSE_BY_DB`;
+    ``worst_psnr_gain``: the lowest per-frame PSNR gain (None without ground truth).
     ``mask_*`` are computed from the pixel counts summed over the topic's frames.
     """
     quality: dict[str, float | None] = {name: _mean([getattr(r, name) for r in records]) for name in AVERAGED}
     for gain, (before, after) in GAINS.items():
         b, a = quality[before], quality[after]
         quality[gain] = None if b is None or a is None else a - b
+    frame_gains = [
+        r.psnr_out - r.psnr_in
+        for r in records
+        if r.psnr_in is not None and r.psnr_out is not None and math.isfinite(r.psnr_out - r.psnr_in)
+    ]
+    quality["frames_worse"] = sum(gain < -WORSE_BY_DB for gain in frame_gains) if frame_gains else None
+    quality["worst_psnr_gain"] = min(frame_gains) if frame_gains else None
     counted = [r.counts for r in records if r.counts is not None]
     if counted:
         total = sum(counted, MaskCounts())

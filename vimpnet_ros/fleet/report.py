@@ -255,12 +255,15 @@ def render_markdown(data: dict[str, Any], figures: Sequence[tuple[str, str]]) ->
         lines.append(f"| `{b['name']}` | {b['status']} | {b['units']} | {b['frames']} | {where} |")
     if data["quality"]:
         lines += ["", "## Quality against ground truth", ""]
-        lines.append("| bag | camera | frames | PSNR in | PSNR out | gain [dB] | SSIM in | SSIM out | mask IoU |")
-        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        lines.append(
+            "| bag | camera | frames | PSNR in | PSNR out | gain [dB] | frames worse | SSIM in | SSIM out | mask IoU |"
+        )
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for q in data["quality"]:
             lines.append(
                 f"| `{q['bag']}` | `{q['camera']}` | {q['frames_with_gt']} | {_fmt(q.get('psnr_in'))} "
-                f"| {_fmt(q.get('psnr_out'))} | {_fmt(q.get('psnr_gain'))} | {_fmt(q.get('ssim_in'), 4)} "
+                f"| {_fmt(q.get('psnr_out'))} | {_fmt(q.get('psnr_gain'))} | {_fmt(q.get('frames_worse'))} "
+                f"| {_fmt(q.get('ssim_in'), 4)} "
                 f"| {_fmt(q.get('ssim_out'), 4)} | {_fmt(q.get('mask_iou'), 3)} |"
             )
     if data["timelines"]:

@@ -162,3 +162,26 @@ def test_scores_inside_and_outside_the_drop_mask_and_mask_precision_recall(tiny_
     assert all(entry["input_psnr_in_mask"] == pytest.approx(entry["psnr_in_mask"]) for entry in with_drops)
     written = everywhere.to_dict()
     assert set(written["gain"]) == {"psnr", "ssim", "psnr_in_mask", "psnr_outside_mask"}
+
+
+class BlackModel(nn.Module):
+    """Returns black frames: every frame ends further from its clean frame than it came in."""
+
+    def forward(self, lqs: Tensor) -> VimpNetOutput:
+        black = torch.zeros_like(lqs)
+        return VimpNetOutput(stage1=black, drop_mask=black[:, :, :1], streak_map=black[:, :, :1], output=black)
+
+
+def test_the_frames_made_worse_are_counted_per_video_and_over_the_set(tiny_test_set: Path) -> None:
+    """A model that changes nothing makes no frame worse (its worst gain is 0); one that returns black frames
+    makes all ten worse; the per-video counts add up to the set's, and ``evaluate``'s summary carries them."""
+    from vimpnet_ros.training.ship_weights import QUALITY_SETS, set_summary
+
+    identity = evaluate_vrds(IdentityModel(), tiny_test_set).frames_worse
+    assert identity == {"count": 0, "frames": 10, "worst_psnr_gain": 0.0}
+    black = evaluate_vrds(BlackModel(), tiny_test_set)
+    assert black.frames_worse["count"] == black.frames_worse["frames"] == 10
+    assert black.frames_worse["worst_psnr_gain"] < 0
+    assert sum(video["frames_worse"] for video in black.videos) == 10
+    summary = set_summary(QUALITY_SETS["heldout"], black.to_dict())
+    assert summary["frames_worse"] == 10 and summary["worst_psnr_gain"] == black.frames_worse["worst_psnr_gain"]

@@ -29,8 +29,11 @@ def test_summary_scores_rain_sets_by_gain_and_the_clean_set_by_change() -> None:
         "gain": {"psnr": 5.0, "psnr_in_mask": 2.0, "psnr_outside_mask": 6.0},
         "drop_mask_iou": 0.5,
         "output_vs_input": {"psnr": 41.0},
+        "frames_worse": {"count": 2, "frames": 96, "worst_psnr_gain": -0.3},
     }
     rain = set_summary(QUALITY_SETS["heldout"], result)
     assert (rain["gain_psnr"], rain["gain_psnr_in_mask"], rain["drop_mask_iou"]) == (5.0, 2.0, 0.5)
+    assert (rain["frames_worse"], rain["worst_psnr_gain"]) == (2, -0.3)
+    assert set_summary(QUALITY_SETS["heldout"], {**result, "frames_worse": None})["frames_worse"] is None
     clean = set_summary(QUALITY_SETS["clean"], result)
     assert clean["output_vs_input_psnr"] == 41.0 and "gain_psnr" not in clean

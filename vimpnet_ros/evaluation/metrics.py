@@ -56,6 +56,20 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
 #: frame it should leave alone), each frame's PSNR is capped here. 100 dB: one value in about 150,000 off by one
 #: grey level.
 MAX_PSNR_DB = 100.0
+#: A frame counts as made worse when its PSNR against the ground truth falls by more than this (the reports'
+#: precision), so a frame left as it was, or changed by rounding, is not counted.
+WORSE_BY_DB = 0.01
+
+
+def frames_worse(gains: Sequence[float]) -> tuple[int | None, float | None]:
+    """(How many per-frame PSNR gains fall below -:data:`WORSE_BY_DB`, the lowest gain); (None, None) for none.
+
+    Infinite or NaN gains (identical frames on both sides) are left out.
+    """
+    finite = [gain for gain in gains if math.isfinite(gain)]
+    if not finite:
+        return None, None
+    return sum(gain < -WORSE_BY_DB for gain in finite), min(finite)
 
 
 def capped_psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:

@@ -23,6 +23,7 @@ from vimpnet_ros.errors import InputError
 from vimpnet_ros.evaluation.metrics import (
     MaskCounts,
     capped_psnr,
+    frames_worse,
     mask_confusion,
     psnr,
     psnr_in_mask,
@@ -122,9 +123,6 @@ AVERAGED = (
     "psnr_clear_in",
     "psnr_clear_out",
 )
-#: A frame counts as made worse when its PSNR against the ground truth falls by more than this (the report's
-#: precision), so a frame left as it was, or changed by rounding, is not counted.
-WORSE_BY_DB = 0.01
 GAINS = {
     "psnr_gain": ("psnr_in", "psnr_out"),
     "ssim_gain": ("ssim_in", "ssim_out"),
@@ -136,21 +134,17 @@ GAINS = {
 def summarize_quality(records: Sequence[FrameRecord]) -> dict[str, float | None]:
     """Means over frames (finite values: PSNR of identical frames is inf and left out), gains, and the topic's mask.
 
-    ``frames_worse``: the frames with ground truth whose PSNR fell by more than :data:`WORSE_BY_DB`;
-    ``worst_psnr_gain``: the lowest per-frame PSNR gain (None without ground truth).
+    ``frames_worse``, ``worst_psnr_gain``: :func:`~vimpnet_ros.evaluation.metrics.frames_worse` over the frames
+    with ground truth (None without).
     ``mask_*`` are computed from the pixel counts summed over the topic's frames.
     """
     quality: dict[str, float | None] = {name: _mean([getattr(r, name) for r in records]) for name in AVERAGED}
     for gain, (before, after) in GAINS.items():
         b, a = quality[before], quality[after]
         quality[gain] = None if b is None or a is None else a - b
-    frame_gains = [
-        r.psnr_out - r.psnr_in
-        for r in records
-        if r.psnr_in is not None and r.psnr_out is not None and math.isfinite(r.psnr_out - r.psnr_in)
-    ]
-    quality["frames_worse"] = sum(gain < -WORSE_BY_DB for gain in frame_gains) if frame_gains else None
-    quality["worst_psnr_gain"] = min(frame_gains) if frame_gains else None
+    quality["frames_worse"], quality["worst_psnr_gain"] = frames_worse(
+        [r.psnr_out - r.psnr_in for r in records if r.psnr_in is not None and r.psnr_out is not None]
+    )
     counted = [r.counts for r in records if r.counts is not None]
     if counted:
         total = sum(counted, MaskCounts())

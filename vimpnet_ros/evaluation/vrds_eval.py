@@ -46,6 +46,7 @@ from vimpnet_ros.evaluation.metrics import (
     VideoScores,
     aggregate,
     capped_psnr,
+    frames_worse,
     mask_confusion,
     to_uint8,
 )
@@ -189,6 +190,18 @@ class EvaluationResult:
         return None if self.drop_mask is None else self.drop_mask["iou"]
 
     @property
+    def frames_worse(self) -> dict[str, Any]:
+        """Over every scored frame: ``count`` made worse (PSNR down by more than
+        :data:`~vimpnet_ros.evaluation.metrics.WORSE_BY_DB`), of ``frames``, and the lowest ``worst_psnr_gain``."""
+        counts = [v["frames_worse"] for v in self.videos if v.get("frames_worse") is not None]
+        worst = [v["worst_psnr_gain"] for v in self.videos if v.get("worst_psnr_gain") is not None]
+        return {
+            "count": sum(counts) if counts else None,
+            "frames": sum(int(v.get("frames", 0)) for v in self.videos),
+            "worst_psnr_gain": min(worst) if worst else None,
+        }
+
+    @property
     def gain(self) -> dict[str, float]:
         """Restored minus rainy input for every score both have (PSNR, SSIM, PSNR in/outside the mask)."""
         return {
@@ -204,6 +217,7 @@ class EvaluationResult:
                 "restored": self.restored,
                 "rainy_input": self.rainy_input,
                 "gain": self.gain,
+                "frames_worse": self.frames_worse,
                 "drop_mask_iou": self.drop_mask_iou,
                 "drop_mask": self.drop_mask,
                 "output_vs_input": self.output_vs_input,
@@ -294,6 +308,9 @@ def evaluate_vrds(
                 "input_ssim": inp.mean_ssim,
                 "output_vs_input_psnr": change,
             }
+            entry["frames_worse"], entry["worst_psnr_gain"] = frames_worse(
+                [after - before for after, before in zip(rest.psnr, inp.psnr, strict=True)]
+            )
             if target is not None:
                 video_counts = mask_confusion(result.drop_mask, target, MASK_THRESHOLD)
                 counts = counts + video_counts

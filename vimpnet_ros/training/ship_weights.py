@@ -144,6 +144,9 @@ def set_summary(spec: QualitySet, scores: dict[str, Any]) -> dict[str, Any]:
         for key in ("psnr", "psnr_in_mask", "psnr_outside_mask"):
             summary[f"gain_{key}"] = scores["gain"].get(key)
         summary["drop_mask_iou"] = scores["drop_mask_iou"]
+        worse = scores.get("frames_worse") or {}  # results written before it was counted have none
+        summary["frames_worse"] = worse.get("count")
+        summary["worst_psnr_gain"] = worse.get("worst_psnr_gain")
     return summary
 
 

@@ -107,11 +107,7 @@ class OnlineRainDataset(Dataset[dict[str, Any]]):
         # Listed now, so missing or too short footage fails before training starts.
         self.footage = FootageIndex(spec.footage, spec.num_frames) if spec.footage else None
         # The same camera without rain: exposure, noise and JPEG as in the rainy clips.
-        self.clear = dataclasses.replace(
-            self.rain,
-            streaks=dataclasses.replace(self.rain.streaks, probability=0.0),
-            drops=dataclasses.replace(self.rain.drops, probability=0.0),
-        )
+        self.clear = self.rain.without(streaks=True, drops=True)
 
     def __len__(self) -> int:
         return self.spec.num_items

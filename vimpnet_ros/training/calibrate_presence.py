@@ -27,7 +27,6 @@ into the model's registered config (``vimpnet_ros/model/config.py``) by hand, wi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -42,6 +41,7 @@ from vimpnet_ros.data.rain.config import RainConfig
 from vimpnet_ros.data.road_scene import road_preset
 from vimpnet_ros.engine import EngineConfig
 from vimpnet_ros.errors import ConfigError, VimpnetError
+from vimpnet_ros.evaluation.metrics import capped_psnr, to_uint8
 from vimpnet_ros.model.checkpoint import load_model
 
 #: Renders of the training distribution no training config and no test set draws from.
@@ -74,9 +74,7 @@ class Calibration:
 
 def kind_configs(rain: RainConfig) -> dict[str, RainConfig]:
     """The three renderings of a clean clip: ``rain`` as given, its drops alone, and no rain at all."""
-    drops_only = dataclasses.replace(rain, streaks=dataclasses.replace(rain.streaks, probability=0.0))
-    no_rain = dataclasses.replace(drops_only, drops=dataclasses.replace(rain.drops, probability=0.0))
-    return {"rain": rain, "drops_only": drops_only, "no_rain": no_rain}
+    return {"rain": rain, "drops_only": rain.without(streaks=True), "no_rain": rain.without(streaks=True, drops=True)}
 
 
 def candidates(lows: Sequence[float] = LOWS, widths: Sequence[float] = WIDTHS) -> list[tuple[float, float]]:
@@ -85,10 +83,9 @@ def candidates(lows: Sequence[float] = LOWS, widths: Sequence[float] = WIDTHS) -
 
 
 def frame_psnr(image: np.ndarray, target: np.ndarray) -> float:
-    """PSNR (dB) of uint8-rounded ``image`` (h, w, 3) float in [0, 1] against uint8 ``target``, capped at 100."""
-    error = np.round(np.clip(image, 0.0, 1.0) * 255.0) - target.astype(np.float64)
-    mse = float(np.mean(error**2))
-    return 100.0 if mse == 0.0 else min(100.0, 10.0 * np.log10(255.0**2 / mse))
+    """PSNR (dB) of ``image`` (h, w, 3) float in [0, 1], as the node would publish it, against uint8 ``target``;
+    capped (a frame left exactly as its target scores the cap, not inf)."""
+    return capped_psnr(to_uint8(image), target)
 
 
 def restored_frames(

@@ -104,6 +104,15 @@ class RainConfig:
             raise ConfigError(f"unknown rain config section(s) {unknown}; expected some of {list(_SECTIONS)}")
         return cls(**{name: _section(kind, data.get(name), name) for name, kind in _SECTIONS.items()})
 
+    def without(self, *, streaks: bool = False, drops: bool = False) -> RainConfig:
+        """The same camera and rain with no ``streaks`` and/or no ``drops`` in any video (probability 0)."""
+        config = self
+        if streaks:
+            config = dataclasses.replace(config, streaks=dataclasses.replace(config.streaks, probability=0.0))
+        if drops:
+            config = dataclasses.replace(config, drops=dataclasses.replace(config.drops, probability=0.0))
+        return config
+
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (lists for ranges), e.g. to store next to a rendered dataset."""
         return {

@@ -25,7 +25,7 @@ def test_overload_scores_the_restored_frames_against_the_nominal_run(checkpoint:
     # 3x with a window of 3: every frame still enters the buffer, so the restored frames equal the nominal run's,
     # up to the last digits: the nominal run feeds one frame a turn and the overloaded one three, so the stream's
     # feature cache fills in batches of other shapes, and oneDNN picks its kernels by shape and CPU (on an AMD EPYC
-    # with AVX2 only the two differ by ~1e-5 dB). Scoring the wrong frames, or a shorter window, moves it by tenths.
+    # with AVX2 only the two differ by ~1e-5 dB). Other frames score 0.09-0.23 dB apart here, the rainy input 0.03.
     assert rows[3]["psnr_db"] == pytest.approx(rows[3]["nominal_psnr_db"], abs=1e-3)
     assert rows[3]["window_frames_mean"] == 3
-    assert rows[1]["psnr_db"] == pytest.approx(rows[1]["nominal_psnr_db"], abs=1e-3)
+    assert rows[1]["psnr_db"] == rows[1]["nominal_psnr_db"]  # factor 1 is the nominal run itself

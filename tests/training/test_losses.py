@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,7 @@ from vimpnet_ros.training.losses import (
     gate_target,
     identity_loss,
     mask_bce,
+    no_worse_loss,
     resize_to,
     soft_dice_loss,
 )
@@ -185,6 +188,32 @@ def test_identity_term_charges_change_only_where_the_clean_frame_equals_the_inpu
     _, terms = VimpNetLoss(weights)(damaged, probs, torch.zeros(1, 2, 1, 2, 2), changed, targets)
     assert terms["identity"].item() == pytest.approx(0.1, abs=1e-5)
     assert identity_loss(lq, lq, lq, 1.0 - lq).item() == 0.0  # no rain-free pixel: the term says nothing
+
+
+def test_no_worse_term_charges_the_db_lost_by_frames_made_worse_and_nothing_for_frames_improved() -> None:
+    gt = torch.full((1, 2, 3, 8, 8), 0.5)
+    lq = gt.clone()
+    lq[..., :4] += 0.1  # both frames rained on: input MSE 0.005
+    output = lq.clone()
+    output[:, 0, ..., :4] = gt[:, 0, ..., :4]  # frame 0 restored: gains, charged nothing
+    output[:, 1] += 0.1  # frame 1 made worse: MSE (0.2^2 + 0.1^2) / 2 = 0.025 against 0.005 (7 dB lost)
+    floor = (0.25 / 255.0) ** 2
+    lost = 10.0 * math.log10((0.025 + floor) / (0.005 + floor))
+    assert no_worse_loss(output, lq, gt).item() == pytest.approx(lost / 2, rel=1e-4)
+    assert no_worse_loss(gt.expand_as(lq), lq, gt).item() == 0.0
+    # A rain-free frame changed by a tenth of a grey level: a finite cost set by the floor (a quarter grey level).
+    assert no_worse_loss(gt + 0.1 / 255.0, gt, gt).item() == pytest.approx(10.0 * math.log10(1.0 + 0.4**2), rel=1e-3)
+    targets = {"gt": gt, "drop": gt, "mask": torch.zeros(1, 2, 1, 8, 8), "streak": torch.zeros(1, 2, 1, 8, 8), "lq": lq}
+    probs = torch.full((1, 2, 1, 8, 8), 0.5)
+    output.requires_grad_(True)
+    total, terms = VimpNetLoss(LossWeights(no_worse=2.0, stage1=0, mask=0, output=0, masked=0, streak=0))(
+        gt, probs, torch.zeros(1, 2, 1, 2, 2), output, targets
+    )
+    assert total.item() == pytest.approx(lost, rel=1e-4) and terms["no_worse"].item() == pytest.approx(
+        lost / 2, rel=1e-4
+    )
+    total.backward()
+    assert output.grad[:, 0].abs().sum() == 0 and output.grad[:, 1].abs().sum() > 0  # only the worse frame is pulled
 
 
 def test_gate_term_supervises_the_gate_with_where_stage1_must_change() -> None:

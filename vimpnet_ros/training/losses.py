@@ -38,6 +38,12 @@ streaks removed, drops kept) differs from ``lq`` by more than :data:`GATE_TOLERA
 before the restoration terms can open it where it rains (measured: heavy-rain gain
 +3.1 -> +0.03 dB within 250 steps).
 
+``no_worse`` (off by default) charges each frame the restoration makes worse than its input, in dB:
+mean over frames of max(0, 10 log10((MSE(output, gt) + e) / (MSE(lq, gt) + e))), e = NO_WORSE_FLOOR. It is
+zero on every frame the output improves, so it pulls only where the node must not go (a light-rain frame
+left under its input) and leaves the restoration of rainy frames to the other terms. The floor keeps the
+ratio finite on a rain-free frame (MSE(lq, gt) = 0), which the identity term covers too.
+
 Every term is computed in float32 even under autocast: BCE on bf16/fp16 probabilities
 is unstable, and the Charbonnier eps of 1e-12 vanishes in half precision.
 """
@@ -120,6 +126,20 @@ def identity_loss(stage1: Tensor, output: Tensor, lq: Tensor, gt: Tensor) -> Ten
     return (change * unchanged).sum() / count
 
 
+#: The MSE added to both sides of the no-worse ratio, a quarter grey level squared: a rain-free frame changed by r
+#: grey levels (RMS) costs 10 log10(1 + (4 r)^2) dB, finite, where the bare ratio would be infinite.
+NO_WORSE_FLOOR = (0.25 / 255.0) ** 2
+
+
+def no_worse_loss(output: Tensor, lq: Tensor, gt: Tensor) -> Tensor:
+    """Mean over frames of the dB the output loses against its input (0 where it gains); (n, t, 3, h, w) float32."""
+    dims = tuple(range(2, output.ndim))
+    mse_out = ((output - gt) ** 2).mean(dims)
+    mse_in = ((lq - gt) ** 2).mean(dims)
+    loss_db = 10.0 * torch.log10((mse_out + NO_WORSE_FLOOR) / (mse_in + NO_WORSE_FLOOR))
+    return loss_db.clamp(min=0.0).mean()
+
+
 def resize_to(target: Tensor, like: Tensor) -> Tensor:
     """Bring a target (n, t, c, H, W) to the spatial size of ``like`` (n, t, c, h, w) by area averaging.
 
@@ -149,6 +169,7 @@ class LossWeights:
     mask_dice: float = 0.0
     image_l1: float = 0.0
     identity: float = 0.0
+    no_worse: float = 0.0
     gate: float = 0.0
     charbonnier_eps: float = 1e-12
     masked_eps: float = 1e-8
@@ -230,4 +251,7 @@ class VimpNetLoss(nn.Module):
         if w.identity > 0:
             terms["identity"] = identity_loss(stage1, output, targets["lq"].float(), gt)
             total = total + w.identity * terms["identity"]
+        if w.no_worse > 0:
+            terms["no_worse"] = no_worse_loss(output, targets["lq"].float(), gt)
+            total = total + w.no_worse * terms["no_worse"]
         return total, {name: value.detach() for name, value in terms.items()}

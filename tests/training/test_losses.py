@@ -209,9 +209,8 @@ def test_no_worse_term_charges_the_db_lost_by_frames_made_worse_and_nothing_for_
     total, terms = VimpNetLoss(LossWeights(no_worse=2.0, stage1=0, mask=0, output=0, masked=0, streak=0))(
         gt, probs, torch.zeros(1, 2, 1, 2, 2), output, targets
     )
-    assert total.item() == pytest.approx(lost, rel=1e-4) and terms["no_worse"].item() == pytest.approx(
-        lost / 2, rel=1e-4
-    )
+    assert total.item() == pytest.approx(lost, rel=1e-4)
+    assert terms["no_worse"].item() == pytest.approx(lost / 2, rel=1e-4)
     total.backward()
     assert output.grad[:, 0].abs().sum() == 0 and output.grad[:, 1].abs().sum() > 0  # only the worse frame is pulled
 

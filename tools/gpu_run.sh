@@ -10,8 +10,9 @@
 #   1. `vimpnet-ros benchmark gpu` (the GPU check: fidelity, compiled vs eager, latency, cameras, warm restart)
 #      with a budget of GPU_RUN_CHECK_S (default 280 s) into $OUT/gpu_check/ (gpu.json, gpu.md after every case);
 #   2. tools/train_gpu.py with the rest (the gated recipe, bf16, compiled steps, batch GPU_RUN_BATCH, default 32,
-#      checkpoints every 60 s) into $OUT/train/, starting from training_state/vimpnet_lite_gated.pth when the
-#      repository keeps one, else from the shipped weights.
+#      checkpoints every 60 s, the frame-level no-harm term at GPU_RUN_NO_WORSE, default 2) into $OUT/train/,
+#      starting from training_state/vimpnet_lite_gated.pth when the repository keeps one, else from the shipped
+#      weights.
 # Logs: $OUT/gpu_check.log, $OUT/train.log; $OUT/gpu_run.json records the steps, their exit codes and seconds.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ total=${GPU_RUN_TOTAL_S:-560}
 check=${GPU_RUN_CHECK_S:-280}
 device=${GPU_RUN_DEVICE:-cuda}
 batch=${GPU_RUN_BATCH:-32}
+no_worse=${GPU_RUN_NO_WORSE:-2.0}
 python=${PYTHON:-python3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
@@ -44,7 +46,7 @@ train_rc=skipped
 if [ "$left" -gt 60 ]; then
     timeout --signal=INT --kill-after=15 "$left" "$python" tools/train_gpu.py --out "$OUT/train" \
         --budget-s $((left - 25)) --recipe gated --init-from "$init" --device "$device" --batch-size "$batch" \
-        --save-every-s 60 "${train_extra[@]}" >"$OUT/train.log" 2>&1
+        --save-every-s 60 --no-worse "$no_worse" "${train_extra[@]}" >"$OUT/train.log" 2>&1
     train_rc=$?
 fi
 cat >"$OUT/gpu_run.json" <<JSON

@@ -82,6 +82,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="loss.mask_balance: 0.25 keeps the mask calibrated at 0.5 (for --init-from a trained checkpoint); "
         "1.0 leaves the p = 0.5 plateau of a mask head trained from scratch faster",
     )
+    parser.add_argument(
+        "--no-worse",
+        type=float,
+        default=0.0,
+        help="loss.no_worse: weight of the frame-level no-harm term (0: the recipe's, off; the shipped weights' "
+        "last steps trained with 2)",
+    )
     parser.add_argument("--val-every", type=int, default=400, help="validate every N steps (0 = only at the end)")
     parser.add_argument("--heldout-videos", type=int, default=6)
     parser.add_argument("--heldout-frames", type=int, default=12)
@@ -160,7 +167,7 @@ def build_config(
             "grad_clip": 10.0,
         },
         "schedule": {"total_iters": args.steps, "eta_min": 1e-6, "warmup_iters": min(100, args.steps // 10)},
-        "loss": {**recipe["loss"], "mask_balance": args.mask_balance},
+        "loss": {**recipe["loss"], "mask_balance": args.mask_balance, "no_worse": args.no_worse},
         "log": {
             "out_dir": str(args.out / "run"),
             "log_every": 25,

@@ -61,6 +61,10 @@ def test_the_gated_recipe_matches_its_packaged_config(tmp_path: Path) -> None:
         packaged.data.train.rain_config,
     )
     assert config.loss == packaged.loss
+    with_term = config_from_dict(
+        tool.build_config(tool.parse_args(["--out", str(tmp_path), "--no-worse", "2"]), None, tmp_path)
+    )
+    assert with_term.loss.no_worse == 2.0 and packaged.loss.no_worse == 0.0
 
 
 @pytest.mark.slow

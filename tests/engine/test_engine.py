@@ -1,4 +1,8 @@
-"""The golden rule: a streamed result equals the whole-window ``VimpNet.forward`` for that frame (fp32, 1e-5)."""
+"""The golden rule: a streamed result equals the whole-window ``VimpNet.forward`` for that frame (fp32, 1e-5).
+
+The comparisons run with ``drop_fill=0``: the network's restoration alone; the fill after it is tested in
+test_drop_fill.py.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ def _whole_window_reference(model: VimpNet, stream: Stream, target: int, output_
 @pytest.mark.parametrize("output_frame", ["latest", "center"])
 def test_streamed_equals_whole_window_forward(lite_model: VimpNet, output_frame: str) -> None:
     """Every result from the first frame on, through the start of stream and steady state, plus the flush."""
-    config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=5, output_frame=output_frame)
+    config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=5, output_frame=output_frame,
+                          drop_fill=0.0)  # fmt: skip
     engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
     stream = engine.open_stream("cam")
     captured: list[torch.Tensor] = []

@@ -21,6 +21,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vimpnet_ros.engine import DROP_FILL_BLEND
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -61,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="latest or center: score as the node streams, each frame restored once as that frame of a "
         "--clip-length window (default: the reference test's averaged clips)",
     )
+    parser.add_argument(
+        "--drop-fill",
+        type=float,
+        default=DROP_FILL_BLEND,
+        help="weight of the drops' inpainting against the network's restoration inside the predicted drops, as the "
+        f"node's drop_fill parameter (default {DROP_FILL_BLEND}); 0 = score the network's output alone",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--max-videos", type=int, help="only the first N videos")
@@ -80,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.data is None) == (not args.sets):
         raise ConfigError("give either --data FOLDER or one or more --set NAME")
     specs = [quality_set(name) for name in args.sets]  # unknown names fail before any work
-    if args.output_frame is not None:  # a window the engine would refuse fails here, before any work
+    EngineConfig(drop_fill=args.drop_fill)  # a weight the engine would refuse fails here, before any work
+    if args.output_frame is not None:
         EngineConfig(window_size=args.clip_length, output_frame=args.output_frame)
     model_name = args.model or (None if args.checkpoint else EngineConfig().model)
     checkpoint = args.checkpoint or shipped_checkpoint(str(model_name))
@@ -126,6 +136,7 @@ def _evaluate(model: nn.Module, data: str | Path, args: argparse.Namespace, devi
         max_frames=args.max_frames,
         save_frames=args.save_frames,
         output_frame=args.output_frame,
+        drop_fill=args.drop_fill,
         progress=lambda videos: iter(tqdm(videos, desc="evaluate", unit="video")),
     )
 

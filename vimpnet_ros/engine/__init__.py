@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from vimpnet_ros.engine.backends.registry import REGISTRY
     from vimpnet_ros.engine.config import (
         BACKENDS,
+        DROP_FILL_BLEND,
         MAX_WINDOW,
         MIN_WINDOW,
         OUTPUT_FRAMES,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         EngineConfig,
         default_engine_cache_dir,
     )
+    from vimpnet_ros.engine.drop_fill import fill_drops
     from vimpnet_ros.engine.engine import InferenceEngine
     from vimpnet_ros.engine.geometry import FrameGeometry
     from vimpnet_ros.engine.hardware import (
@@ -50,6 +52,7 @@ _EXPORTS = {
     "FrameResult": "result",
     "Stream": "stream",
     "window_indices": "stream",
+    "fill_drops": "drop_fill",
     # the engine's choices and ranges (the node's parameter table offers them)
     "BACKENDS": "config",
     "PRECISIONS": "config",
@@ -57,6 +60,7 @@ _EXPORTS = {
     "OVERSIZE_POLICIES": "config",
     "MIN_WINDOW": "config",
     "MAX_WINDOW": "config",
+    "DROP_FILL_BLEND": "config",
     "PLANE_SCALE": "result",
     "default_engine_cache_dir": "config",
     # the machine
@@ -75,6 +79,7 @@ _EXPORTS = {
 
 __all__ = [
     "BACKENDS",
+    "DROP_FILL_BLEND",
     "MAX_WINDOW",
     "MIN_WINDOW",
     "OUTPUT_FRAMES",
@@ -93,6 +98,7 @@ __all__ = [
     "cpu_bf16_is_fast",
     "cpu_description",
     "default_engine_cache_dir",
+    "fill_drops",
     "installed_version",
     "keep_freed_memory",
     "resolve_device",

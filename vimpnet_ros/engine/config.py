@@ -30,6 +30,8 @@ FALLBACK_TILE_SIZE, FALLBACK_TILE_OVERLAP = 256, 32
 DEVICE_SYNTAX = "auto, cpu, cuda or cuda:N (N a GPU index)"
 #: Tiles smaller than this leave too little context for the 7x7 soft split at quarter resolution.
 MIN_TILE_SIZE = 32
+#: Default weight of the inpainting inside the predicted drops (``drop_fill``; engine/drop_fill.py).
+DROP_FILL_BLEND = 0.5
 #: Layers need height and width to be multiples of this (two stride-2 stages).
 SIZE_MULTIPLE = 4
 
@@ -97,6 +99,9 @@ class EngineConfig:
     #: On CPU, keep freed tensor memory in the process (glibc malloc tuning, process-wide; see
     #: ``engine/allocator.py``): large frames run ~20 % faster, the resident size stays at its peak.
     reuse_cpu_memory: bool = True
+    #: Inside the predicted drops, the weight of an inpainting from the drop's surroundings against the
+    #: network's restoration (``engine/drop_fill.py``); 0 = the network's restoration alone.
+    drop_fill: float = DROP_FILL_BLEND
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -112,6 +117,9 @@ class EngineConfig:
         self._check_tiling()
         if isinstance(self.max_gap_s, bool) or not isinstance(self.max_gap_s, int | float) or not self.max_gap_s > 0:
             raise ConfigError(f"engine max_gap_s must be a positive number of seconds; got {self.max_gap_s!r}")
+        fill = self.drop_fill
+        if isinstance(fill, bool) or not isinstance(fill, int | float) or not 0.0 <= fill <= 1.0:
+            raise ConfigError(f"engine drop_fill must be a number in [0, 1] (0 = off); got {fill!r}")
         for name in ("background_build", "reuse_cpu_memory", "cuda_graphs"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"engine {name} must be true or false; got {getattr(self, name)!r}")

@@ -19,6 +19,7 @@ their buffered frames across the reload.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from vimpnet_ros.engine.backends.base import Backend
 from vimpnet_ros.engine.backends.registry import backend_spec
 from vimpnet_ros.engine.backends.select import Selection, select_backend
 from vimpnet_ros.engine.config import FALLBACK_TILE_OVERLAP, FALLBACK_TILE_SIZE, EngineConfig
+from vimpnet_ros.engine.drop_fill import fill_drops
 from vimpnet_ros.engine.geometry import FrameGeometry, Uploader, quantize, validate_frame
 from vimpnet_ros.engine.hardware import Environment
 from vimpnet_ros.engine.result import PLANE_SCALE, FrameResult
@@ -356,7 +358,7 @@ class InferenceEngine:
         """Restore the frames of ``jobs`` (indices from :meth:`admit`) in one batch; one result per job, in order.
 
         ``inference_ms`` of each result is the wall time of the whole batch (the network,
-        the per-frame caches filled now, and composing and copying the planes back).
+        the per-frame caches filled now, composing and copying the planes back, and filling the drops).
         """
         start = time.perf_counter()
         outputs = self.run_network(jobs)
@@ -368,10 +370,12 @@ class InferenceEngine:
             pending.append((stream, target, slot, _Planes(maps, slot.white_level, float_streak)))
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
+        results = [self._result(stream, target, slot, planes) for stream, target, slot, planes in pending]
         elapsed_ms = (time.perf_counter() - start) * 1000.0
-        return [self._result(stream, target, slot, planes, elapsed_ms) for stream, target, slot, planes in pending]
+        return [dataclasses.replace(result, inference_ms=elapsed_ms) for result in results]
 
-    def _result(self, stream: Stream, target: int, slot: FrameSlot, planes: _Planes, elapsed_ms: float) -> FrameResult:
+    def _result(self, stream: Stream, target: int, slot: FrameSlot, planes: _Planes) -> FrameResult:
+        """The finished result of one job (``inference_ms`` still 0): planes waited for, drops filled, NaN caught."""
         assert self.selection is not None
         window = stream.window_for(target)
         valid = bool(planes.finite)
@@ -386,13 +390,15 @@ class InferenceEngine:
             image, mask, streak = slot.frame, np.zeros_like(mask), np.zeros_like(streak)
             streak_float = np.zeros_like(streak_float) if streak_float is not None else None
             streak_intensity = 0.0
+        else:
+            image = fill_drops(image, mask, self.config.drop_fill)
         return FrameResult(
             stamp_ns=slot.stamp_ns,
             image=image,
             drop_mask=mask,
             streak_map=streak,
             streak_intensity=streak_intensity,
-            inference_ms=elapsed_ms,
+            inference_ms=0.0,
             window_frames=len({s.frame_id for s in window}),
             reset_reason=stream.take_reset_reason(),
             backend=self.selection.backend,

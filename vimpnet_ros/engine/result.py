@@ -16,8 +16,9 @@ class FrameResult:
     """The restored frame for ``stamp_ns`` plus the network's maps, all at the input's size, quantised on the device.
 
     ``image`` is (h, w, 3) RGB with the input's dtype and white level (uint8 0..255, or uint16
-    0..``white_level`` for 16-bit input). ``drop_mask`` is (h, w) uint8, the raindrop
-    probability x 255 rounded (so ``drop_mask >= 128`` is p >= 0.5); ``streak_map`` (h, w) uint8,
+    0..``white_level`` for 16-bit input), its predicted drops filled (``EngineConfig.drop_fill``).
+    ``drop_mask`` is (h, w) uint8, the raindrop probability x 255 rounded (so ``drop_mask >= 128``
+    is p >= 0.5); ``streak_map`` (h, w) uint8,
     the rain-streak intensity clipped to [0, 1] x 255; ``streak_intensity`` the mean of the
     positive intensity over the frame (unclipped); ``streak_float`` the raw (h, w) float32
     intensity when the push asked for it (``float_streak=True``), else None.

@@ -30,12 +30,11 @@ import cv2
 import numpy as np
 
 from vimpnet_ros.errors import InputError
+from vimpnet_ros.model.config import MASK_THRESHOLD
 
 #: SSIM window as the reference: 11 taps, sigma 1.5 (cv2.getGaussianKernel).
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
-#: Probability at which the published model's raindrop mask is binarised (reference and node).
-MASK_THRESHOLD = 0.5
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vimpnet_ros.model.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
-    from vimpnet_ros.model.config import CONFIGS, VimpNetConfig, get_config
+    from vimpnet_ros.model.config import CONFIGS, MASK_THRESHOLD, VimpNetConfig, get_config
     from vimpnet_ros.model.vimpnet_arch import VimpNet, VimpNetOutput
 
 _EXPORTS = {
     "CONFIGS": "config",
+    "MASK_THRESHOLD": "config",
     "VimpNetConfig": "config",
     "get_config": "config",
     "VimpNet": "vimpnet_arch",
@@ -28,6 +29,7 @@ _EXPORTS = {
 
 __all__ = [
     "CONFIGS",
+    "MASK_THRESHOLD",
     "VimpNet",
     "VimpNetConfig",
     "VimpNetOutput",

@@ -15,6 +15,9 @@ from typing import Any
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.model.candidates import candidate_configs
 
+#: Probability at which the raindrop mask is binarised (the published threshold; evaluation, node and drop fill).
+MASK_THRESHOLD = 0.5
+
 
 @dataclass(frozen=True)
 class VimpNetConfig:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from vimpnet_ros.engine import (
     BACKENDS,
+    DROP_FILL_BLEND,
     MAX_WINDOW,
     MIN_WINDOW,
     OUTPUT_FRAMES,
@@ -128,6 +129,15 @@ ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
         "tile (256 px tiles, full detail)",
         read_only=True,
         choices=OVERSIZE_POLICIES,
+    ),
+    ParamSpec(
+        "drop_fill",
+        "double",
+        DROP_FILL_BLEND,
+        "inside the predicted raindrops, the weight of an inpainting from the drop's surroundings against the "
+        "network's restoration (their mean at 0.5); 0 = the network's restoration alone",
+        read_only=True,
+        float_range=(0.0, 1.0),
     ),
     ParamSpec(
         "max_gap_s",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from tests.engine.conftest import CPU_ENV
 from vimpnet_ros.data import load_rain_config, make_road_clip, render_video
 from vimpnet_ros.engine import EngineConfig, InferenceEngine, fill_drops
-from vimpnet_ros.engine.drop_fill import MASK_LEVEL, MAX_FILL_FRACTION, MAX_FILL_PIXELS
+from vimpnet_ros.engine.drop_fill import FILL_RADIUS, MASK_LEVEL, MAX_FILL_FRACTION, MAX_FILL_PIXELS
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.model import MASK_THRESHOLD
 from vimpnet_ros.model.checkpoint import load_model, shipped_checkpoint
@@ -33,7 +34,8 @@ def _error(image: np.ndarray, clean: np.ndarray, where: np.ndarray) -> float:
 
 
 def test_fill_moves_a_drop_toward_its_surroundings_and_nothing_else() -> None:
-    """At 1280x720: inside the mask the error falls; outside it not one pixel changes; 0.5 is the two's mean."""
+    """At 1280x720: inside the mask the error falls; outside it not one pixel changes; 0.5 is the two's mean; the
+    inpainting is the whole frame's, and filling in place writes the same pixels."""
     clean, restored, mask = _road_with_a_drop()
     inside = mask >= MASK_LEVEL
     inpainted = fill_drops(restored, mask, 1.0)
@@ -44,6 +46,12 @@ def test_fill_moves_a_drop_toward_its_surroundings_and_nothing_else() -> None:
     mean = (restored.astype(np.float32) + inpainted.astype(np.float32)) / 2
     assert np.abs(filled.astype(np.float32) - mean).max() <= 0.5
     assert filled.dtype == np.uint8 and filled.shape == restored.shape
+    # Filling only around the drops gives the whole frame's inpainting; in place gives the copy's pixels.
+    whole_frame = cv2.inpaint(restored, inside.astype(np.uint8), FILL_RADIUS, cv2.INPAINT_TELEA)
+    np.testing.assert_array_equal(inpainted, whole_frame)
+    own = restored.copy()
+    assert fill_drops(own, mask, 0.5, in_place=True) is own
+    np.testing.assert_array_equal(own, filled)
 
 
 def test_no_drop_no_weight_or_too_much_mask_leaves_the_image_as_it_is() -> None:

@@ -391,7 +391,7 @@ class InferenceEngine:
             streak_float = np.zeros_like(streak_float) if streak_float is not None else None
             streak_intensity = 0.0
         else:
-            image = fill_drops(image, mask, self.config.drop_fill)
+            image = fill_drops(image, mask, self.config.drop_fill, in_place=True)  # the result owns these planes
         return FrameResult(
             stamp_ns=slot.stamp_ns,
             image=image,

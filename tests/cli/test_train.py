@@ -79,3 +79,18 @@ def test_list_configs_needs_no_config_and_a_missing_config_is_a_clear_error(
     assert {"vimpnet_reference", "vimpnet_lite_synthetic"} <= set(listed)
     assert main(["train"]) == 2
     assert "--config is required" in capsys.readouterr().err
+
+
+def test_evaluate_quality_sets_saves_each_sets_frames_apart(tmp_path: Path) -> None:
+    """The quality sets share video names (``0004_road_dusk`` is in all three): each set's frames go apart."""
+    frames, results = tmp_path / "frames", tmp_path / "sets.json"
+    args = ["evaluate", "--set", "clean", "--set", "light", "--sets-dir", str(tmp_path / "sets"), "--device", "cpu"]
+    args += ["--max-videos", "1", "--max-frames", "2", "--save-frames", str(frames), "--output", str(results)]
+    assert main(args) == 0
+    written = json.loads(results.read_text())["sets"]
+    for name in ("clean", "light"):
+        video = written[name]["videos"][0]["video"]
+        saved = sorted(p.name for p in (frames / name / video).iterdir())
+        assert saved == ["00000000.png", "00000001.png"]
+    clean, light = (frames / n / written[n]["videos"][0]["video"] / "00000000.png" for n in ("clean", "light"))
+    assert clean.read_bytes() != light.read_bytes()

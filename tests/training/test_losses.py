@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vimpnet_ros.engine import fill_drops
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.training.losses import (
     LossWeights,
@@ -17,6 +18,7 @@ from vimpnet_ros.training.losses import (
     identity_loss,
     mask_bce,
     no_worse_loss,
+    published_output,
     resize_to,
     soft_dice_loss,
 )
@@ -232,3 +234,34 @@ def test_gate_term_supervises_the_gate_with_where_stage1_must_change() -> None:
     assert good["gate"] < 0.05 < bad["gate"]
     with pytest.raises(ConfigError):
         loss(drop, probs, probs, drop, targets, None)  # an ungated model cannot be trained with loss.gate
+
+
+def test_filled_term_scores_the_published_image_and_sends_the_network_half_the_gradient_inside_the_drops() -> None:
+    g = torch.Generator().manual_seed(3)
+    gt = torch.rand(1, 2, 3, 48, 64, generator=g)
+    output = (gt + 0.2 * torch.rand(1, 2, 3, 48, 64, generator=g)).clamp(0, 1)
+    output = (output * 255).round() / 255  # on the engine's 8-bit planes
+    probs = torch.zeros(1, 2, 1, 48, 64)
+    probs[0, 0, 0, 10:20, 20:34] = 0.9  # a predicted drop in the first frame only
+    probs[0, 0, 0, 30, 5] = 0.49  # under the threshold: not filled
+    published = published_output(output, probs)
+    # The engine's fill on the same planes, to the rounding of its result.
+    image = (output[0, 0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    engine = fill_drops(image, (probs[0, 0, 0].numpy() * 255).round().astype("uint8"))
+    torch.testing.assert_close(
+        published[0, 0].permute(1, 2, 0) * 255, torch.from_numpy(engine).float(), atol=0.51, rtol=0
+    )
+    assert torch.equal(published[0, 1], output[0, 1]) and published[0, 0, :, 30, 5].equal(output[0, 0, :, 30, 5])
+    mask = torch.zeros(1, 2, 1, 48, 64)
+    mask[0, 0, 0, 8:22, 18:36] = 1.0
+    targets = {"gt": gt, "drop": gt, "mask": mask, "streak": torch.zeros(1, 2, 1, 48, 64)}
+    output.requires_grad_(True)
+    weights = LossWeights(filled=4.0, stage1=0, mask=0, output=0, masked=0, streak=0)
+    total, terms = VimpNetLoss(weights)(gt, probs, torch.zeros(1, 2, 1, 12, 16), output, targets)
+    expected = (published.detach() * mask - gt * mask).abs().mean() / (mask.mean() + 1e-8)
+    torch.testing.assert_close(terms["filled"], expected)
+    total.backward()
+    grad = output.grad[0, 0].abs()
+    inside, edge = grad[:, 12, 25], grad[:, 9, 19]  # a filled pixel; a drop pixel the network restores alone
+    torch.testing.assert_close(inside, edge / 2)
+    assert output.grad[0, 1].abs().sum() == 0  # no drop in the second frame's target: nothing to pull

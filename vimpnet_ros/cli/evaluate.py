@@ -50,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sets-dir", default="data/quality_sets", help="where the quality sets are rendered once and reused"
     )
     parser.add_argument("--output", default="results.json", help="where to write the scores (JSON)")
-    parser.add_argument("--save-frames", metavar="DIR", help="also write the restored frames as PNG under DIR/<video>/")
+    parser.add_argument(
+        "--save-frames",
+        metavar="DIR",
+        help="also write the restored frames as PNG under DIR/<video>/ (with --set: DIR/<set>/<video>/)",
+    )
     parser.add_argument("--clip-length", type=int, default=5, help="frames per clip (reference: 5)")
     parser.add_argument(
         "--stride",
@@ -107,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     sets: dict[str, object] = {}
     for spec in specs:
         root = prepare_source(quality_set_source(spec.name, Path(args.sets_dir) / f"{spec.name}_seed{spec.seed}"))
-        result = _evaluate(model, root, args, device)
+        frames_dir = Path(args.save_frames) / spec.name if args.save_frames else None  # the sets share video names
+        result = _evaluate(model, root, args, device, frames_dir)
         print(f"[{spec.name}] {spec.description}")
         _print_result(result)
         sets[spec.name] = {"summary": set_summary(spec, result.to_dict()), **result.to_dict()}
@@ -119,8 +124,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(model: nn.Module, data: str | Path, args: argparse.Namespace, device: torch.device) -> EvaluationResult:
-    """One folder through :func:`~vimpnet_ros.evaluation.vrds_eval.evaluate_vrds` with the CLI's options."""
+def _evaluate(
+    model: nn.Module, data: str | Path, args: argparse.Namespace, device: torch.device, save_frames: Path | None = None
+) -> EvaluationResult:
+    """One folder through :func:`~vimpnet_ros.evaluation.vrds_eval.evaluate_vrds` with the CLI's options
+    (restored frames under ``save_frames``, default ``--save-frames``)."""
     from tqdm import tqdm
 
     from vimpnet_ros.evaluation.vrds_eval import evaluate_vrds
@@ -134,7 +142,7 @@ def _evaluate(model: nn.Module, data: str | Path, args: argparse.Namespace, devi
         precision=args.precision,
         max_videos=args.max_videos,
         max_frames=args.max_frames,
-        save_frames=args.save_frames,
+        save_frames=save_frames or args.save_frames,
         output_frame=args.output_frame,
         drop_fill=args.drop_fill,
         progress=lambda videos: iter(tqdm(videos, desc="evaluate", unit="video")),

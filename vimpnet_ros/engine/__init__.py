@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         EngineConfig,
         default_engine_cache_dir,
     )
-    from vimpnet_ros.engine.drop_fill import fill_drops
+    from vimpnet_ros.engine.drop_fill import MASK_LEVEL, fill_drops
     from vimpnet_ros.engine.engine import InferenceEngine
     from vimpnet_ros.engine.geometry import FrameGeometry
     from vimpnet_ros.engine.hardware import (
@@ -53,6 +53,7 @@ _EXPORTS = {
     "Stream": "stream",
     "window_indices": "stream",
     "fill_drops": "drop_fill",
+    "MASK_LEVEL": "drop_fill",
     # the engine's choices and ranges (the node's parameter table offers them)
     "BACKENDS": "config",
     "PRECISIONS": "config",
@@ -80,6 +81,7 @@ _EXPORTS = {
 __all__ = [
     "BACKENDS",
     "DROP_FILL_BLEND",
+    "MASK_LEVEL",
     "MAX_WINDOW",
     "MIN_WINDOW",
     "OUTPUT_FRAMES",

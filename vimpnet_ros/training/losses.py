@@ -44,6 +44,12 @@ zero on every frame the output improves, so it pulls only where the node must no
 left under its input) and leaves the restoration of rainy frames to the other terms. The floor keeps the
 ratio finite on a rain-free frame (MSE(lq, gt) = 0), which the identity term covers too.
 
+``filled`` (off by default) is the drop-region term on the image the engine publishes rather than on the
+network's output: inside the predicted drops the engine blends in an inpainting of them
+(:func:`~vimpnet_ros.engine.fill_drops`, weight :data:`~vimpnet_ros.engine.config.DROP_FILL_BLEND`), so
+``L1(published * mask, gt * mask) / (mean(mask) + 1e-8)`` with the inpainting a constant (no gradient through
+it or the threshold) asks stage 2 for what complements the fill there, not for a restoration standing alone.
+
 Every term is computed in float32 even under autocast: BCE on bf16/fp16 probabilities
 is unstable, and the Charbonnier eps of 1e-12 vanishes in half precision.
 """
@@ -58,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vimpnet_ros.engine import DROP_FILL_BLEND, MASK_LEVEL, PLANE_SCALE, fill_drops
 from vimpnet_ros.errors import ConfigError
 
 
@@ -140,6 +147,28 @@ def no_worse_loss(output: Tensor, lq: Tensor, gt: Tensor) -> Tensor:
     return loss_db.clamp(min=0.0).mean()
 
 
+def published_output(output: Tensor, probs: Tensor, blend: float = DROP_FILL_BLEND) -> Tensor:
+    """``output`` (n, t, 3, h, w) in [0, 1] as the engine publishes it: the drop fill applied with the drop
+    probabilities ``probs`` (n, t, 1, h, w), the inpainting computed from the same 8-bit planes as the engine's.
+    The inpainting is a constant (computed without gradient, on the CPU), so inside the filled drops the
+    gradient reaches ``output`` scaled by 1 - ``blend`` and elsewhere unchanged."""
+    with torch.no_grad():
+        planes = (output.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)  # 8-bit images
+        masks = (probs.detach().clamp(0.0, 1.0) * PLANE_SCALE).round().to(torch.uint8)
+        images = planes.permute(0, 1, 3, 4, 2).reshape(-1, *planes.shape[-2:], planes.shape[2]).cpu().numpy()
+        drops = masks.reshape(-1, *masks.shape[-2:]).cpu().numpy()
+        inpainted = torch.zeros_like(output)
+        filled_at = torch.zeros_like(probs)
+        flat_inpainted = inpainted.view(-1, *output.shape[2:])
+        flat_at = filled_at.view(-1, *probs.shape[2:])
+        for i, (image, drop) in enumerate(zip(images, drops, strict=True)):
+            filled = fill_drops(image, drop, 1.0)
+            if filled is not image:
+                flat_inpainted[i] = torch.from_numpy(filled).permute(2, 0, 1).to(flat_inpainted) / 255.0
+                flat_at[i, 0] = torch.from_numpy(drop >= MASK_LEVEL).to(flat_at)
+    return output + blend * filled_at * (inpainted - output)
+
+
 def resize_to(target: Tensor, like: Tensor) -> Tensor:
     """Bring a target (n, t, c, H, W) to the spatial size of ``like`` (n, t, c, h, w) by area averaging.
 
@@ -170,6 +199,7 @@ class LossWeights:
     image_l1: float = 0.0
     identity: float = 0.0
     no_worse: float = 0.0
+    filled: float = 0.0
     gate: float = 0.0
     charbonnier_eps: float = 1e-12
     masked_eps: float = 1e-8
@@ -254,4 +284,8 @@ class VimpNetLoss(nn.Module):
         if w.no_worse > 0:
             terms["no_worse"] = no_worse_loss(output, targets["lq"].float(), gt)
             total = total + w.no_worse * terms["no_worse"]
+        if w.filled > 0:
+            published = published_output(output, probs)
+            terms["filled"] = F.l1_loss(published * mask, gt * mask) / (mask.mean() + w.masked_eps)
+            total = total + w.filled * terms["filled"]
         return total, {name: value.detach() for name, value in terms.items()}

@@ -220,7 +220,7 @@ def test_held_out_preset_shifts_the_ranges() -> None:
     from vimpnet_ros.data.rain.config import load_rain_config, preset_path
 
     held_out = load_rain_config("heldout")
-    assert set(PRESETS) == {"default", "heldout", "light", "wide", "none"}
+    assert set(PRESETS) == {"default", "heldout", "light", "wide", "wide_heavy", "none"}
     assert all(preset_path(n).is_file() for n in PRESETS)
     wide, none = load_rain_config("wide"), load_rain_config("none")
     assert wide.drops.radius[1] == 0.10  # drops up to a fifth of the frame across
@@ -230,6 +230,13 @@ def test_held_out_preset_shifts_the_ranges() -> None:
     assert held_out.streaks.density[1] > RainConfig().streaks.density[1]
     assert held_out.sensor.jpeg_quality[0] < RainConfig().sensor.jpeg_quality[0]
     assert held_out != RainConfig()
+    # The downpour preset draws from inside the default ranges: the held-out streaks stay outside training.
+    heavy, default = load_rain_config("wide_heavy"), RainConfig()
+    assert heavy.drops == wide.drops and heavy.streaks != default.streaks
+    for name in ("density", "intensity", "thickness", "angle_deg", "blur"):
+        low, high = getattr(heavy.streaks, name)
+        assert getattr(default.streaks, name)[0] <= low and high <= getattr(default.streaks, name)[1]
+    assert held_out.streaks.density[1] > heavy.streaks.density[1]
 
 
 def test_disabled_streaks_or_drops(clean: np.ndarray) -> None:

@@ -3,8 +3,9 @@
 The tables below mirror ``vimpnet_ros/data/configs/rain_default.yaml`` (the shipped
 defaults, which document each field). A user config may set any subset of the
 fields; the rest keep the defaults of the dataclasses, which equal the shipped file.
-``rain_heldout.yaml`` shifts the ranges for the held-out test set and ``rain_light.yaml`` (mostly
-streak-free videos) is for fine-tuning (:data:`PRESETS`).
+``rain_heldout.yaml`` shifts the ranges for the held-out test set; ``rain_light.yaml`` (mostly
+streak-free videos), ``rain_wide.yaml`` (larger drops) and ``rain_wide_heavy.yaml`` (those drops under the
+heavier half of the default streaks) are for training (:data:`PRESETS`).
 
 PyYAML is imported only to read a file: the defaults (``load_rain_config(None)``)
 need no YAML, so training machines without PyYAML can render the default rain.
@@ -132,6 +133,7 @@ PRESETS: dict[str, str] = {
     "heldout": "rain_heldout.yaml",
     "light": "rain_light.yaml",
     "wide": "rain_wide.yaml",
+    "wide_heavy": "rain_wide_heavy.yaml",
     "none": "rain_none.yaml",
 }
 

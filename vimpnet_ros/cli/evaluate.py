@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_model(checkpoint, model_name).to(device)
     if args.data is not None:
-        result = _evaluate(model, args.data, args, device)
+        result = _evaluate(model, args.data, args, device, args.save_frames)
         result.settings["checkpoint"] = str(checkpoint)
         _print_result(result)
         print(f"wrote {result.write(args.output)}")
@@ -125,10 +125,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(
-    model: nn.Module, data: str | Path, args: argparse.Namespace, device: torch.device, save_frames: Path | None = None
+    model: nn.Module, data: str | Path, args: argparse.Namespace, device: torch.device, save_frames: str | Path | None
 ) -> EvaluationResult:
-    """One folder through :func:`~vimpnet_ros.evaluation.vrds_eval.evaluate_vrds` with the CLI's options
-    (restored frames under ``save_frames``, default ``--save-frames``)."""
+    """One folder through :func:`~vimpnet_ros.evaluation.vrds_eval.evaluate_vrds` with the CLI's options, the
+    restored frames written under ``save_frames`` (None: not written)."""
     from tqdm import tqdm
 
     from vimpnet_ros.evaluation.vrds_eval import evaluate_vrds
@@ -142,7 +142,7 @@ def _evaluate(
         precision=args.precision,
         max_videos=args.max_videos,
         max_frames=args.max_frames,
-        save_frames=save_frames or args.save_frames,
+        save_frames=save_frames,
         output_frame=args.output_frame,
         drop_fill=args.drop_fill,
         progress=lambda videos: iter(tqdm(videos, desc="evaluate", unit="video")),

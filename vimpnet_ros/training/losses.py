@@ -147,6 +147,11 @@ def no_worse_loss(output: Tensor, lq: Tensor, gt: Tensor) -> Tensor:
     return loss_db.clamp(min=0.0).mean()
 
 
+def masked_l1(pred: Tensor, target: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
+    """L1 over the mask's pixels: mean |pred - target| x mask / (mean(mask) + eps), shapes (n, t, c, h, w)."""
+    return F.l1_loss(pred * mask, target * mask) / (mask.mean() + eps)
+
+
 def published_output(output: Tensor, probs: Tensor, blend: float = DROP_FILL_BLEND) -> Tensor:
     """``output`` (n, t, 3, h, w) in [0, 1] as the engine publishes it: the drop fill applied with the drop
     probabilities ``probs`` (n, t, 1, h, w), the inpainting computed from the same 8-bit planes as the engine's.
@@ -259,7 +264,7 @@ class VimpNetLoss(nn.Module):
             "stage1": charbonnier_loss(stage1, drop, w.charbonnier_eps),
             "mask": mask_bce(probs, mask, w.mask_pos_weight, w.mask_balance, w.mask_focal_gamma),
             "output": charbonnier_loss(output, gt, w.charbonnier_eps),
-            "masked": F.l1_loss(output * mask, gt * mask) / (mask.mean() + w.masked_eps),
+            "masked": masked_l1(output, gt, mask, w.masked_eps),
             "streak": F.mse_loss(streak_map, resize_to(streak, streak_map)),
         }
         # Only weighted terms join the graph: a zero weight costs no backward (a frozen stage stays out of it).
@@ -285,7 +290,6 @@ class VimpNetLoss(nn.Module):
             terms["no_worse"] = no_worse_loss(output, targets["lq"].float(), gt)
             total = total + w.no_worse * terms["no_worse"]
         if w.filled > 0:
-            published = published_output(output, probs)
-            terms["filled"] = F.l1_loss(published * mask, gt * mask) / (mask.mean() + w.masked_eps)
+            terms["filled"] = masked_l1(published_output(output, probs), gt, mask, w.masked_eps)
             total = total + w.filled * terms["filled"]
         return total, {name: value.detach() for name, value in terms.items()}

@@ -31,11 +31,15 @@ def test_steps_on_a_fixed_64x64_clip_reduce_the_loss(tiny_train_root: Path, tmp_
     assert trainer.step == 6
 
 
+@pytest.mark.parametrize("start_fraction", [0.0, 0.6])
 def test_resume_gives_the_same_next_step_as_uninterrupted(
-    tiny_train_root: Path, tmp_path: Path, make_config: Any
+    tiny_train_root: Path, tmp_path: Path, make_config: Any, start_fraction: float
 ) -> None:
-    # Interrupted at step 3 (SPyNet thaws at step 2, so the thawed state is resumed too), run on to step 4.
-    config = make_config(tiny_train_root, tmp_path / "a", **{"log.save_every": 3})
+    # Interrupted at step 3 (SPyNet thaws at step 2, so the thawed state is resumed too), run on to step 4; with
+    # start-of-stream windows, the resumed step draws the same windows.
+    config = make_config(
+        tiny_train_root, tmp_path / "a", **{"log.save_every": 3, "data.start_fraction": start_fraction}
+    )
     straight = _trainer(config)
     straight.train(max_steps=4)
     expected_loss = straight.history[-1]["loss"]

@@ -97,7 +97,9 @@ class DataConfig:
     """Training and validation data plus the clip sampling of the reference (5 frames, 256 crops).
 
     ``num_workers`` DataLoader processes started with ``worker_start`` (see
-    :data:`WORKER_STARTS`), each keeping ``prefetch_factor`` batches ready.
+    :data:`WORKER_STARTS`), each keeping ``prefetch_factor`` batches ready. ``start_fraction`` of the training
+    clips become the windows of a stream's first frames (reflected, as the engine pads them;
+    :func:`~vimpnet_ros.training.data.start_of_stream`).
     """
 
     train: DataSource = field(default_factory=DataSource)
@@ -111,9 +113,12 @@ class DataConfig:
     augment: bool = True
     val_max_videos: int = 4
     val_max_frames: int = 10
+    start_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         """Sizes the model can take: crops must be multiples of 4, clips at least 2 frames."""
+        if not 0.0 <= self.start_fraction <= 1.0:
+            raise ConfigError(f"data.start_fraction must be in [0, 1], got {self.start_fraction}")
         if self.clip_length < 2:
             raise ConfigError(f"clip_length must be >= 2 (the model aligns neighbours), got {self.clip_length}")
         if self.crop_size < 16 or self.crop_size % 4:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from vimpnet_ros.engine import window_indices
 from vimpnet_ros.errors import DatasetError
 from vimpnet_ros.training.config import DataSource
 
@@ -157,3 +158,30 @@ def collate_training(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack the tensor fields of training samples into (n, t, c, h, w) batches (names are dropped)."""
     keys = [k for k, v in samples[0].items() if isinstance(v, torch.Tensor)]
     return {k: torch.stack([s[k] for s in samples]) for k in keys}
+
+
+def start_of_stream(
+    batch: dict[str, torch.Tensor], fraction: float, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Turn about ``fraction`` of a batch's clips into the windows a stream restores before its buffer is full.
+
+    A camera's first T - 1 frames (and those after every reset) are restored from windows that reflect the frames
+    buffered so far (:func:`~vimpnet_ros.engine.window_indices`: with frames f0, f1 the window for f1 is
+    [f1, f0, f1, f0, f1], with only f0 it is [f0] * 5), where stage 2 sees a drop in fewer places than in a full
+    window. Each chosen clip of (n, t, c, h, w) tensors takes k = 1..t-1 of its first frames (uniform) and every
+    stream (input and targets alike) is re-indexed to the ``latest`` window of its k-th frame, the node's default.
+    ``generator`` draws which clips and which k, so a seeded generator gives the same windows after a resume.
+    """
+    if fraction <= 0.0:
+        return batch
+    n, t = next(iter(batch.values())).shape[:2]
+    chosen = torch.rand(n, generator=generator) < fraction
+    available = torch.randint(1, t, (n,), generator=generator)
+    if not bool(chosen.any()):
+        return batch
+    index = torch.arange(t).repeat(n, 1)
+    for i in chosen.nonzero().flatten().tolist():
+        k = int(available[i])
+        index[i] = torch.tensor(window_indices(k - 1, k, t, t - 1))
+    rows = torch.arange(n)[:, None]
+    return {name: frames[rows, index] for name, frames in batch.items()}

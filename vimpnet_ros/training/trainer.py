@@ -53,6 +53,7 @@ from vimpnet_ros.training.data import (
     online_dataset,
     prepare_source,
     repeat_for,
+    start_of_stream,
 )
 from vimpnet_ros.training.distributed import (
     DistContext,
@@ -371,6 +372,11 @@ class Trainer:
         assert self.model is not None and self._ddp is not None
         self._set_spynet_trainable(self.step >= self.config.optim.spynet_freeze_iters)
         self.model.train()
+        if self.config.data.start_fraction > 0.0:
+            # Drawn from (seed, rank, step) alone, so a resumed run takes the same windows.
+            draw = np.random.SeedSequence([self.config.seed, self.ctx.rank, self.step]).generate_state(1)[0]
+            generator = torch.Generator().manual_seed(int(draw))
+            batch = start_of_stream(batch, self.config.data.start_fraction, generator)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         targets = {
             "gt": batch["gt"],

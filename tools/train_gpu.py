@@ -61,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", help="model config name (default: the recipe's)")
     parser.add_argument(
         "--init-from",
-        help="start from these weights (any config: matching tensors load), or shipped:NAME for the package's",
+        help="start from these weights (any config: matching tensors load), shipped:NAME for the package's, "
+        "or kept:CONFIG for a run's newest weights kept in training_state/",
     )
     parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])

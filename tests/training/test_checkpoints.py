@@ -1,4 +1,4 @@
-"""Averaging the weights of several checkpoints (what ``ship_weights`` does with repeated ``--checkpoint``)."""
+"""Where a run starts (``init_from``) and averaging the weights of several checkpoints (``ship_weights``)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,34 @@ import pytest
 import torch
 
 from vimpnet_ros.errors import CheckpointError
-from vimpnet_ros.model.checkpoint import build_model, load_model
-from vimpnet_ros.training.checkpoints import average_models, save_model
+from vimpnet_ros.model.checkpoint import build_model, load_model, shipped_checkpoint
+from vimpnet_ros.training import checkpoints
+from vimpnet_ros.training.checkpoints import average_models, resolve_init, save_model
+from vimpnet_ros.training.config import load_train_config, packaged_configs
 
 
 def _saved(tmp_path: Path, name: str, config: str, seed: int) -> Path:
     torch.manual_seed(seed)
     return save_model(tmp_path / f"{name}.pth", build_model(config))
+
+
+@pytest.mark.parametrize("name", packaged_configs())
+def test_a_packaged_recipe_names_weights_a_clone_has(name: str) -> None:
+    # A recipe that continues shipped or kept weights must find them in a plain clone: a missing file would
+    # only show on a new machine, hours into a background run's set-up.
+    init_from = load_train_config(name).init_from
+    if init_from and init_from.startswith((checkpoints.SHIPPED_PREFIX, checkpoints.KEPT_PREFIX)):
+        assert resolve_init(init_from).is_file(), init_from
+
+
+def test_init_from_names_shipped_kept_or_a_path(tmp_path: Path) -> None:
+    assert resolve_init("shipped:vimpnet_lite_gated") == shipped_checkpoint("vimpnet_lite_gated")
+    kept = resolve_init("kept:vimpnet_lite_gated_heavy")
+    assert kept == Path(__file__).resolve().parents[2] / "training_state" / "vimpnet_lite_gated_heavy.pth"
+    assert load_model(kept).config.name == "vimpnet_lite_gated"
+    assert resolve_init(str(tmp_path / "w.pth")) == tmp_path / "w.pth"
+    with pytest.raises(CheckpointError, match=r"no kept weights.*keep_training_state"):
+        resolve_init("kept:no_such_run")
 
 
 def test_the_average_is_the_mean_of_every_tensor(tmp_path: Path) -> None:

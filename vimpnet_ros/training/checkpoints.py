@@ -30,14 +30,32 @@ def save_model(path: str | Path, model: nn.Module, half: bool = False) -> Path:
 
 #: ``init_from: shipped:NAME`` starts from the weights shipped with the package for model config NAME.
 SHIPPED_PREFIX = "shipped:"
+#: ``init_from: kept:CONFIG`` starts from the newest weights of training config CONFIG kept in the
+#: repository (``training_state/CONFIG.pth``, written by ``tools/keep_training_state.sh``): a recipe that
+#: continues another run names that run's weights so a new machine starts where the run left off.
+KEPT_PREFIX = "kept:"
+#: Where ``tools/keep_training_state.sh`` keeps a run's newest weights: the clone's ``training_state/``.
+KEPT_STATE_DIR = Path(__file__).resolve().parents[2] / "training_state"
 
 
 def resolve_init(init_from: str) -> Path:
-    """The checkpoint path of an ``init_from`` value: a path, or ``shipped:NAME`` for the package's weights."""
+    """The checkpoint path of an ``init_from`` value: a path, ``shipped:NAME`` or ``kept:CONFIG``.
+
+    ``kept:CONFIG`` exists only in a clone of the repository (an installed package has no
+    ``training_state/``); its absence is a CheckpointError naming the file it looked for.
+    """
     if init_from.startswith(SHIPPED_PREFIX):
         from vimpnet_ros.model.checkpoint import shipped_checkpoint
 
         return shipped_checkpoint(init_from[len(SHIPPED_PREFIX) :])
+    if init_from.startswith(KEPT_PREFIX):
+        path = KEPT_STATE_DIR / f"{init_from[len(KEPT_PREFIX) :]}.pth"
+        if not path.is_file():
+            raise CheckpointError(
+                f"init_from {init_from!r}: no kept weights at {path} (training_state/ exists only in a clone "
+                "of the repository; tools/keep_training_state.sh writes it)"
+            )
+        return path
     return Path(init_from)
 
 

@@ -220,7 +220,7 @@ def test_held_out_preset_shifts_the_ranges() -> None:
     from vimpnet_ros.data.rain.config import load_rain_config, preset_path
 
     held_out = load_rain_config("heldout")
-    assert set(PRESETS) == {"default", "heldout", "light", "wide", "wide_heavy", "none"}
+    assert set(PRESETS) == {"default", "heldout", "light", "wide", "wide_heavy", "wide_heavy_half", "none"}
     assert all(preset_path(n).is_file() for n in PRESETS)
     wide, none = load_rain_config("wide"), load_rain_config("none")
     assert wide.drops.radius[1] == 0.10  # drops up to a fifth of the frame across
@@ -237,6 +237,10 @@ def test_held_out_preset_shifts_the_ranges() -> None:
         low, high = getattr(heavy.streaks, name)
         assert getattr(default.streaks, name)[0] <= low and high <= getattr(default.streaks, name)[1]
     assert held_out.streaks.density[1] > heavy.streaks.density[1]
+    # The same downpours in half the videos, the rest streak-free.
+    half = load_rain_config("wide_heavy_half")
+    assert half.drops == heavy.drops and half.sensor == heavy.sensor
+    assert half.streaks == dataclasses.replace(heavy.streaks, probability=0.5) != heavy.streaks
 
 
 def test_disabled_streaks_or_drops(clean: np.ndarray) -> None:

@@ -236,6 +236,27 @@ def test_gate_term_supervises_the_gate_with_where_stage1_must_change() -> None:
         loss(drop, probs, probs, drop, targets, None)  # an ungated model cannot be trained with loss.gate
 
 
+def test_gate_streak_level_leaves_the_cameras_strong_noise_to_a_closed_gate() -> None:
+    lq = torch.full((1, 1, 3, 4, 4), 0.5)
+    drop = lq.clone()
+    drop[..., 0, 0] = 0.2  # a streak pixel
+    drop[..., 1, 1] = 0.5 - 12.0 / 255.0  # strong noise: over the tolerance, no streak crosses it
+    streak = torch.zeros(1, 1, 1, 4, 4)
+    streak[..., 0, 0] = 0.3
+    assert gate_target(lq, drop).sum() == 2  # the default counts every change, the noise's too
+    target = gate_target(lq, drop, streak, 1.0 / 255.0)
+    assert target.sum() == 1 and target[..., 0, 0] == 1
+    assert gate_target(lq, drop, streak, 0.5).sum() == 0  # the streak is fainter than the level asked
+    targets = {"gt": drop, "drop": drop, "mask": torch.zeros_like(streak), "streak": streak, "lq": lq}
+    probs = torch.full((1, 1, 1, 4, 4), 0.5)
+    closed_on_noise = target.clamp(0.01, 0.99)
+    _, plain = VimpNetLoss(LossWeights(gate=1.0))(drop, probs, probs, drop, targets, closed_on_noise)
+    _, level = VimpNetLoss(LossWeights(gate=1.0, gate_streak_level=1.0 / 255.0))(
+        drop, probs, probs, drop, targets, closed_on_noise
+    )
+    assert level["gate"] < 0.05 < plain["gate"]
+
+
 def test_filled_term_scores_the_published_image_and_sends_the_network_half_the_gradient_inside_the_drops() -> None:
     g = torch.Generator().manual_seed(3)
     gt = torch.rand(1, 2, 3, 48, 64, generator=g)

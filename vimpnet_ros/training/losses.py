@@ -36,7 +36,10 @@ streaks removed, drops kept) differs from ``lq`` by more than :data:`GATE_TOLERA
 (streaks; not the camera's noise). A class-balanced BCE as the drop mask's
 (``mask_balance``). Without it, the identity term alone closes the gate everywhere
 before the restoration terms can open it where it rains (measured: heavy-rain gain
-+3.1 -> +0.03 dB within 250 steps).
++3.1 -> +0.03 dB within 250 steps). Strong noise (a few grey levels' sigma) crosses the
+tolerance too, so a gate trained so opens on a streak-free noisy frame; ``gate_streak_level``
+> 0 counts a change only where the streak map (``mstreak``) is at least that level, so the
+camera's noise alone is a closed gate's target.
 
 ``no_worse`` (off by default) charges each frame the restoration makes worse than its input, in dB:
 mean over frames of max(0, 10 log10((MSE(output, gt) + e) / (MSE(lq, gt) + e))), e = NO_WORSE_FLOOR. It is
@@ -111,9 +114,15 @@ def soft_dice_loss(probs: Tensor, mask: Tensor, smooth: float = 1.0) -> Tensor:
 GATE_TOLERANCE = 6.0 / 255.0
 
 
-def gate_target(lq: Tensor, drop: Tensor) -> Tensor:
-    """(n, t, 3, h, w) x2 -> (n, t, 1, h, w) float: 1 where stage 1 must change the input (see GATE_TOLERANCE)."""
-    return ((drop - lq).abs().amax(dim=2, keepdim=True) > GATE_TOLERANCE).float()
+def gate_target(lq: Tensor, drop: Tensor, streak: Tensor | None = None, streak_level: float = 0.0) -> Tensor:
+    """(n, t, 3, h, w) x2 -> (n, t, 1, h, w) float: 1 where stage 1 must change the input (see GATE_TOLERANCE).
+
+    With ``streak`` (n, t, 1, h, w) and ``streak_level`` > 0, only where a streak of at least that level crosses.
+    """
+    change = (drop - lq).abs().amax(dim=2, keepdim=True) > GATE_TOLERANCE
+    if streak is not None and streak_level > 0.0:
+        change = change & (streak >= streak_level)
+    return change.float()
 
 
 #: A pixel counts as rain-free when its clean and rainy values differ by at most half a grey level.
@@ -206,6 +215,7 @@ class LossWeights:
     no_worse: float = 0.0
     filled: float = 0.0
     gate: float = 0.0
+    gate_streak_level: float = 0.0
     charbonnier_eps: float = 1e-12
     masked_eps: float = 1e-8
 
@@ -279,7 +289,7 @@ class VimpNetLoss(nn.Module):
         if w.gate > 0:
             if change_gate is None:
                 raise ConfigError("loss.gate needs a gated model (a config with gated_residuals)")
-            target = gate_target(targets["lq"].float(), drop)
+            target = gate_target(targets["lq"].float(), drop, streak, w.gate_streak_level)
             gate = change_gate.float().clamp(0.0, 1.0)
             terms["gate"] = mask_bce(gate, target, balance=w.mask_balance)
             total = total + w.gate * terms["gate"]

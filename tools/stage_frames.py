@@ -2,7 +2,7 @@
 """Frame by frame, what each stage of a gated model does to one video of a rendered test set.
 
 Restores every frame of one video as the node streams it (the latest frame of a window of ``--window``
-frames, a stream's first frames from reflected windows, :func:`~vimpnet_ros.engine.window_indices`) and
+frames, a stream's first frames from reflected windows, as ``evaluate --output-frame latest`` builds them) and
 prints for each frame its input PSNR and the gain (dB) of stage 1, of the output and of the output with
 the engine's drop fill, over the whole frame and outside the ground truth's drops (PSNR capped at 100 dB,
 as ``evaluate`` caps a clean frame's), with stage 1's mean gate and streak presence p_t.
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from vimpnet_ros.data.layout import scan_vrds
-from vimpnet_ros.engine import fill_drops, window_indices
+from vimpnet_ros.engine import fill_drops
 from vimpnet_ros.evaluation.metrics import MAX_PSNR_DB, capped_psnr, psnr_outside_mask, to_uint8
-from vimpnet_ros.evaluation.vrds_eval import load_video
+from vimpnet_ros.evaluation.vrds_eval import load_video, model_windows
 from vimpnet_ros.model.checkpoint import load_model
 
 
@@ -59,16 +59,6 @@ class FrameStages:
         )
 
 
-def stream_windows(frames: int, window: int) -> list[list[int]]:
-    """For each frame t of a stream, the indices of the window that restores it as its latest frame."""
-    windows = []
-    for t in range(frames):
-        available = min(t + 1, window)
-        first = t + 1 - available
-        windows.append([first + i for i in window_indices(available - 1, available, window, window - 1)])
-    return windows
-
-
 def outside_psnr(image: np.ndarray, target: np.ndarray, drops: np.ndarray) -> float:
     """PSNR outside the drops, capped as :func:`~vimpnet_ros.evaluation.metrics.capped_psnr` caps a frame's."""
     return min(psnr_outside_mask(image, target, drops), MAX_PSNR_DB)
@@ -79,7 +69,7 @@ def stage_frames(model: torch.nn.Module, lq: np.ndarray, gt: np.ndarray, drops: 
                  names: list[str]) -> list[FrameStages]:  # fmt: skip
     """Per-frame stages of ``model`` on one video: ``lq``/``gt`` (t, h, w, 3) float in [0, 1], ``drops`` (t, h, w)."""
     rows = []
-    for t, indices in enumerate(stream_windows(len(lq), window)):
+    for t, (indices, _) in enumerate(model_windows(len(lq), window, 1, "latest")):
         clip = torch.from_numpy(np.ascontiguousarray(lq[indices])).permute(0, 3, 1, 2)[None]
         out, gate = model(clip, with_gate=True)
         stage1 = to_uint8(out.stage1[0, -1].permute(1, 2, 0).numpy())

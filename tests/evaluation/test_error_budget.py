@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
+from tests.tool_loader import load_tool
 from vimpnet_ros.data.layout import frame_name, scan_vrds, write_png
 from vimpnet_ros.data.synthesize import render_dataset, source_clips
 from vimpnet_ros.evaluation.metrics import to_uint8
 from vimpnet_ros.evaluation.vrds_eval import load_video
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "error_budget.py"
-
-
-def _tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("error_budget", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +35,7 @@ def _restore(root: Path, out: Path, keep_input_where: str) -> None:
 
 
 def test_the_error_left_on_the_streaks_is_all_the_streaks_share(rendered: Path, tmp_path: Path) -> None:
-    tool = _tool()
+    tool = load_tool("error_budget")
     _restore(rendered, tmp_path / "out", "streaks")
     result = tool.budget(rendered, tmp_path / "out")
     assert result.pixels["drops"] > 0 and result.pixels["streaks"] > 0
@@ -61,7 +48,7 @@ def test_the_error_left_on_the_streaks_is_all_the_streaks_share(rendered: Path, 
 def test_a_restoration_that_keeps_the_input_gains_nothing_and_the_true_mask_fill_changes_only_the_drops(
     rendered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tool = _tool()
+    tool = load_tool("error_budget")
     _restore(rendered, tmp_path / "out", "everywhere")
     unchanged = tool.budget(rendered, tmp_path / "out")
     assert unchanged.output_error == unchanged.input_error and max(map(abs, unchanged.gains)) == 0

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.tool_loader import load_tool
 from vimpnet_ros.data.rain.config import load_rain_config
 from vimpnet_ros.data.synthesize import render_dataset, source_clips
+from vimpnet_ros.evaluation.vrds_eval import model_windows
 from vimpnet_ros.model.checkpoint import shipped_checkpoint
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "stage_frames.py"
-
-
-def _tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("stage_frames", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _render(root: Path, rain: str, seed: int) -> Path:
@@ -33,13 +21,13 @@ def _render(root: Path, rain: str, seed: int) -> Path:
 
 def test_a_streams_first_frames_come_from_reflected_windows() -> None:
     # As the engine pads a stream whose buffer is not full yet: the frame restored is each window's last.
-    assert _tool().stream_windows(4, 3) == [[0, 0, 0], [1, 0, 1], [0, 1, 2], [1, 2, 3]]
+    assert [indices for indices, _ in model_windows(4, 3, 1, "latest")] == [[0, 0, 0], [1, 0, 1], [0, 1, 2], [1, 2, 3]]
 
 
 def test_stage_one_passes_a_rain_free_video_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = _render(tmp_path / "clear", "none", 7)  # seed 7: read and shot noise, JPEG at quality 62
     video = next(p.name for p in (root / "gt").iterdir())
-    assert _tool().main([str(shipped_checkpoint("vimpnet_lite_gated")), str(root), video]) == 0
+    assert load_tool("stage_frames").main([str(shipped_checkpoint("vimpnet_lite_gated")), str(root), video]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     for line in lines:
@@ -50,7 +38,7 @@ def test_stage_one_passes_a_rain_free_video_whole(tmp_path: Path, capsys: pytest
 def test_a_rule_that_never_opens_shuts_stage_one_on_a_downpour(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tool = _tool()
+    tool = load_tool("stage_frames")
     root = _render(tmp_path / "rain", "heldout", 5)
     video = next(p.name for p in (root / "gt").iterdir())
     args = [str(shipped_checkpoint("vimpnet_lite_gated")), str(root), video]

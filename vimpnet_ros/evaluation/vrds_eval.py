@@ -121,7 +121,7 @@ def restore_video(
         "streak_map": torch.zeros(num_frames, 1, height, width),
     }
     counts = torch.zeros(num_frames)
-    for indices, keep in _windows(num_frames, length, stride, output_frame):
+    for indices, keep in model_windows(num_frames, length, stride, output_frame):
         clip = frames[indices].to(device=device, dtype=torch.float32)
         if pad_h or pad_w:
             clip = F.pad(clip, (0, pad_w, 0, pad_h), mode="replicate")
@@ -142,7 +142,7 @@ def restore_video(
     )
 
 
-def _windows(
+def model_windows(
     num_frames: int, length: int, stride: int, output_frame: str | None
 ) -> Iterator[tuple[list[int], list[int]]]:
     """(frame indices of one model call, positions in it whose results count): clips, or one window per frame."""

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.tool_loader import load_tool
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
-
-
-def load_setup_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("setup_env", ROOT / "tools" / "setup_env.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def snapshot(folder: Path) -> dict[str, int]:
@@ -45,7 +37,7 @@ def test_second_run_changes_nothing() -> None:
 
 
 def test_fingerprint_follows_every_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    setup_env = load_setup_module()
+    setup_env = load_tool("setup_env")
     for name in setup_env.FINGERPRINT_INPUTS:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)

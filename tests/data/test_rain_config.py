@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,38 @@ def test_invalid_configs_raise_config_error(tmp_path: Path, text: str, message: 
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read rain config"):
         load_rain_config(tmp_path / "missing.yaml")
+
+
+def test_presets_extend_their_base() -> None:
+    # rain_wide_heavy_half.yaml says only `extends: wide_heavy` and the streak probability; wide_heavy extends wide.
+    wide, heavy, half = (load_rain_config(name) for name in ("wide", "wide_heavy", "wide_heavy_half"))
+    assert heavy.drops == wide.drops != RainConfig().drops
+    assert (heavy.streaks.density, heavy.streaks.intensity) == ((8.0, 30.0), (0.35, 0.85))
+    assert half == dataclasses.replace(heavy, streaks=dataclasses.replace(heavy.streaks, probability=0.5))
+
+
+def test_a_user_config_extends_a_preset_or_a_file(tmp_path: Path) -> None:
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: wide_heavy\ndrops:\n  radius: [0.02, 0.05]\n")
+    config = load_rain_config(child)
+    heavy = load_rain_config("wide_heavy")
+    assert config.drops.radius == (0.02, 0.05)
+    assert config.drops.zoom == heavy.drops.zoom and config.streaks == heavy.streaks
+    grandchild = tmp_path / "grandchild.yaml"
+    grandchild.write_text(f"extends: {child}\nstreaks:\n  probability: 0.0\n")
+    assert load_rain_config(grandchild) == config.without(streaks=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("extends: {path}\n", "extends itself"),
+        ("extends: [wide]\n", "must name a config"),
+        ("extends: no_such_preset\n", "cannot read rain config"),
+    ],
+)
+def test_bad_extends_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "rain.yaml"
+    path.write_text(text.format(path=path))
+    with pytest.raises(ConfigError, match=message):
+        load_rain_config(path)

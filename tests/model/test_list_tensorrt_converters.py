@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import zipfile
 from pathlib import Path
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "list_tensorrt_converters.py"
+from tests.tool_loader import load_tool
 
 CONVERTERS = """
 import operator
@@ -28,13 +27,6 @@ def silu(x): ...
 """
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("list_tensorrt_converters", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_regenerates_from_wheel(tmp_path: Path) -> None:
     wheel = tmp_path / "torch_tensorrt-9.9.9-cp311-cp311-linux_x86_64.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
@@ -43,7 +35,8 @@ def test_regenerates_from_wheel(tmp_path: Path) -> None:
         archive.writestr("torch_tensorrt/dynamo/lowering/_decomposition_groups.py", GROUPS)
         archive.writestr("torch_tensorrt/dynamo/lowering/_decompositions.py", DECOMPS)
     output, decomps = tmp_path / "ops.txt", tmp_path / "decomps.json"
-    assert _load_tool().main([str(wheel), "--output", str(output), "--decompositions", str(decomps)]) == 0
+    tool = load_tool("list_tensorrt_converters")
+    assert tool.main([str(wheel), "--output", str(output), "--decompositions", str(decomps)]) == 0
     lines = [line for line in output.read_text().splitlines() if not line.startswith("#")]
     assert lines == ["aten.convolution.default", "aten.grid_sampler_2d"]
     assert "9.9.9" in output.read_text().splitlines()[0]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.tool_loader import load_tool
 from vimpnet_ros.training.config import config_from_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,16 +25,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def _tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_gpu", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_gpu_config_validates_and_renders_online(tmp_path: Path) -> None:
-    tool = _tool()
+    tool = load_tool("train_gpu")
     args = tool.parse_args(["--out", str(tmp_path), "--recipe", "road", "--model", "vimpnet_lite_s2wm", "--compile"])
     config = config_from_dict(tool.build_config(args, "heldout", tmp_path))
     assert config.data.train.type == "online" and config.data.train.clean == "road"
@@ -49,7 +40,7 @@ def test_the_gated_recipe_matches_its_packaged_config(tmp_path: Path) -> None:
     """The default recipe writes out vimpnet_lite_gated.yaml's model, data mix and loss (no YAML on a GPU machine)."""
     from vimpnet_ros.training.config import load_train_config
 
-    tool = _tool()
+    tool = load_tool("train_gpu")
     args = tool.parse_args(["--out", str(tmp_path)])
     config = config_from_dict(tool.build_config(args, "heldout", tmp_path, "wide"))
     packaged = load_train_config("vimpnet_lite_gated")

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from vimpnet_ros.config_files import read_extended
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.training.losses import LossWeights
 
@@ -374,32 +375,12 @@ def load_train_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -
     return config_from_dict(apply_overrides(read_config_data(name_or_path), overrides))
 
 
-def read_config_data(name_or_path: str | Path, _within: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The mapping a YAML config file says, with ``extends: BASE`` resolved.
+def read_config_data(name_or_path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file says, with ``extends: BASE`` resolved (:mod:`vimpnet_ros.config_files`).
 
-    ``BASE`` is a packaged config name or a path; the file then lists only what differs: its
-    sections are merged into the base's key by key (a value replaces, a section merges).
+    ``BASE`` is a packaged config name or a path; the file then lists only what differs.
     """
-    import yaml
-
-    path = resolve_config_path(name_or_path)
-    if path in _within:
-        raise ConfigError(f"training config {path} extends itself ({' -> '.join(map(str, (*_within, path)))})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read training config {path}: {error}") from error
-    base = data.pop("extends", None)
-    return data if base is None else _merged(read_config_data(base, (*_within, path)), data)
-
-
-def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``changes`` applied: nested sections merged, every other value replaced."""
-    result = copy.deepcopy(dict(base))
-    for key, value in changes.items():
-        both_sections = isinstance(value, dict) and isinstance(result.get(key), dict)
-        result[key] = _merged(result[key], value) if both_sections else copy.deepcopy(value)
-    return result
+    return read_extended(name_or_path, resolve_config_path, "training config")
 
 
 def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from vimpnet_ros.config_files import read_extended
 from vimpnet_ros.errors import ConfigError
 
 #: A closed range [lo, hi]; one value is drawn per video (or per drop).
@@ -223,26 +224,17 @@ def preset_path(name: str) -> Path:
 def load_rain_config(path: str | Path | None = None) -> RainConfig:
     """Load a rain config: None = the defaults (no file read), a preset name (``heldout``) or a YAML path.
 
-    Missing keys keep the defaults.
+    Missing keys keep the defaults. A file may start from another (``extends: wide_heavy``, a preset name or a
+    path) and list only what differs from it (:mod:`vimpnet_ros.config_files`).
     """
     if path is None or str(path) == "default":
         return RainConfig()
-    path = preset_path(str(path)) if str(path) in PRESETS else Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"cannot read rain config {path}: {error.strerror}") from error
-    try:
-        import yaml
-    except ImportError as error:
-        raise ConfigError(f"reading rain config {path} needs PyYAML (pip install pyyaml)") from error
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"rain config {path} is not valid YAML: {error}") from error
-    if data is not None and not isinstance(data, Mapping):
-        raise ConfigError(f"rain config {path} must hold a mapping with 'streaks' and 'drops' sections")
-    return RainConfig.from_dict(data)
+    return RainConfig.from_dict(read_extended(path, _rain_config_path, "rain config"))
+
+
+def _rain_config_path(name_or_path: str | Path) -> Path:
+    """A preset's path, or the path given."""
+    return preset_path(str(name_or_path)) if str(name_or_path) in PRESETS else Path(name_or_path)
 
 
 def draw(rng: np.random.Generator, value: Range) -> float:

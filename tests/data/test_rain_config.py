@@ -106,7 +106,8 @@ def test_a_user_config_extends_a_preset_or_a_file(tmp_path: Path) -> None:
     [
         ("extends: {path}\n", "extends itself"),
         ("extends: [wide]\n", "must name a config"),
-        ("extends: no_such_preset\n", "cannot read rain config"),
+        ("extends: no_such_preset\n", "unknown rain config preset 'no_such_preset'"),
+        ("extends: missing.yaml\n", "cannot read rain config"),
     ],
 )
 def test_bad_extends_is_refused(tmp_path: Path, text: str, message: str) -> None:

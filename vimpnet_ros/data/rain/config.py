@@ -233,8 +233,11 @@ def load_rain_config(path: str | Path | None = None) -> RainConfig:
 
 
 def _rain_config_path(name_or_path: str | Path) -> Path:
-    """A preset's path, or the path given."""
-    return preset_path(str(name_or_path)) if str(name_or_path) in PRESETS else Path(name_or_path)
+    """A preset's path, or the path given (a name that is neither is refused with the presets listed)."""
+    path = Path(name_or_path)
+    if str(name_or_path) in PRESETS or (path.suffix not in (".yaml", ".yml") and not path.exists()):
+        return preset_path(str(name_or_path))
+    return path
 
 
 def draw(rng: np.random.Generator, value: Range) -> float:

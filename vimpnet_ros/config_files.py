@@ -23,6 +23,7 @@ def read_extended(
 ) -> dict[str, Any]:
     """The mapping a YAML file says, with ``extends: BASE`` resolved (``resolve`` turns a name into a path).
 
+    ``BASE`` is a name ``resolve`` knows or a path; a relative path names a file beside the one extending it.
     ``kind`` names the files in messages (``training config``, ``rain config``). A file holding nothing is an
     empty mapping; one holding anything but a mapping is refused with a :class:`~vimpnet_ros.errors.ConfigError`.
     """
@@ -50,7 +51,8 @@ def read_extended(
         return data
     if not isinstance(base, str):
         raise ConfigError(f"{kind} {path}: {EXTENDS} must name a config, got {base!r}")
-    return merged(read_extended(base, resolve, kind, (*_within, path)), data)
+    beside = path.parent / base  # a relative path is read beside the file that names it, as includes are
+    return merged(read_extended(beside if beside.is_file() else base, resolve, kind, (*_within, path)), data)
 
 
 def merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

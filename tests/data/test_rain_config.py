@@ -89,7 +89,7 @@ def test_presets_extend_their_base() -> None:
     assert half == dataclasses.replace(heavy, streaks=dataclasses.replace(heavy.streaks, probability=0.5))
 
 
-def test_a_user_config_extends_a_preset_or_a_file(tmp_path: Path) -> None:
+def test_a_user_config_extends_a_preset_or_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     child = tmp_path / "child.yaml"
     child.write_text("extends: wide_heavy\ndrops:\n  radius: [0.02, 0.05]\n")
     config = load_rain_config(child)
@@ -99,6 +99,11 @@ def test_a_user_config_extends_a_preset_or_a_file(tmp_path: Path) -> None:
     grandchild = tmp_path / "grandchild.yaml"
     grandchild.write_text(f"extends: {child}\nstreaks:\n  probability: 0.0\n")
     assert load_rain_config(grandchild) == config.without(streaks=True)
+    # A relative base is the file beside the one naming it, wherever the command runs.
+    beside = tmp_path / "beside.yaml"
+    beside.write_text("extends: child.yaml\nstreaks:\n  probability: 0.0\n")
+    monkeypatch.chdir(tmp_path.parent)
+    assert load_rain_config(beside) == config.without(streaks=True)
 
 
 @pytest.mark.parametrize(

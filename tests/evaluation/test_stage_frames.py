@@ -9,7 +9,6 @@ import pytest
 from tests.tool_loader import load_tool
 from vimpnet_ros.data.rain.config import load_rain_config
 from vimpnet_ros.data.synthesize import render_dataset, source_clips
-from vimpnet_ros.evaluation.vrds_eval import model_windows
 from vimpnet_ros.model.checkpoint import shipped_checkpoint
 
 
@@ -17,11 +16,6 @@ def _render(root: Path, rain: str, seed: int) -> Path:
     clips = source_clips("road", videos=1, frames=3, size=(320, 192), seed=seed)
     render_dataset(clips, root, load_rain_config(rain), seed)
     return root
-
-
-def test_a_streams_first_frames_come_from_reflected_windows() -> None:
-    # As the engine pads a stream whose buffer is not full yet: the frame restored is each window's last.
-    assert [indices for indices, _ in model_windows(4, 3, 1, "latest")] == [[0, 0, 0], [1, 0, 1], [0, 1, 2], [1, 2, 3]]
 
 
 def test_stage_one_passes_a_rain_free_video_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

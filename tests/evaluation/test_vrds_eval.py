@@ -16,7 +16,7 @@ from vimpnet_ros.data.layout import write_vrds
 from vimpnet_ros.data.rain.compose import render_video
 from vimpnet_ros.engine import EngineConfig, InferenceEngine
 from vimpnet_ros.errors import ConfigError
-from vimpnet_ros.evaluation.vrds_eval import clip_starts, evaluate_vrds, restore_video
+from vimpnet_ros.evaluation.vrds_eval import clip_starts, evaluate_vrds, model_windows, restore_video
 from vimpnet_ros.model import VimpNetOutput
 
 
@@ -87,6 +87,11 @@ def test_streamed_restoration_is_what_the_engine_publishes(window: int, output_f
         assert np.abs(ours.astype(int) - result.image.astype(int)).max() <= 1, k
     averaged = restore_video(model, video, clip_length=window)  # the reference test's clips differ from it
     assert np.abs(averaged.output - streamed.output).max() > 1e-3
+
+
+def test_a_streams_first_frames_come_from_reflected_windows() -> None:
+    # As the engine pads a stream whose buffer is not full yet: the frame restored is each window's last.
+    assert [indices for indices, _ in model_windows(4, 3, 1, "latest")] == [[0, 0, 0], [1, 0, 1], [0, 1, 2], [1, 2, 3]]
 
 
 def test_streamed_window_is_checked_as_the_engine_checks_it() -> None:

@@ -5,8 +5,8 @@
 #
 # Copies the newest checkpoints/iter_*.pth of $VIMPNET_STATE_DIR/runs/CONFIG (see tools/train_background.sh) to
 # training_state/CONFIG.pth and writes training_state/CONFIG.json (step, source file, time). Commit both.
-# Only weights travel (the optimizer state stays on the machine): a run started from them on a new machine
-# begins a new schedule at those weights.
+# Only weights travel (the optimizer state stays on the machine): train_background.sh on a new machine continues
+# the run from them at their step, with fresh optimizer moments (vimpnet-ros train --start-step).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:-vimpnet_lite_gated}

@@ -5,8 +5,9 @@
 #
 # The run lives in $VIMPNET_STATE_DIR/runs/CONFIG (default ~/.local/state/vimpnet_ros), which a later clone on the
 # same machine finds: a run with checkpoints there is resumed exactly (--resume auto). On a new machine the run
-# starts from the newest weights kept in the repository (training_state/CONFIG.pth, copied there with
-# tools/keep_training_state.sh), and only without those from the config's init_from. The log goes to
+# continues from the newest weights kept in the repository (training_state/CONFIG.pth, copied there with
+# tools/keep_training_state.sh) at their step (--start-step: the schedule and the data go on where they were, the
+# optimizer's moments start afresh), and only without those starts from the config's init_from. The log goes to
 # RUN/train.log; the process id to RUN/train.pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +24,13 @@ fi
 if [ -f "$run/checkpoints/latest.json" ]; then
     start=(--resume auto)
 elif [ -f "$repo/training_state/$config.pth" ]; then
-    start=(--init-from "$repo/training_state/$config.pth")
-    # What the weights had behind them, so tools/keep_training_state.sh can count the steps in all.
-    cp "$repo/training_state/$config.json" "$run/started_from.json" 2>/dev/null || true
+    kept=$repo/training_state/$config.json
+    step=$(sed -n 's/.*"step": \([0-9]*\).*/\1/p' "$kept")
+    total=$(sed -n 's/.*"total_steps": \([0-9]*\).*/\1/p' "$kept")
+    start=(--init-from "$repo/training_state/$config.pth" --start-step "$step")
+    # The steps behind this run's step 0, so tools/keep_training_state.sh can count the steps in all.
+    printf '{"config": "%s", "total_steps": %s, "continued_at": %s}\n' "$config" "$(( total - step ))" "$step" \
+        >"$run/started_from.json"
 else
     start=()
 fi

@@ -32,6 +32,22 @@ def test_train_then_evaluate(
     assert main(["train", "--config", str(path), "--out-dir", str(out), "--resume", "auto"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 3
 
+    # Weights alone (what a new machine has) continue the schedule at the step given: here one step is left.
+    args = [
+        "train",
+        "--config",
+        str(path),
+        "--out-dir",
+        str(tmp_path / "continued"),
+        "--init-from",
+        str(out / "final.pth"),
+    ]
+    assert main([*args, "--start-step", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 3
+    assert [entry["step"] for entry in json.loads((tmp_path / "continued" / "log.json").read_text())["history"]] == [3]
+    assert main([*args, "--start-step", "4"]) == 2
+    assert "outside the schedule" in capsys.readouterr().err
+
     results = tmp_path / "results.json"
     frames = tmp_path / "frames"
     code = main(

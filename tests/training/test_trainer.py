@@ -54,6 +54,58 @@ def test_resume_gives_the_same_next_step_as_uninterrupted(
         torch.testing.assert_close(value, expected_params[name], rtol=0, atol=0, msg=name)
 
 
+def test_weights_alone_continue_the_schedule_and_data_at_their_step(
+    tiny_train_root: Path, tmp_path: Path, make_config: Any
+) -> None:
+    # What a new machine has of a run: its weights at step 3 (training_state/), not its optimizer state.
+    changes = {"log.save_every": 3, "schedule.warmup_iters": 2}
+    straight = _trainer(make_config(tiny_train_root, tmp_path / "a", **changes))
+    straight.train(max_steps=4)
+    weights = tmp_path / "a" / "checkpoints" / "iter_00000003.pth"
+    config = make_config(tiny_train_root, tmp_path / "b", init_from=str(weights), **{"log.save_every": 1, **changes})
+
+    continued = Trainer(config_from_dict(config), log=lambda message: None)
+    continued.setup(start_step=3)
+    assert (continued.step, continued.epoch_batch) == (3, 3)
+    cosine = [cosine_factor(step, 20, 2, 1e-3, 1e-6) * 1e-3 for step in range(5)]
+    assert continued.optimizer.param_groups[0]["lr"] == pytest.approx(cosine[3] / 2)  # warmed up again: 1 of 2
+    continued.train(max_steps=1)
+    # The same weights on the same batch: the step's loss is the uninterrupted run's.
+    assert continued.history[-1]["step"] == 4
+    assert continued.history[-1]["loss"] == straight.history[-1]["loss"]
+    assert continued.optimizer.param_groups[0]["lr"] == pytest.approx(cosine[4])
+
+    # The continued run resumes exactly too: its restart travels in its training state.
+    resumed = _trainer(config, resume="auto")
+    assert resumed.step == 4
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(cosine[4])
+    resumed.scheduler.step()
+    continued.scheduler.step()
+    assert resumed.optimizer.param_groups[0]["lr"] == continued.optimizer.param_groups[0]["lr"]
+
+
+@pytest.mark.parametrize(
+    ("init_from", "resume", "start_step", "message"),
+    [
+        (None, None, 2, "needs the weights"),
+        ("weights", "auto", 2, "pick one"),
+        ("weights", None, 21, "outside the schedule"),
+    ],
+)
+def test_a_start_step_without_weights_or_with_a_resume_is_a_config_error(
+    tiny_train_root: Path,
+    tmp_path: Path,
+    make_config: Any,
+    init_from: str | None,
+    resume: str | None,
+    start_step: int,
+    message: str,
+) -> None:
+    config = make_config(tiny_train_root, tmp_path, **({"init_from": str(tmp_path / "w.pth")} if init_from else {}))
+    with pytest.raises(ConfigError, match=message):
+        Trainer(config_from_dict(config), log=lambda message: None).setup(resume=resume, start_step=start_step)
+
+
 def test_checkpoints_load_with_the_model_loader_and_auto_resume(
     tiny_train_root: Path, tmp_path: Path, make_config: Any
 ) -> None:

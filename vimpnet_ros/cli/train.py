@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume",
         help="continue a run exactly: 'auto' (newest checkpoint in the output folder) or an iter_*.state.pt file",
     )
+    parser.add_argument(
+        "--start-step",
+        type=int,
+        default=0,
+        help="continue a run from its weights alone (--init-from or the config's init_from; kept weights on a new "
+        "machine): schedule, data order and per-step draws go on at this step, the optimizer's moments start afresh",
+    )
     parser.add_argument("--max-steps", type=int, help="stop after this many steps (the schedule stays as configured)")
     parser.add_argument(
         "--max-seconds",
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_train_config(args.config, overrides)
     trainer = Trainer(config)
     try:
-        trainer.setup(resume=args.resume)
+        trainer.setup(resume=args.resume, start_step=args.start_step)
         summary = trainer.train(max_steps=args.max_steps, max_seconds=args.max_seconds)
         if trainer.ctx.is_main:
             print(json.dumps({"out_dir": str(trainer.out_dir), **summary}, indent=2, default=str))

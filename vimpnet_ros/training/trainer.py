@@ -18,6 +18,11 @@ RNG and the position inside the epoch are restored, and the data of a step depen
 only on (seed, epoch, sample index) (see ``vimpnet_ros.data.vrds``), so a resumed
 run computes the same next step as an uninterrupted one.
 
+Weights alone continue a run too (``setup(start_step=N)`` with ``init_from``: a run's kept weights on a new
+machine, where its training state did not travel): the schedule, the data order and the per-step draws go on
+at step N as the run that saved them would have; only the optimizer's moments start afresh, so the learning
+rate is warmed up again over ``schedule.warmup_iters`` steps.
+
 SPyNet is frozen (``requires_grad=False``, so its backward is not even computed)
 for ``spynet_freeze_iters`` iterations, then trains in its own parameter group at
 ``spynet_lr_mult`` x the learning rate, as the reference does. Under DDP the
@@ -174,6 +179,7 @@ class Trainer:
         self.last_validation: dict[str, float] = {}
         self.summary: dict[str, Any] = {}
         self._saved_step: int | None = None
+        self._restart_step: int | None = None  # where weights alone continued the schedule (fresh moments)
 
     # -- set-up ------------------------------------------------------------------------------------
 
@@ -182,9 +188,24 @@ class Trainer:
         if self.ctx.is_main:
             self.log_fn(message)
 
-    def setup(self, resume: str | Path | None = None) -> None:
-        """Join the process group, build model, optimizer, schedule and data; load init/resume files."""
+    def setup(self, resume: str | Path | None = None, start_step: int = 0) -> None:
+        """Join the process group, build model, optimizer, schedule and data; load init/resume files.
+
+        ``start_step``: continue the schedule at that step from the ``init_from`` weights alone (module docstring).
+        """
         cfg = self.config
+        if start_step:
+            if resume is not None:
+                raise ConfigError(
+                    "a start step continues from weights alone; a resume restores the whole state: pick one"
+                )
+            if not cfg.init_from:
+                raise ConfigError("a start step needs the weights to continue from (--init-from or init_from)")
+            if not 0 < start_step <= cfg.schedule.total_iters:
+                raise ConfigError(
+                    f"start step {start_step} is outside the schedule "
+                    f"(1 to schedule.total_iters = {cfg.schedule.total_iters})"
+                )
         self.device = resolve_device(cfg.device, local_rank_from_env())
         self.ctx = init_distributed(self.device)
         self.precision = resolve_precision(cfg.precision, self.device)
@@ -209,11 +230,18 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.model = model.to(self.device)
         self.criterion = VimpNetLoss(cfg.loss)
-        self._build_optimizer()
+        self._build_optimizer(start_step)
         self._build_data()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         if resume is not None:
             self.load_training_state(resume)
+        elif start_step:
+            self.step = start_step
+            self.epoch, self.epoch_batch = divmod(start_step, self.sampler.batches_per_epoch())
+            self.log(
+                f"continuing the schedule at step {start_step} from {cfg.init_from}: fresh optimizer moments, "
+                f"the learning rate warmed up again over {cfg.schedule.warmup_iters} steps"
+            )
         self._set_spynet_trainable(self.step >= cfg.optim.spynet_freeze_iters)
         if self.ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -233,11 +261,12 @@ class Trainer:
         """``name`` is ``prefix`` or inside the module ``prefix``."""
         return name == prefix or name.startswith(prefix.rstrip(".") + ".")
 
-    def _build_optimizer(self) -> None:
+    def _build_optimizer(self, start_step: int = 0) -> None:
         """Two parameter groups: everything but SPyNet at lr, SPyNet at lr x spynet_lr_mult.
 
         Parameters outside ``optim.trainable`` are frozen (``requires_grad=False``): autograd then
-        computes no backward through a frozen part whose inputs need no gradient.
+        computes no backward through a frozen part whose inputs need no gradient. ``start_step``: the
+        schedule starts there, warmed up again (:meth:`_restart_factor`).
         """
         assert self.model is not None
         opt = self.config.optim
@@ -257,12 +286,28 @@ class Trainer:
         self.optimizer = cls(groups, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay)
         sched = self.config.schedule
         lambdas = [
-            (lambda step, base=g["lr"]: cosine_factor(step, sched.total_iters, sched.warmup_iters, base, sched.eta_min))
+            (
+                lambda step, base=g["lr"]: (
+                    cosine_factor(step, sched.total_iters, sched.warmup_iters, base, sched.eta_min)
+                    * self._restart_factor(step)
+                )
+            )
             if g["lr"] > 0
             else (lambda step: 1.0)
             for g in groups
         ]
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambdas)
+        self._restart_step = start_step or None
+        if start_step:
+            for group in self.optimizer.param_groups:
+                group["initial_lr"] = group["lr"]  # what LambdaLR scales when it starts past step 0
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambdas, last_epoch=start_step - 1)
+
+    def _restart_factor(self, step: int) -> float:
+        """1, or after weights alone continued the schedule, the schedule's warm-up again from that step."""
+        warmup = self.config.schedule.warmup_iters
+        if self._restart_step is None or not warmup or step >= self._restart_step + warmup:
+            return 1.0
+        return (step - self._restart_step + 1) / warmup
 
     def _build_data(self) -> None:
         """Training loader (rank 0 renders the synthetic cache while the others wait) and validation folder."""
@@ -616,6 +661,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": _capture_rng(self.device),
+            "restart_step": self._restart_step,
             "model": {k: v.detach().cpu().clone() for k, v in self._model_state().items()},
         }
 
@@ -687,6 +733,7 @@ class Trainer:
             self.model.load_state_dict(state["model"])
         except RuntimeError as error:
             raise CheckpointError(f"{path} does not fit model {self.config.model}: {error}") from error
+        self._restart_step = state.get("restart_step")  # before the scheduler's next lr is computed
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])

@@ -14,9 +14,9 @@ from vimpnet_ros.training.config import config_from_dict
 from vimpnet_ros.training.trainer import Trainer, cosine_factor, resolve_precision
 
 
-def _trainer(config: dict[str, Any], resume: str | Path | None = None) -> Trainer:
+def _trainer(config: dict[str, Any], resume: str | Path | None = None, start_step: int = 0) -> Trainer:
     trainer = Trainer(config_from_dict(config), log=lambda message: None)
-    trainer.setup(resume=resume)
+    trainer.setup(resume=resume, start_step=start_step)
     return trainer
 
 
@@ -64,8 +64,7 @@ def test_weights_alone_continue_the_schedule_and_data_at_their_step(
     weights = tmp_path / "a" / "checkpoints" / "iter_00000003.pth"
     config = make_config(tiny_train_root, tmp_path / "b", init_from=str(weights), **{"log.save_every": 1, **changes})
 
-    continued = Trainer(config_from_dict(config), log=lambda message: None)
-    continued.setup(start_step=3)
+    continued = _trainer(config, start_step=3)
     assert (continued.step, continued.epoch_batch) == (3, 3)
     cosine = [cosine_factor(step, 20, 2, 1e-3, 1e-6) * 1e-3 for step in range(5)]
     assert continued.optimizer.param_groups[0]["lr"] == pytest.approx(cosine[3] / 2)  # warmed up again: 1 of 2
@@ -103,7 +102,7 @@ def test_a_start_step_without_weights_or_with_a_resume_is_a_config_error(
 ) -> None:
     config = make_config(tiny_train_root, tmp_path, **({"init_from": str(tmp_path / "w.pth")} if init_from else {}))
     with pytest.raises(ConfigError, match=message):
-        Trainer(config_from_dict(config), log=lambda message: None).setup(resume=resume, start_step=start_step)
+        _trainer(config, resume=resume, start_step=start_step)
 
 
 def test_checkpoints_load_with_the_model_loader_and_auto_resume(

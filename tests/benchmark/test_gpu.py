@@ -42,6 +42,8 @@ def test_full_plan_covers_the_targets_and_compiles_lite_first(tmp_path: Path) ->
         assert f"latency-{backend}-vimpnet_lite-1280x720-4cam-fp16" in ids
     first_compiled = ids.index("latency-compiled-vimpnet_lite-640x384-1cam-fp16")
     assert ids.index("latency-torch-vimpnet-1280x720-1cam-fp16") < first_compiled  # eager first, while compiling
+    # the node's default model as the engine runs it on the device (its stage-1 passes), eager
+    assert ids.index("latency-torch-vimpnet_lite_gated-1280x720-1cam-fp16") == first_compiled - 1
     assert ids[-2:] == ["restart", "fidelity_compiled"]
     needed = {case["needs"] for case in cases if "needs" in case}
     assert needed == {job["id"] for job in compiles}  # every compilation is used, each once
@@ -65,7 +67,7 @@ def test_no_budget_skips_everything_and_still_writes_the_files(tmp_path: Path) -
     doc = json.loads((tmp_path / "gpu.json").read_text())
     assert doc["complete"] is True and doc["machine"]["torch"] and doc["budget_s"] == 1.0
     statuses = {case["id"]: case["status"] for case in doc["cases"]}
-    assert set(statuses.values()) == {"skipped"} and len(statuses) == 9
+    assert set(statuses.values()) == {"skipped"} and len(statuses) == 10
     assert all(case["reason"] for case in doc["cases"])
     assert "| target | measured | met |" in (tmp_path / "gpu.md").read_text()
 
@@ -80,6 +82,9 @@ def test_targets_and_markdown_from_records() -> None:
         {"kind": "restart", "id": "restart", "status": "ok", "total_s": 7.5},
         {"kind": "latency", "status": "skipped", "model": "vimpnet", "size": [640, 384], "cameras": 1,
          "backend": "compiled", "precision": "fp16", "reason": "budget"},
+        {"kind": "latency", "status": "ok", "model": "vimpnet_lite_gated", "size": [1280, 720], "cameras": 1,
+         "backend": "torch", "precision": "fp16", "p50_ms": 20.0, "p95_ms": 21.0, "camera_hz": 50.0,
+         "stage1_passes": 2},
     ]  # fmt: skip
     rows = {row["target"].split(" <=")[0].split(" >=")[0]: row for row in gpu.target_summary(cases)}
     assert rows["vimpnet_lite 640x384"]["met"] is True and rows["vimpnet 640x384"]["met"] is None
@@ -88,6 +93,7 @@ def test_targets_and_markdown_from_records() -> None:
     text = gpu.markdown({"machine": {"gpu": "NVIDIA H100"}, "cases": cases, "targets": gpu.target_summary(cases)})
     assert "| vimpnet_lite | 640x384 | 1 | compiled | fp16 | 4.2 | 5.0 | 238.0 | 40 | 900 |" in text
     assert "skipped: budget" in text
+    assert "| vimpnet_lite_gated (stage 1 x2) | 1280x720 | 1 | torch | fp16 | 20.0 |" in text
 
 
 def test_workers_import_nothing_the_gpu_machine_lacks(tmp_path: Path) -> None:

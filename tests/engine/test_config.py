@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vimpnet_ros.engine import EngineConfig
+from vimpnet_ros.engine import AUTO_STAGE1_PASSES, EngineConfig, resolve_stage1_passes
 from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.model import get_config
 
 
 def test_defaults_match_the_contract() -> None:
@@ -46,6 +47,9 @@ def test_defaults_match_the_contract() -> None:
         ("model", "", "config name"),
         ("background_build", "yes", "true or false"),
         ("reuse_cpu_memory", 1, "true or false"),
+        ("stage1_passes", 4, "0..3"),
+        ("stage1_passes", -1, "0..3"),
+        ("stage1_passes", True, "0..3"),
     ],
 )
 def test_bad_values_raise_config_error(field: str, value: object, words: str) -> None:
@@ -77,3 +81,18 @@ def test_cache_dir_default_and_explicit(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert EngineConfig().cache_dir == tmp_path / "vimpnet_ros" / "engines"
     assert EngineConfig(engine_cache_dir=tmp_path / "x").cache_dir == tmp_path / "x"
+
+
+def test_stage1_passes_by_device_and_model() -> None:
+    """0 (the default) picks by device for a model whose streak-free frames pass stage 1 whole: two passes where a
+    GPU has the time, one on a CPU; one for any other model (the published network); a number is kept."""
+    assert EngineConfig().stage1_passes == 0
+    ruled, published = get_config(EngineConfig().model), get_config("vimpnet")
+    assert ruled.stage1_presence is not None and published.stage1_presence is None
+    assert resolve_stage1_passes(0, "cpu", ruled) == AUTO_STAGE1_PASSES["cpu"] == 1
+    assert resolve_stage1_passes(0, "cuda:1", ruled) == resolve_stage1_passes(0, "cuda", ruled) == 2
+    assert AUTO_STAGE1_PASSES["cuda"] == 2
+    assert resolve_stage1_passes(0, "cuda", published) == resolve_stage1_passes(0, "cpu", published) == 1
+    assert resolve_stage1_passes(3, "cpu", published) == 3
+    with pytest.raises(ValueError, match="resolved device"):
+        resolve_stage1_passes(0, "auto", ruled)

@@ -34,12 +34,16 @@ def _whole_window_reference(model: VimpNet, stream: Stream, target: int, output_
     return torch.cat([out.output[0, o], out.drop_mask[0, o], out.streak_map[0, o]])
 
 
-@pytest.mark.parametrize("output_frame", ["latest", "center"])
-def test_streamed_equals_whole_window_forward(lite_model: VimpNet, output_frame: str) -> None:
-    """Every result from the first frame on, through the start of stream and steady state, plus the flush."""
+@pytest.mark.parametrize(("output_frame", "stage1_passes"), [("latest", 0), ("center", 0), ("latest", 2)])
+def test_streamed_equals_whole_window_forward(lite_model: VimpNet, output_frame: str, stage1_passes: int) -> None:
+    """Every result from the first frame on, through the start of stream and steady state, plus the flush; with two
+    stage-1 passes too (0 = by device: one on this CPU), the whole-window reference running as many."""
     config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=5, output_frame=output_frame,
-                          drop_fill=0.0)  # fmt: skip
+                          drop_fill=0.0, stage1_passes=stage1_passes)  # fmt: skip
+    if stage1_passes > 1:  # the engine sets the rule on the model it is given: give it its own
+        lite_model = random_model()
     engine = InferenceEngine(config, environment=CPU_ENV).load(lite_model)
+    assert engine.stage1_passes == lite_model.stage1_passes == (stage1_passes or 1)
     stream = engine.open_stream("cam")
     captured: list[torch.Tensor] = []
     run_network = engine.run_network

@@ -225,3 +225,56 @@ def test_stage1_presence_round_trips_and_is_not_a_size() -> None:
     assert VimpNetConfig.from_dict(gated.to_dict()) == gated
     assert gated.same_network(dataclasses.replace(gated, name="other", stage1_presence=None))
     assert not gated.same_network(get_config("vimpnet_lite"))
+
+
+def test_a_second_stage1_pass_runs_stage1_on_the_first_passs_frames_and_keeps_its_mask(lite: VimpNet) -> None:
+    """stage1_passes 2: stage 1 again on pass 1's frames with their features and pass 1's flows; the drop mask and
+    streak map are pass 1's, stage 2 reads pass 2's frames; the streaming window step agrees with the whole clip."""
+    twice = VimpNet(get_config("vimpnet_lite")).eval()
+    twice.load_state_dict(lite.state_dict())
+    twice.set_stage1_passes(2)
+    assert (twice.stage1_passes, lite.stage1_passes) == (2, 1)
+    lqs = torch.rand(1, 4, 3, 32, 24)
+    with torch.no_grad():
+        once = lite(lqs)
+        out = twice(lqs)
+        flows_b, flows_f = lite.compute_flows(lqs)
+        again = lite.remove_streaks_again(once.stage1, flows_b, flows_f)
+        image, mask, streak = twice.restore_frame(lqs, twice.extract_features(lqs), flows_b, flows_f, 3)
+    torch.testing.assert_close(out.stage1, again)
+    assert not torch.allclose(out.stage1, once.stage1)  # the second pass changed the frames
+    torch.testing.assert_close(out.drop_mask, once.drop_mask)
+    torch.testing.assert_close(out.streak_map, once.streak_map)
+    with torch.no_grad():
+        torch.testing.assert_close(out.output, lite.remove_drops(again, once.drop_mask))
+    torch.testing.assert_close(image, out.output[:, 3], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(mask, out.drop_mask[:, 3])
+    torch.testing.assert_close(streak, out.streak_map[:, 3])
+
+
+def test_a_frame_without_streaks_passes_every_stage1_pass_whole() -> None:
+    """With stage1_presence, a frame whose gate stays below ``low`` comes out of two passes as it went in."""
+    torch.manual_seed(0)
+    model = VimpNet(dataclasses.replace(get_config("vimpnet_lite_gated"), stage1_presence=(0.1, 0.2))).eval()
+    model.set_stage1_passes(2)
+    assert model.change_gate is not None
+    with torch.no_grad():
+        model.change_gate[-1].weight.zero_()
+        model.change_gate[-1].bias.fill_(math.log(0.05 / 0.95))  # gate 0.05 everywhere: presence 0
+        lqs = torch.rand(1, 3, 3, 32, 32)
+        assert torch.equal(model(lqs).stage1, lqs)
+
+
+@pytest.mark.parametrize("passes", [0, 4, -1])
+def test_stage1_passes_outside_1_to_max_fail_at_config_time(passes: int) -> None:
+    with pytest.raises(ConfigError, match=r"stage1_passes must be in 1\.\.3"):
+        dataclasses.replace(get_config("vimpnet_lite_gated"), stage1_passes=passes)
+    with pytest.raises(ConfigError, match="stage1_passes"):
+        VimpNet(get_config("vimpnet_lite")).set_stage1_passes(passes)
+
+
+def test_stage1_passes_round_trip_and_are_not_a_size() -> None:
+    gated = get_config("vimpnet_lite_gated")
+    twice = dataclasses.replace(gated, stage1_passes=2)
+    assert VimpNetConfig.from_dict(twice.to_dict()) == twice
+    assert gated.same_network(twice) and twice.same_network(gated)

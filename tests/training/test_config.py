@@ -64,6 +64,8 @@ def test_yaml_file_path_works(tmp_path: Path) -> None:
         (["data.batch_size=two"], "data.batch_size"),
         (["nonsense"], "key.sub=value"),
         (["data.train.type=folder"], "data type must be"),
+        (["stage1_passes=0"], r"stage1_passes must be in 1\.\.3"),
+        (["stage1_passes=4"], r"stage1_passes must be in 1\.\.3"),
     ],
 )
 def test_mistakes_raise_config_error(overrides: list[str], message: str) -> None:

@@ -142,6 +142,20 @@ def test_init_from_loads_matching_tensors(tiny_train_root: Path, tmp_path: Path,
         torch.testing.assert_close(value, first.model.state_dict()[name], msg=name)
 
 
+def test_two_stage1_passes_train_unrolled(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
+    """``stage1_passes: 2`` trains the model with stage 1 twice: the loss sees the second pass's frames, and the
+    weights it saves load as the same network."""
+    once = _trainer(make_config(tiny_train_root, tmp_path / "a"))
+    twice = _trainer(make_config(tiny_train_root, tmp_path / "b", stage1_passes=2))
+    assert (once.model.stage1_passes, twice.model.stage1_passes) == (1, 2)
+    twice.model.load_state_dict(once.model.state_dict())
+    batch = next(iter(once.loader))
+    losses = once.train_step(batch)["loss"], twice.train_step(batch)["loss"]
+    assert losses[0] != losses[1]  # the same weights and clip, another forward
+    twice.train(max_steps=1)
+    assert load_model(tmp_path / "b" / "final.pth", twice.config.model).stage1_passes == 1
+
+
 def test_zero_flow_init_gives_zero_flows(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
     trainer = _trainer(make_config(tiny_train_root, tmp_path, zero_flow_init=True))
     frames = torch.rand(1, 3, 3, 32, 32)

@@ -60,6 +60,7 @@ class EngineBenchOptions:
     precisions: tuple[str, ...]
     sizes: tuple[tuple[int, int], ...]
     cameras: tuple[int, ...]
+    stage1_passes: tuple[int, ...]  # 0 = by device and model, as the engine picks
     tile_above: int  # frames with more pixels are tiled
     tile_size: int
     tile_overlap: int
@@ -101,6 +102,7 @@ class EngineCase:
     threads: int
     cache_dir: str | None
     cameras: int = 1
+    stage1_passes: int = 0
 
 
 # -- cases (run in a child process) ----------------------------------------------------------------------
@@ -129,11 +131,12 @@ def _stream_case(case: EngineCase) -> dict[str, Any]:
         model=case.model, backend=case.backend, precision=case.precision, device=case.device,
         window_size=case.window, output_frame=case.output_frame, tile_size=case.tile_size,
         tile_overlap=case.tile_overlap, tile_batch=max(case.tile_batch, cameras),
-        engine_cache_dir=case.cache_dir, cpu_threads=case.threads,
+        engine_cache_dir=case.cache_dir, cpu_threads=case.threads, stage1_passes=case.stage1_passes,
     )  # fmt: skip
     engine = InferenceEngine(config).load(_model(case.model, case.checkpoint))
     bench = StreamBench(engine, width, height, cameras, case.frames + 2)
-    record = {**bench.record(case.frames), "prepare_s": bench.prepare_s, "cameras": cameras}
+    record = {**bench.record(case.frames), "prepare_s": bench.prepare_s, "cameras": cameras,
+              "stage1_passes": engine.stage1_passes}  # fmt: skip
     if case.backend == "torch":
         with FlopCounterMode(display=False) as counter:
             bench.push()
@@ -282,7 +285,11 @@ def build_cases(options: EngineBenchOptions) -> list[EngineCase]:
             for backend in options.backends:
                 runs = REGISTRY[backend].precisions if backend in REGISTRY else options.precisions
                 for precision in (p for p in options.precisions if p in runs):
-                    cases += [replace(common, backend=backend, precision=precision, cameras=n) for n in options.cameras]
+                    cases += [
+                        replace(common, backend=backend, precision=precision, cameras=n, stage1_passes=passes)
+                        for n in options.cameras
+                        for passes in options.stage1_passes
+                    ]
             if options.baselines:
                 cases += [replace(common, kind="naive", precision=precision) for precision in options.precisions]
                 cases.append(replace(common, kind="reference"))
@@ -301,12 +308,13 @@ def format_table(records: list[dict[str, Any]]) -> str:
     for r in records:
         size = "x".join(map(str, r["size"]))
         cameras = r.get("cameras", 1)
+        kind = r["kind"] + (f", stage 1 x{r['stage1_passes']}" if r.get("stage1_passes", 1) > 1 else "")
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['kind']} | {r['backend']} | {r['precision']} | {size} | {cameras} | | "
+            lines.append(f"| {r['model']} | {kind} | {r['backend']} | {r['precision']} | {size} | {cameras} | | "
                          f"error: {r['error'][:80]} | | | | | | | | |")  # fmt: skip
             continue
         lines.append(
-            f"| {r['model']} | {r['kind']} | {r['backend']} | {r['precision']} | {size} | {cameras} | "
+            f"| {r['model']} | {kind} | {r['backend']} | {r['precision']} | {size} | {cameras} | "
             f"{r.get('tiles', 1)} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['fps']:.2f} | "
             f"{_number(launches(r), 0)} | {r['peak_rss_mib']:.0f} | "
             f"{_number(r.get('gflop_per_frame'))} | {_number(r.get('gflops'))} | "

@@ -15,6 +15,8 @@ What it measures (CUDA, fp16 unless ``--precisions`` says otherwise; random weig
   1280x720, with kernel launches per push (``torch.profiler``), peak GPU memory and, for the
   compiled backend, its load time from a warm cache and its difference from eager;
 - ``latency`` with 4 cameras of 1280x720 ``vimpnet_lite`` restored in one batch per push;
+- ``latency`` of the node's default model, ``vimpnet_lite_gated``, at 1280x720, eager, with the
+  stage-1 passes the engine picks on the device (two on CUDA);
 - ``compile``: the compiled programs of each profile from a cold cache (these run in
   parallel child processes, niced, while the eager cases are timed);
 - ``restart``: a fresh process to its first restored frame with a warm cache (interpreter,
@@ -197,6 +199,16 @@ def build_plan(plan: Plan, cache_dir: Path) -> tuple[list[dict[str, Any]], list[
                     case["needs"] = compile_job(model, size, cameras, precision)
                 cases.append(case)
     precision = plan.precisions[0]
+    # The node's default model as the node runs it there: stage-1 passes by device (two on CUDA), eager, beside the
+    # compilations, after the eager cases above.
+    from vimpnet_ros.engine import EngineConfig
+
+    model = EngineConfig().model
+    default = {**common, "kind": "latency", "backend": "torch", "precision": precision, "model": model,
+               "size": list(largest), "cameras": 1, "id": f"latency-torch-{model}-{largest[0]}x{largest[1]}-1cam-"
+               f"{precision}"}  # fmt: skip
+    first_compiled = next((i for i, case in enumerate(cases) if case.get("backend") == "compiled"), len(cases))
+    cases.insert(first_compiled, default)
     cases.append({**common, "id": "restart", "kind": "restart", "backend": "compiled", "precision": precision,
                   "model": plan.models[0], "size": list(largest), "cameras": 1,
                   "needs": compile_job(plan.models[0], largest, 1, precision)})  # fmt: skip
@@ -474,7 +486,8 @@ def markdown(doc: dict[str, Any]) -> str:
         if c.get("kind") != "latency":
             continue
         size = "x".join(map(str, c.get("size", [])))
-        head = f"| {c['model']} | {size} | {c['cameras']} | {c['backend']} | {c['precision']} |"
+        passes = f" (stage 1 x{c['stage1_passes']})" if c.get("stage1_passes", 1) > 1 else ""
+        head = f"| {c['model']}{passes} | {size} | {c['cameras']} | {c['backend']} | {c['precision']} |"
         if c.get("status") != "ok":
             lines.append(f"{head} {c.get('status')}: {str(c.get('reason') or c.get('error'))[:120]} ||||||||")
             continue
@@ -561,6 +574,7 @@ def _latency_worker(case: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {"status": "ok", **bench.record(case["frames"]), "load_s": load_s}
     record.update(device_memory(engine.device))
     record["engine"] = engine.backend.describe()
+    record["stage1_passes"] = engine.stage1_passes
     if case["backend"] == "compiled":
         status = engine.backend.status()
         record["eager_calls_while_timed"] = counts.eager - eager_before

@@ -61,6 +61,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=size_list_type(), default=DEFAULT_SIZES, help="comma-separated WIDTHxHEIGHT")
     parser.add_argument("--cameras", type=_positive_list, default=[1],
                         help="comma-separated camera counts (cameras of one size share each step call)")  # fmt: skip
+    parser.add_argument("--stage1-passes", type=_positive_list, default=[0],
+                        help="comma-separated stage-1 passes per window (the node's stage1_passes; default: by "
+                        "device and model)")  # fmt: skip
     parser.add_argument("--tile-above", type=int, default=640 * 384, help="tile frames with more pixels than this")
     parser.add_argument("--tile-size", type=int, default=256, help="tile size for tiled sizes")
     parser.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in pixels")
@@ -136,7 +139,8 @@ def _engine_options(args: argparse.Namespace) -> Any:
 
     return EngineBenchOptions(
         models=_names(args.models), backends=_names(args.backends), precisions=_names(args.precisions),
-        sizes=tuple(args.sizes), cameras=tuple(args.cameras), tile_above=args.tile_above, tile_size=args.tile_size,
+        sizes=tuple(args.sizes), cameras=tuple(args.cameras), stage1_passes=tuple(args.stage1_passes),
+        tile_above=args.tile_above, tile_size=args.tile_size,
         tile_overlap=args.tile_overlap, tile_batch=args.tile_batch, window=args.window,
         output_frame=args.output_frame, device=args.device, threads=args.threads, frames=args.frames,
         baseline_frames=args.baseline_frames, baselines=not args.no_baselines, checkpoint=args.checkpoint,

@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="weight of the drops' inpainting against the network's restoration inside the predicted drops, as the "
         f"node's drop_fill parameter (default {DROP_FILL_BLEND}); 0 = score the network's output alone",
     )
+    parser.add_argument(
+        "--stage1-passes",
+        type=int,
+        default=0,
+        help="times stage 1 runs on each clip, as the node's stage1_passes parameter; 0 (default) = by device and "
+        "model, as the node picks",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--max-videos", type=int, help="only the first N videos")
@@ -84,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the model, evaluate the folder or each quality set, write JSON, print the summary."""
     import json
 
-    from vimpnet_ros.engine import EngineConfig
+    from vimpnet_ros.engine import EngineConfig, resolve_stage1_passes
     from vimpnet_ros.errors import ConfigError
     from vimpnet_ros.model.checkpoint import load_model, shipped_checkpoint
     from vimpnet_ros.training.distributed import resolve_device
@@ -93,13 +100,14 @@ def run(args: argparse.Namespace) -> int:
     if (args.data is None) == (not args.sets):
         raise ConfigError("give either --data FOLDER or one or more --set NAME")
     specs = [quality_set(name) for name in args.sets]  # unknown names fail before any work
-    EngineConfig(drop_fill=args.drop_fill)  # a weight the engine would refuse fails here, before any work
+    EngineConfig(drop_fill=args.drop_fill, stage1_passes=args.stage1_passes)  # what the engine refuses fails here
     if args.output_frame is not None:
         EngineConfig(window_size=args.clip_length, output_frame=args.output_frame)
     model_name = args.model or (None if args.checkpoint else EngineConfig().model)
     checkpoint = args.checkpoint or shipped_checkpoint(str(model_name))
     device = resolve_device(args.device)
     model = load_model(checkpoint, model_name).to(device)
+    model.set_stage1_passes(resolve_stage1_passes(args.stage1_passes, str(device), model.config))
     if args.data is not None:
         result = _evaluate(model, args.data, args, device, args.save_frames)
         result.settings["checkpoint"] = str(checkpoint)

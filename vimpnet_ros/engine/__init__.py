@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from vimpnet_ros.engine.backends.base import TorchBackend
     from vimpnet_ros.engine.backends.registry import REGISTRY
     from vimpnet_ros.engine.config import (
+        AUTO_STAGE1_PASSES,
         BACKENDS,
         DROP_FILL_BLEND,
+        MAX_STAGE1_PASSES,
         MAX_WINDOW,
         MIN_WINDOW,
         OUTPUT_FRAMES,
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
         PRECISIONS,
         EngineConfig,
         default_engine_cache_dir,
+        resolve_stage1_passes,
     )
     from vimpnet_ros.engine.drop_fill import MASK_LEVEL, fill_drops
     from vimpnet_ros.engine.engine import InferenceEngine
@@ -62,6 +65,9 @@ _EXPORTS = {
     "MIN_WINDOW": "config",
     "MAX_WINDOW": "config",
     "DROP_FILL_BLEND": "config",
+    "AUTO_STAGE1_PASSES": "config",
+    "MAX_STAGE1_PASSES": "config",
+    "resolve_stage1_passes": "config",
     "PLANE_SCALE": "result",
     "default_engine_cache_dir": "config",
     # the machine
@@ -79,9 +85,11 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AUTO_STAGE1_PASSES",
     "BACKENDS",
     "DROP_FILL_BLEND",
     "MASK_LEVEL",
+    "MAX_STAGE1_PASSES",
     "MAX_WINDOW",
     "MIN_WINDOW",
     "OUTPUT_FRAMES",
@@ -104,6 +112,7 @@ __all__ = [
     "installed_version",
     "keep_freed_memory",
     "resolve_device",
+    "resolve_stage1_passes",
     "window_indices",
 ]
 

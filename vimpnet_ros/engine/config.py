@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vimpnet_ros.engine.backends.registry import ALL_PRECISIONS, REGISTRY
 from vimpnet_ros.errors import ConfigError
-from vimpnet_ros.model.config import get_config
+from vimpnet_ros.model.config import MAX_STAGE1_PASSES, VimpNetConfig, get_config
 
 #: ``auto`` and every registered backend (engine/backends/registry.py).
 BACKENDS: tuple[str, ...] = ("auto", *REGISTRY)
@@ -34,6 +34,11 @@ MIN_TILE_SIZE = 32
 DROP_FILL_BLEND = 0.5
 #: Layers need height and width to be multiples of this (two stride-2 stages).
 SIZE_MULTIPLE = 4
+#: Stage-1 passes when ``stage1_passes`` is 0 (auto), by the engine's device kind, for models whose frames without
+#: streaks pass stage 1 whole (``stage1_presence``, as the default model): a second pass removes more of heavy rain
+#: (docs/training.md, "Two stage-1 passes") for about twice stage 1's time, which a GPU has to spare and a CPU does
+#: not. Other models make one pass (the published network; a model without the rule would change clean frames again).
+AUTO_STAGE1_PASSES: dict[str, int] = {"cuda": 2, "cpu": 1}
 
 
 def default_engine_cache_dir() -> Path:
@@ -45,6 +50,17 @@ def default_engine_cache_dir() -> Path:
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"engine {name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def resolve_stage1_passes(passes: int, device: str, model: VimpNetConfig) -> int:
+    """``passes``, or for 0 (auto) what :data:`AUTO_STAGE1_PASSES` gives ``device`` (``cpu``, ``cuda:N``) for a
+    ``model`` with ``stage1_presence``, and 1 for one without."""
+    kind = parse_device(device)[0]
+    if kind == "auto":
+        raise ValueError("resolve_stage1_passes needs a resolved device (cpu or cuda[:N]), not auto")
+    if passes:
+        return passes
+    return AUTO_STAGE1_PASSES[kind] if model.stage1_presence is not None else 1
 
 
 def parse_device(device: object) -> tuple[str, int]:
@@ -102,6 +118,9 @@ class EngineConfig:
     #: Inside the predicted drops, the weight of an inpainting from the drop's surroundings against the
     #: network's restoration (``engine/drop_fill.py``); 0 = the network's restoration alone.
     drop_fill: float = DROP_FILL_BLEND
+    #: How many times stage 1 runs on each window (``VimpNet``'s module docstring); 0 = by device and model
+    #: (:data:`AUTO_STAGE1_PASSES`).
+    stage1_passes: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -120,6 +139,11 @@ class EngineConfig:
         fill = self.drop_fill
         if isinstance(fill, bool) or not isinstance(fill, int | float) or not 0.0 <= fill <= 1.0:
             raise ConfigError(f"engine drop_fill must be a number in [0, 1] (0 = off); got {fill!r}")
+        passes = self.stage1_passes
+        if isinstance(passes, bool) or not isinstance(passes, int) or not 0 <= passes <= MAX_STAGE1_PASSES:
+            raise ConfigError(
+                f"engine stage1_passes must be an integer in 0..{MAX_STAGE1_PASSES} (0 = by device); got {passes!r}"
+            )
         for name in ("background_build", "reuse_cpu_memory", "cuda_graphs"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"engine {name} must be true or false; got {getattr(self, name)!r}")

@@ -36,7 +36,7 @@ from vimpnet_ros.engine.allocator import keep_freed_memory
 from vimpnet_ros.engine.backends.base import Backend
 from vimpnet_ros.engine.backends.registry import backend_spec
 from vimpnet_ros.engine.backends.select import Selection, select_backend
-from vimpnet_ros.engine.config import FALLBACK_TILE_OVERLAP, FALLBACK_TILE_SIZE, EngineConfig
+from vimpnet_ros.engine.config import FALLBACK_TILE_OVERLAP, FALLBACK_TILE_SIZE, EngineConfig, resolve_stage1_passes
 from vimpnet_ros.engine.drop_fill import fill_drops
 from vimpnet_ros.engine.geometry import FrameGeometry, Uploader, quantize, validate_frame
 from vimpnet_ros.engine.hardware import Environment
@@ -116,6 +116,11 @@ class InferenceEngine:
         return self.selection.precision if self.selection else self.config.precision
 
     @property
+    def stage1_passes(self) -> int:
+        """Stage-1 passes per window actually run (0 = auto resolved by device); the configured value before loading."""
+        return self.model.stage1_passes if self.model is not None else self.config.stage1_passes
+
+    @property
     def device(self) -> torch.device:
         """Where frames and caches live (CPU before loading)."""
         return torch.device(self.selection.device) if self.selection else torch.device("cpu")
@@ -143,6 +148,7 @@ class InferenceEngine:
             if selection.device == "cpu" and self.config.reuse_cpu_memory:
                 keep_freed_memory()  # process-wide too
             model = model.eval().requires_grad_(False)
+            model.set_stage1_passes(resolve_stage1_passes(self.config.stage1_passes, selection.device, model.config))
             device = torch.device(selection.device)
             model.to(device)
             if self.backend is not None:
@@ -154,8 +160,9 @@ class InferenceEngine:
             self.backend = self._build_backend(model, selection, environment)
             for stream in list(self._streams):
                 self._retile(stream)
-            LOGGER.info("engine ready: %s, model %s, window %d (%s)", self.backend.describe(), model.config.name,
-                        self.config.window_size, self.config.output_frame)  # fmt: skip
+            LOGGER.info("engine ready: %s, model %s (stage 1 x%d), window %d (%s)", self.backend.describe(),
+                        model.config.name, model.stage1_passes, self.config.window_size,
+                        self.config.output_frame)  # fmt: skip
             return self
 
     def _load_model(self) -> VimpNet:

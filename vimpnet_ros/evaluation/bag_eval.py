@@ -113,6 +113,7 @@ class EvalReport:
     settings: dict[str, Any]
     backend: str | None = None
     precision: str | None = None
+    stage1_passes: int | None = None
     wall_s: float = 0.0
     topic_counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -517,6 +518,7 @@ class _Evaluation:
             settings=self.settings.values(),
             backend=self.engine.backend_name,
             precision=self.engine.precision_name,
+            stage1_passes=self.engine.stage1_passes,
             wall_s=time.monotonic() - started,
             topic_counts={t.name: t.count for t in self.reader.topics()},
         )

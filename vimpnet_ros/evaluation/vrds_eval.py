@@ -346,6 +346,7 @@ def evaluate_vrds(
             "temporal_stride": stride if output_frame is None else None,
             "output_frame": output_frame,
             "drop_fill": drop_fill,
+            "stage1_passes": getattr(getattr(model, "config", None), "stage1_passes", 1),
             "spatial": "whole frame, edge-padded to multiples of 4",
             "metric": "RGB PSNR/SSIM on uint8 (data range 255), per frame -> per video mean -> mean over videos",
             "precision": precision,

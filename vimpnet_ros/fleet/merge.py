@@ -158,6 +158,7 @@ def _bag_report(
         settings=settings.values(),
         backend=ordered[0]["backend"] if ordered else None,
         precision=ordered[0]["precision"] if ordered else None,
+        stage1_passes=ordered[0].get("stage1_passes") if ordered else None,
         wall_s=sum(busy.values()),
         topic_counts=topic_counts,
         notes=[f"run by the fleet as {len(ordered)} units; wall time = the units' time summed over workers"],

@@ -182,6 +182,7 @@ class SegmentWorker:
             "samples": save_samples(folder / UNIT_SAMPLES, run.samples),
             "backend": run.report.backend,
             "precision": run.report.precision,
+            "stage1_passes": run.report.stage1_passes,
             "worker": worker,
             "host": platform.node(),
             "pid": os.getpid(),

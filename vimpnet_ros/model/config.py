@@ -17,6 +17,8 @@ from vimpnet_ros.model.candidates import candidate_configs
 
 #: Probability at which the raindrop mask is binarised (the published threshold; evaluation, node and drop fill).
 MASK_THRESHOLD = 0.5
+#: Most stage-1 passes a config may ask for (``stage1_passes``; each costs about one more stage 1).
+MAX_STAGE1_PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class VimpNetConfig:
     frame's streak presence ``clamp((mean(g) - low) / (high - low), 0, 1)`` that scales stage 1's gate ``g``
     of that frame, so a frame whose gate averages below ``low`` (stage 1 found no streaks) passes stage 1
     unchanged. Calibrated for a model's weights by ``python -m vimpnet_ros.training.calibrate_presence``.
+    ``stage1_passes`` (a rule on the trained weights too): how many times stage 1 runs, each later pass on
+    the previous pass's frames (see :class:`~vimpnet_ros.model.VimpNet`); the published network makes one.
+    The engine sets it per device (``EngineConfig.stage1_passes``).
     """
 
     name: str
@@ -63,12 +68,18 @@ class VimpNetConfig:
     transformer_repeats: int = 2
     gated_residuals: bool = False
     stage1_presence: tuple[float, float] | None = None
+    stage1_passes: int = 1
 
     def __post_init__(self) -> None:
         """Reject sizes that cannot build (checked here so a bad config file fails before any tensor)."""
         positive = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.type in ("int", int)}
         for field_name, value in positive.items():
-            if field_name in ("extract_blocks", "num_blocks", "recon_blocks", "patch_padding"):
+            if field_name == "stage1_passes":
+                if not 1 <= value <= MAX_STAGE1_PASSES:
+                    raise ConfigError(
+                        f"model config {self.name!r}: stage1_passes must be in 1..{MAX_STAGE1_PASSES}, got {value}"
+                    )
+            elif field_name in ("extract_blocks", "num_blocks", "recon_blocks", "patch_padding"):
                 if value < 0:
                     raise ConfigError(f"model config {self.name!r}: {field_name} must be >= 0, got {value}")
             elif value < 1:
@@ -95,9 +106,10 @@ class VimpNetConfig:
                 )
 
     def same_network(self, other: VimpNetConfig) -> bool:
-        """Whether both build the same tensors: they may differ in name and in rules on the trained outputs
-        (``stage1_presence``), so weights trained under one load under the other."""
-        return dataclasses.replace(self, name=other.name, stage1_presence=other.stage1_presence) == other
+        """Whether both build the same tensors: they may differ in name and in rules on the trained weights
+        (``stage1_presence``, ``stage1_passes``), so weights trained under one load under the other."""
+        rules = {"stage1_presence": other.stage1_presence, "stage1_passes": other.stage1_passes}
+        return dataclasses.replace(self, name=other.name, **rules) == other
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists), stored inside our checkpoints."""

@@ -30,6 +30,18 @@ the frame's streak presence, so a frame where stage 1 finds no streaks passes it
 
     g_t <- p_t * g_t,   p_t = clamp((mean_hw(g_t) - low) / (high - low), 0, 1)   (n, t, 1, 1, 1)
 
+Stage-1 passes (``config.stage1_passes``, a rule on trained weights that the engine sets per
+device; the published network makes one). Stage 1 may run again on its own frames, with
+features taken afresh from them and the first pass's flows (the scene moves as it did; the
+streaks were never motion); the drop mask, streak map and gate stay those of the first
+pass, which reads the rain in the input:
+
+    stage1^(k+1) = S1(stage1^(k); flows(lqs)),   stage1^(1) = S1(lqs; flows(lqs)),
+    output = stage2(stage1^(K), m^(1))
+
+A heavy streak the lite model only thins is thinned again; with ``stage1_presence`` a frame
+without streaks passes every pass whole (its presence p_t is 0 in each).
+
 Each step is a public method so the streaming engine can cache per-frame work
 (DEVELOPERS.md, "Contract: model stages"); :meth:`VimpNet.restore_frame` is the
 window step for one output frame.
@@ -42,6 +54,7 @@ soft split/composition as (transposed) convolutions, attention via
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal, NamedTuple, overload
 
 import torch
@@ -102,6 +115,15 @@ class VimpNet(nn.Module):
         self.change_gate = make_gate_head(up, config.drop_channels) if config.gated_residuals else None
         self.stage1_presence = config.stage1_presence
         self.drop_remover = MaskGuidedDualTransformer(config)
+
+    @property
+    def stage1_passes(self) -> int:
+        """How many times stage 1 runs (module docstring): ``config.stage1_passes``."""
+        return self.config.stage1_passes
+
+    def set_stage1_passes(self, passes: int) -> None:
+        """Run stage 1 ``passes`` times from now on (a rule, no weights change; validated by the config)."""
+        self.config = dataclasses.replace(self.config, stage1_passes=passes)
 
     # -- stage 1, steps 1-2: flows and features ------------------------------------------------------
 
@@ -222,6 +244,29 @@ class VimpNet(nn.Module):
         stage1 = residual.transpose(1, 2) + lqs
         return stage1, drop_mask, gate
 
+    def remove_streaks(
+        self, lqs: Tensor, feats: Tensor, flows_backward: Tensor, flows_forward: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Stage 1, ``stage1_passes`` times (module docstring), from the input's features and flows.
+
+        lqs (n, t, 3, h, w), feats (n, t, c, h/4, w/4), flows (n, t-1, 2, h/4, w/4) each ->
+        (stage1 (n, t, 3, h, w), drop_mask (n, t, 1, h, w), streaks (n, t, 1, h/4, w/4), gate or None);
+        all but ``stage1`` are the first pass's.
+        """
+        streaks = self.estimate_streaks(feats)
+        backward, forward = self.propagate(feats, flows_backward, flows_forward, streaks)
+        stage1, drop_mask, gate = self.reconstruct_gated(lqs, feats, backward, forward)
+        for _ in range(1, self.stage1_passes):
+            stage1 = self.remove_streaks_again(stage1, flows_backward, flows_forward)
+        return stage1, drop_mask, streaks, gate
+
+    def remove_streaks_again(self, frames: Tensor, flows_backward: Tensor, flows_forward: Tensor) -> Tensor:
+        """One more stage-1 pass on stage-1 frames (n, t, 3, h, w) -> same, with their own features and the given
+        flows (n, t-1, 2, h/4, w/4) each."""
+        feats = self.extract_features(frames)
+        backward, forward = self.propagate(feats, flows_backward, flows_forward, self.estimate_streaks(feats))
+        return self.reconstruct_gated(frames, feats, backward, forward)[0]
+
     def streak_presence(self, gate: Tensor) -> Tensor:
         """Each frame's streak presence p_t from its gate (module docstring): (n, 1, t, h, w) -> (n, 1, t, 1, 1)."""
         if self.stage1_presence is None:
@@ -253,9 +298,7 @@ class VimpNet(nn.Module):
         (image (n, 3, h, w), drop_mask (n, 1, h, w), streak_map (n, 1, h, w)), equal to
         ``forward(lqs)`` at frame ``index``.
         """
-        streaks = self.estimate_streaks(feats)
-        backward, forward = self.propagate(feats, flows_backward, flows_forward, streaks)
-        stage1, drop_mask = self.reconstruct(lqs, feats, backward, forward)
+        stage1, drop_mask, streaks, _ = self.remove_streaks(lqs, feats, flows_backward, flows_forward)
         image = self.drop_remover.forward_frame(stage1, drop_mask, index)
         streak_map = self.upsample_streaks(streaks[:, index : index + 1])[:, 0]
         return image, drop_mask[:, index], streak_map
@@ -280,9 +323,7 @@ class VimpNet(nn.Module):
             )
         flows_backward, flows_forward = self.compute_flows(lqs)
         feats = self.extract_features(lqs)
-        streaks = self.estimate_streaks(feats)
-        backward, forward = self.propagate(feats, flows_backward, flows_forward, streaks)
-        stage1, drop_mask, gate = self.reconstruct_gated(lqs, feats, backward, forward)
+        stage1, drop_mask, streaks, gate = self.remove_streaks(lqs, feats, flows_backward, flows_forward)
         output = self.remove_drops(stage1, drop_mask)
         result = VimpNetOutput(stage1, drop_mask, self.upsample_streaks(streaks), output)
         return (result, gate) if with_gate else result

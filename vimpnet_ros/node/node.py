@@ -360,6 +360,7 @@ class DerainCore:
                     ("checkpoint", str(settings.engine.checkpoint or "shipped weights")),
                     ("backend", engine.backend_name),
                     ("precision", engine.precision_name),
+                    ("stage1_passes", str(engine.stage1_passes)),
                     ("device", str(engine.device)),
                     ("engines_loaded", str(1 + engine.reloads)),
                     ("tile_size", str(engine.config.tile_size)),

@@ -20,6 +20,7 @@ from typing import Any
 
 from vimpnet_ros.config_files import read_extended
 from vimpnet_ros.errors import ConfigError
+from vimpnet_ros.model.config import MAX_STAGE1_PASSES
 from vimpnet_ros.training.losses import LossWeights
 
 #: Folder of the packaged training configs.
@@ -211,11 +212,15 @@ class TrainConfig:
     ``compile``: run the model through ``torch.compile`` (forward and backward; the
     first steps pay the compile time). ``channels_last``: keep 2-D conv weights and
     activations in NHWC memory order (faster convolutions on recent GPUs).
+    ``stage1_passes``: train the model with stage 1 run that many times, unrolled (the losses see the
+    last pass's frames; :class:`~vimpnet_ros.model.VimpNet`), so later passes learn to finish what the
+    first leaves.
     """
 
     name: str = "vimpnet"
     seed: int = 0
     model: str = "vimpnet"
+    stage1_passes: int = 1
     init_from: str | None = None
     zero_flow_init: bool = True
     device: str = "auto"
@@ -235,6 +240,8 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ConfigError(f"cpu_threads must be >= 1 or null (= torch's default), got {self.cpu_threads}")
+        if isinstance(self.stage1_passes, bool) or not 1 <= self.stage1_passes <= MAX_STAGE1_PASSES:
+            raise ConfigError(f"stage1_passes must be in 1..{MAX_STAGE1_PASSES}, got {self.stage1_passes}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), written next to the checkpoints for provenance."""

@@ -221,6 +221,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             model = VimpNet(get_config(cfg.model))
+        model.set_stage1_passes(cfg.stage1_passes)
         if cfg.init_from and resume is None:
             report = checkpoints.load_weights_into(model, checkpoints.resolve_init(cfg.init_from))
             self.log(f"initialised from {cfg.init_from}: {report}")

@@ -99,6 +99,12 @@ def test_key_material_covers_what_invalidates_a_program(lite_model: VimpNet, tmp
     assert {"weights_sha256", "input_dtypes", "format", "model"} <= set(material)
     latest = _backend(lite_model, tmp_path, output_index=4).key_material(("window", shapes["window"]))
     assert backend.cache.entry("w", material).program != backend.cache.entry("w", latest).program
+    assert material["stage1_passes"] == 1
+    twice = random_model()
+    twice.set_stage1_passes(2)  # the same weights, another program
+    passes = _backend(twice, tmp_path).key_material(("window", shapes["window"]))
+    assert passes["stage1_passes"] == 2 and passes["weights_sha256"] == material["weights_sha256"]
+    assert backend.cache.entry("w", material).program != backend.cache.entry("w", passes).program
     bf16 = CompiledBackend(StepModules(lite_model, 2), torch.device("cpu"), "bf16", tmp_path)
     assert bf16.key_material(("frame", shapes["frame"]))["output_dtypes"] == ["torch.bfloat16", "torch.float32"]
 

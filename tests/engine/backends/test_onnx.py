@@ -109,18 +109,21 @@ def test_close_stops_background_exports(lite_model: VimpNet, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("model_name", "output_frame"), [("vimpnet_lite", "latest"), ("vimpnet_lite", "center"),
-                                                          ("vimpnet_lite_gated", "latest")])  # fmt: skip
-def test_engine_parity_with_torch(tmp_path: Path, model_name: str, output_frame: str) -> None:
-    """Whole streams through onnxruntime vs torch: float outputs within 1e-4 (the gated default too)."""
+@pytest.mark.parametrize(("model_name", "output_frame", "stage1_passes"),
+                         [("vimpnet_lite", "latest", 1), ("vimpnet_lite", "center", 1),
+                          ("vimpnet_lite_gated", "latest", 1), ("vimpnet_lite_gated", "latest", 2)])  # fmt: skip
+def test_engine_parity_with_torch(tmp_path: Path, model_name: str, output_frame: str, stage1_passes: int) -> None:
+    """Whole streams through onnxruntime vs torch: float outputs within 1e-4 (the gated default too, and with two
+    stage-1 passes)."""
     model = random_model(model_name)
     outputs: dict[str, list[torch.Tensor]] = {}
     frames = moving_frames(4, 30, 38)
     for backend in ("torch", "onnxruntime"):
         config = EngineConfig(backend=backend, precision="fp32", device="cpu", window_size=3, output_frame=output_frame,
-                              engine_cache_dir=tmp_path, background_build=False)  # fmt: skip
+                              engine_cache_dir=tmp_path, background_build=False,
+                              stage1_passes=stage1_passes)  # fmt: skip
         engine = InferenceEngine(config, environment=CPU_ENV).load(model)
-        assert engine.backend_name == backend
+        assert engine.backend_name == backend and engine.stage1_passes == stage1_passes
         stream = engine.open_stream("cam")
         outputs[backend] = []
         for k, frame in enumerate(frames):

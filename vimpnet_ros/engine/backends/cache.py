@@ -54,12 +54,14 @@ class ProfileMaterial:
         self._fingerprint: str | None = None
 
     def __call__(self, step: str, shapes: Sequence[Sequence[int]], **extra: Any) -> dict[str, Any]:
-        """Model name and weights, step (with the described frame for the window step), input shapes, ``extra``."""
+        """Model name, weights and stage-1 passes, step (with the described frame for the window step), input
+        shapes, ``extra``."""
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.steps.model)
         return {
             "model": self.steps.model.config.name,
             "weights_sha256": self._fingerprint,
+            "stage1_passes": self.steps.model.config.stage1_passes,
             "step": step,
             "output_index": self.steps.window.output_index if step == "window" else None,
             "input_shapes": [list(shape) for shape in shapes],

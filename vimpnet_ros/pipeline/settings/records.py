@@ -14,8 +14,10 @@ import re
 from dataclasses import dataclass
 
 from vimpnet_ros.engine import (
+    AUTO_STAGE1_PASSES,
     BACKENDS,
     DROP_FILL_BLEND,
+    MAX_STAGE1_PASSES,
     MAX_WINDOW,
     MIN_WINDOW,
     OUTPUT_FRAMES,
@@ -138,6 +140,16 @@ ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
         "network's restoration (their mean at 0.5); 0 = the network's restoration alone",
         read_only=True,
         float_range=(0.0, 1.0),
+    ),
+    ParamSpec(
+        "stage1_passes",
+        "int",
+        _ENGINE.stage1_passes,
+        "times stage 1 (the streaks) runs on each window, each pass on the previous pass's frames; more removes more "
+        "of heavy rain for about one stage 1 more each; 0 = by device for a model with stage1_presence such as the "
+        "default (" + ", ".join(f"{n} on {kind.upper()}" for kind, n in AUTO_STAGE1_PASSES.items()) + "), else 1",
+        read_only=True,
+        int_range=(0, MAX_STAGE1_PASSES, 1),
     ),
     ParamSpec(
         "max_gap_s",

@@ -117,7 +117,7 @@ class InferenceEngine:
 
     @property
     def stage1_passes(self) -> int:
-        """Stage-1 passes per window actually run (0 = auto resolved by device); the configured value before loading."""
+        """Stage-1 passes per window actually run (auto resolved); the configured value (0 = auto) before loading."""
         return self.model.stage1_passes if self.model is not None else self.config.stage1_passes
 
     @property

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from vimpnet_ros.engine.backends.registry import ALL_PRECISIONS, REGISTRY
 from vimpnet_ros.errors import ConfigError
-from vimpnet_ros.model.config import MAX_STAGE1_PASSES, VimpNetConfig, get_config
+from vimpnet_ros.model.config import MAX_STAGE1_PASSES as MAX_STAGE1_PASSES  # the node's range (engine/__init__.py)
+from vimpnet_ros.model.config import VimpNetConfig, check_stage1_passes, get_config
 
 #: ``auto`` and every registered backend (engine/backends/registry.py).
 BACKENDS: tuple[str, ...] = ("auto", *REGISTRY)
@@ -139,11 +140,7 @@ class EngineConfig:
         fill = self.drop_fill
         if isinstance(fill, bool) or not isinstance(fill, int | float) or not 0.0 <= fill <= 1.0:
             raise ConfigError(f"engine drop_fill must be a number in [0, 1] (0 = off); got {fill!r}")
-        passes = self.stage1_passes
-        if isinstance(passes, bool) or not isinstance(passes, int) or not 0 <= passes <= MAX_STAGE1_PASSES:
-            raise ConfigError(
-                f"engine stage1_passes must be an integer in 0..{MAX_STAGE1_PASSES} (0 = by device); got {passes!r}"
-            )
+        check_stage1_passes(self.stage1_passes, "engine ", auto=True)
         for name in ("background_build", "reuse_cpu_memory", "cuda_graphs"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"engine {name} must be true or false; got {getattr(self, name)!r}")

@@ -21,6 +21,16 @@ MASK_THRESHOLD = 0.5
 MAX_STAGE1_PASSES = 3
 
 
+def check_stage1_passes(passes: object, where: str = "", auto: bool = False) -> None:
+    """The one rule on a stage-1 pass count (model, training and engine configs): an integer in
+    1..:data:`MAX_STAGE1_PASSES`, or 0 too where ``auto`` (by device and model); else a ConfigError
+    whose message starts with ``where``."""
+    low = 0 if auto else 1
+    if isinstance(passes, bool) or not isinstance(passes, int) or not low <= passes <= MAX_STAGE1_PASSES:
+        meaning = " (0 = by device and model)" if auto else ""
+        raise ConfigError(f"{where}stage1_passes must be in {low}..{MAX_STAGE1_PASSES}{meaning}, got {passes!r}")
+
+
 @dataclass(frozen=True)
 class VimpNetConfig:
     """Widths and depths of the ViMP-Net generator.
@@ -75,10 +85,7 @@ class VimpNetConfig:
         positive = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.type in ("int", int)}
         for field_name, value in positive.items():
             if field_name == "stage1_passes":
-                if not 1 <= value <= MAX_STAGE1_PASSES:
-                    raise ConfigError(
-                        f"model config {self.name!r}: stage1_passes must be in 1..{MAX_STAGE1_PASSES}, got {value}"
-                    )
+                check_stage1_passes(value, f"model config {self.name!r}: ")
             elif field_name in ("extract_blocks", "num_blocks", "recon_blocks", "patch_padding"):
                 if value < 0:
                     raise ConfigError(f"model config {self.name!r}: {field_name} must be >= 0, got {value}")

@@ -20,7 +20,7 @@ from typing import Any
 
 from vimpnet_ros.config_files import read_extended
 from vimpnet_ros.errors import ConfigError
-from vimpnet_ros.model.config import MAX_STAGE1_PASSES
+from vimpnet_ros.model.config import check_stage1_passes
 from vimpnet_ros.training.losses import LossWeights
 
 #: Folder of the packaged training configs.
@@ -240,8 +240,7 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ConfigError(f"cpu_threads must be >= 1 or null (= torch's default), got {self.cpu_threads}")
-        if isinstance(self.stage1_passes, bool) or not 1 <= self.stage1_passes <= MAX_STAGE1_PASSES:
-            raise ConfigError(f"stage1_passes must be in 1..{MAX_STAGE1_PASSES}, got {self.stage1_passes}")
+        check_stage1_passes(self.stage1_passes)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), written next to the checkpoints for provenance."""

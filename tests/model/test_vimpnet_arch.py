@@ -278,3 +278,50 @@ def test_stage1_passes_round_trip_and_are_not_a_size() -> None:
     twice = dataclasses.replace(gated, stage1_passes=2)
     assert VimpNetConfig.from_dict(twice.to_dict()) == twice
     assert gated.same_network(twice) and twice.same_network(gated)
+
+
+def test_the_propagation_bound_scales_long_feature_vectors_back_and_keeps_the_rest_bit_for_bit() -> None:
+    """Per pixel over channels: a vector within the bound keeps its values exactly, a longer one keeps its
+    direction at the bound's length; without a bound the features pass as they are."""
+    model = VimpNet(dataclasses.replace(get_config("vimpnet_lite"), propagation_bound=4.0))
+    prop = torch.randn(2, 32, 6, 5) * torch.linspace(0.01, 3.0, 30).reshape(1, 1, 6, 5)
+    norms = torch.linalg.vector_norm(prop, dim=1, keepdim=True)
+    within, beyond = (norms <= 4.0).expand_as(prop), (norms > 4.0).expand_as(prop)
+    assert within.any() and beyond.any()
+    bounded = model.bound_features(prop)
+    assert torch.equal(bounded[within], prop[within])
+    torch.testing.assert_close(torch.linalg.vector_norm(bounded, dim=1, keepdim=True)[norms > 4.0],
+                               torch.full_like(norms[norms > 4.0], 4.0))  # fmt: skip
+    torch.testing.assert_close((bounded / torch.linalg.vector_norm(bounded, dim=1, keepdim=True))[beyond],
+                               (prop / norms)[beyond])  # fmt: skip
+    model.set_propagation_bound(None)
+    assert model.bound_features(prop) is prop
+
+
+def test_a_bound_no_feature_reaches_changes_no_output(lite: VimpNet) -> None:
+    """A bound above every propagated norm of a clip leaves the whole forward bit for bit; a tight one changes it."""
+    bounded = VimpNet(get_config("vimpnet_lite")).eval()
+    bounded.load_state_dict(lite.state_dict())
+    lqs = torch.rand(1, 4, 3, 32, 24)
+    with torch.no_grad():
+        plain = lite(lqs)
+        bounded.set_propagation_bound(1e6)
+        loose = bounded(lqs)
+        bounded.set_propagation_bound(1e-3)
+        tight = bounded(lqs)
+    for name in VimpNetOutput._fields:
+        assert torch.equal(getattr(loose, name), getattr(plain, name))
+    assert not torch.equal(tight.stage1, plain.stage1)
+
+
+@pytest.mark.parametrize("bound", [0.0, -1.0, math.inf, math.nan, True, "8"])
+def test_a_bad_propagation_bound_fails_at_config_time(bound: object) -> None:
+    with pytest.raises(ConfigError, match="propagation_bound must be a finite number > 0"):
+        dataclasses.replace(get_config("vimpnet_lite_gated"), propagation_bound=bound)
+
+
+def test_the_propagation_bound_round_trips_and_is_not_a_size() -> None:
+    gated = get_config("vimpnet_lite_gated")
+    assert gated.propagation_bound is not None and get_config("vimpnet").propagation_bound is None
+    assert VimpNetConfig.from_dict(gated.to_dict()) == gated
+    assert gated.same_network(dataclasses.replace(gated, name="other", propagation_bound=None))

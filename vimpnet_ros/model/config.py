@@ -9,6 +9,7 @@ config name (or the config stored in our own checkpoint format) rebuilds the mod
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,10 @@ def check_stage1_passes(passes: object, where: str = "", auto: bool = False) -> 
     if isinstance(passes, bool) or not isinstance(passes, int) or not low <= passes <= MAX_STAGE1_PASSES:
         meaning = " (0 = by device and model)" if auto else ""
         raise ConfigError(f"{where}stage1_passes must be in {low}..{MAX_STAGE1_PASSES}{meaning}, got {passes!r}")
+
+
+#: Config fields that are rules on trained weights, not sizes: configs that differ only in them load the same weights.
+RULES = ("stage1_presence", "stage1_passes", "propagation_bound")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,13 @@ class VimpNetConfig:
     ``stage1_passes`` (a rule on the trained weights too): how many times stage 1 runs, each later pass on
     the previous pass's frames (see :class:`~vimpnet_ros.model.VimpNet`); the published network makes one.
     The engine sets it per device (``EngineConfig.stage1_passes``).
+    ``propagation_bound`` (a rule on the trained weights too; None in the published network): the largest L2
+    norm one pixel's propagated stage-1 feature may take; a longer one is scaled back to it after each step
+    of both propagation passes. Weights trained on small crops never meet the wide smooth areas of a camera
+    frame, where the forward pass's recurrence can grow the features without limit (and the drop head reads
+    them as drops); calibrated for a model's weights by ``python -m vimpnet_ros.training.calibrate_bound``
+    at the largest norm the training distribution reaches, rounded up, so a frame like those is restored as
+    if there were no bound.
     """
 
     name: str
@@ -79,6 +91,7 @@ class VimpNetConfig:
     gated_residuals: bool = False
     stage1_presence: tuple[float, float] | None = None
     stage1_passes: int = 1
+    propagation_bound: float | None = None
 
     def __post_init__(self) -> None:
         """Reject sizes that cannot build (checked here so a bad config file fails before any tensor)."""
@@ -111,11 +124,18 @@ class VimpNetConfig:
                     f"model config {self.name!r}: stage1_presence must be (low, high) with 0 <= low < high <= 1, "
                     f"got {self.stage1_presence}"
                 )
+        bound = self.propagation_bound
+        if bound is not None and (
+            isinstance(bound, bool) or not isinstance(bound, int | float) or not 0 < bound < math.inf
+        ):
+            raise ConfigError(
+                f"model config {self.name!r}: propagation_bound must be a finite number > 0 or None, got {bound!r}"
+            )
 
     def same_network(self, other: VimpNetConfig) -> bool:
         """Whether both build the same tensors: they may differ in name and in rules on the trained weights
-        (``stage1_presence``, ``stage1_passes``), so weights trained under one load under the other."""
-        rules = {"stage1_presence": other.stage1_presence, "stage1_passes": other.stage1_passes}
+        (:data:`RULES`), so weights trained under one load under the other."""
+        rules = {rule: getattr(other, rule) for rule in RULES}
         return dataclasses.replace(self, name=other.name, **rules) == other
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,9 +191,15 @@ CONFIGS["vimpnet_lite_v1"] = dataclasses.replace(
 #: ``vimpnet_lite`` with gated residuals (see ``VimpNet``): a pixel without rain passes unchanged when its gate
 #: closes, and a frame where stage 1 finds no streaks passes stage 1 whole (``stage1_presence``, from
 #: ``python -m vimpnet_ros.training.calibrate_presence --model vimpnet_lite_gated`` on the shipped weights).
+#: Its propagated features stay within ``propagation_bound`` (``python -m vimpnet_ros.training.calibrate_bound --model
+#: vimpnet_lite_gated`` on the shipped weights), so wide smooth areas of a camera frame raise no false drops.
 #: The default model; its shipped weights leave clean frames alone and gain on light rain.
 CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
-    CONFIGS["vimpnet_lite"], name="vimpnet_lite_gated", gated_residuals=True, stage1_presence=(0.10, 0.12)
+    CONFIGS["vimpnet_lite"],
+    name="vimpnet_lite_gated",
+    gated_residuals=True,
+    stage1_presence=(0.10, 0.12),
+    propagation_bound=16.0,
 )
 #: The architectures above ship (or shipped) weights; study candidates live in :mod:`.candidates`
 #: and are registered too, so their checkpoints load by name.

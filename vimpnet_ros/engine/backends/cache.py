@@ -24,6 +24,8 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
+from vimpnet_ros.model.config import RULES
+
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -54,14 +56,14 @@ class ProfileMaterial:
         self._fingerprint: str | None = None
 
     def __call__(self, step: str, shapes: Sequence[Sequence[int]], **extra: Any) -> dict[str, Any]:
-        """Model name, weights and stage-1 passes, step (with the described frame for the window step), input
-        shapes, ``extra``."""
+        """Model name, weights and the rules on them (stage-1 passes, presence, propagation bound), step (with the
+        described frame for the window step), input shapes, ``extra``."""
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.steps.model)
         return {
             "model": self.steps.model.config.name,
             "weights_sha256": self._fingerprint,
-            "stage1_passes": self.steps.model.config.stage1_passes,
+            **{rule: getattr(self.steps.model.config, rule) for rule in RULES},
             "step": step,
             "output_index": self.steps.window.output_index if step == "window" else None,
             "input_shapes": [list(shape) for shape in shapes],

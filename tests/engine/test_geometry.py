@@ -75,6 +75,43 @@ def test_inference_size_resizes_and_maps_back() -> None:
 
 
 @pytest.mark.parametrize(
+    "config",
+    [
+        EngineConfig(inference_size=(320, 180)),
+        EngineConfig(max_inference_pixels=320 * 180, tile_size=128, tile_overlap=16),
+    ],
+)
+def test_a_smaller_working_size_maps_back_the_change_on_the_frames_own_pixels(config: EngineConfig) -> None:
+    """At 1280x720 restored at 320x180 (one tile, or tiles): a network output equal to its input brings the
+    camera's frame back bit for bit after quantisation, not an enlarged copy of its small image; a change the
+    network makes comes back enlarged on the frame's pixels; the other maps are resized as before."""
+    frame = _frame(720, 1280, seed=3)
+    geometry = FrameGeometry.plan(720, 1280, config)
+    assert geometry.resized and geometry.work_size == (180, 320)
+    inputs = geometry.to_tiles(torch.from_numpy(frame))
+    maps = torch.cat([inputs, torch.full_like(inputs[:, :2], 0.25)], dim=1)
+    back = geometry.compose(maps, inputs, torch.from_numpy(frame))
+    assert tuple(back.shape) == (5, 720, 1280)
+    np.testing.assert_array_equal(quantize(back[:3], 255).permute(1, 2, 0).numpy(), frame)
+    torch.testing.assert_close(back[3:], torch.full_like(back[3:], 0.25))
+    enlarged = geometry.compose(maps)  # without the input: the small image itself, enlarged (detail lost)
+    assert (quantize(enlarged[:3], 255).permute(1, 2, 0).numpy() != frame).mean() > 0.5
+    brighter = maps.clone()
+    brighter[:, :3] += 0.1
+    changed = geometry.compose(brighter, inputs, torch.from_numpy(frame))
+    torch.testing.assert_close(changed[:3], back[:3] + 0.1, atol=1e-5, rtol=0)
+
+
+def test_at_the_input_size_compose_ignores_the_input() -> None:
+    frame = _frame(64, 96)
+    geometry = FrameGeometry.plan(64, 96, EngineConfig())
+    assert not geometry.resized
+    tiles = geometry.to_tiles(torch.from_numpy(frame))
+    output = torch.cat([tiles * 0.5, tiles[:, :2]], dim=1)
+    torch.testing.assert_close(geometry.compose(output, tiles, torch.from_numpy(frame)), geometry.compose(output))
+
+
+@pytest.mark.parametrize(
     ("frame", "words"),
     [
         (np.zeros((4, 4), np.uint8), "shape"),

@@ -373,7 +373,9 @@ class InferenceEngine:
         for (stream, target), output in zip(jobs, outputs, strict=True):
             slot = stream.slot(target)
             assert stream.geometry is not None
-            maps = stream.geometry.compose(output)  # (5, h, w) on the device
+            geometry = stream.geometry
+            frame = self.upload(slot.frame) if geometry.resized else None  # the change goes back onto its pixels
+            maps = geometry.compose(output, slot.tiles, frame, slot.white_level)  # (5, h, w) on the device
             pending.append((stream, target, slot, _Planes(maps, slot.white_level, float_streak)))
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()

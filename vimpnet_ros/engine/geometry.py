@@ -1,5 +1,8 @@
 """Frame geometry: resize to ``inference_size``, split into overlapping tiles, pad to a multiple of 4, and back.
 
+A frame restored at a smaller working size gets back the network's change, enlarged, on its own pixels
+(:meth:`FrameGeometry.compose`), not an enlarged image: what the network leaves alone keeps its detail.
+
 Camera frames have any size (641x359, 1920x1080) while the network needs sides that
 are multiples of 4 and memory that grows with the area. A :class:`FrameGeometry`
 is computed once per stream resolution and turns one HxWx3 uint8 frame into a
@@ -193,24 +196,50 @@ class FrameGeometry:
             self._device_weights[key] = (weights, inverse)
         return self._device_weights[key]
 
-    def compose(self, tiles: torch.Tensor) -> torch.Tensor:
-        """(n_tiles, c, ph, pw) network outputs -> (c, h, w) float32 at the input size, tiles blended, same device."""
+    @property
+    def resized(self) -> bool:
+        """Whether the network works at another size than the input's (``inference_size``, an oversize resize)."""
+        return self.work_size != self.input_size
+
+    def merge(self, tiles: torch.Tensor) -> torch.Tensor:
+        """(n_tiles, c, ph, pw) -> (c, work_h, work_w) float32 at the working size, tiles blended, same device."""
         tile_h, tile_w = self.tile_shape
         data = tiles[:, :, :tile_h, :tile_w].float()
         if self.num_tiles == 1:
-            merged = data[0]
-        else:
-            weights, inverse = self._blend_tensors(data.device)
-            work_h, work_w = self.work_size
-            merged = data.new_zeros(data.shape[1], work_h, work_w)
-            weighted = data * weights
-            for i, (y, x) in enumerate(self.origins):
-                merged[:, y : y + tile_h, x : x + tile_w] += weighted[i]
-            merged *= inverse
+            return data[0]
+        weights, inverse = self._blend_tensors(data.device)
+        work_h, work_w = self.work_size
+        merged = data.new_zeros(data.shape[1], work_h, work_w)
+        weighted = data * weights
+        for i, (y, x) in enumerate(self.origins):
+            merged[:, y : y + tile_h, x : x + tile_w] += weighted[i]
+        return merged * inverse
+
+    def compose(
+        self,
+        tiles: torch.Tensor,
+        inputs: torch.Tensor | None = None,
+        frame: torch.Tensor | None = None,
+        white_level: int = 255,
+    ) -> torch.Tensor:
+        """(n_tiles, c, ph, pw) network outputs -> (c, h, w) float32 at the input size, tiles blended, same device.
+
+        At another working size the maps are resized back (bilinear). The image (the first 3 channels) is then
+        mapped back as the change the network made, given its input ``inputs`` (the :meth:`to_tiles` of
+        ``frame``) and ``frame`` (h, w, 3) itself: ``frame + resize(output - input)``, so what the network left
+        alone keeps the camera's full detail (a frame without rain comes back as it came) instead of being
+        replaced by an enlarged image. Without them the image itself is resized.
+        """
+        merged = self.merge(tiles)
+        if not self.resized:
+            return merged
         height, width = self.input_size
-        if tuple(merged.shape[1:]) != (height, width):
-            merged = F.interpolate(merged[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-        return merged
+        back = F.interpolate(merged[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+        if inputs is not None and frame is not None:
+            change = merged[:3] - self.merge(inputs)
+            full = frame.permute(2, 0, 1).float().div_(float(white_level))
+            back[:3] = full + F.interpolate(change[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+        return back
 
 
 def quantize(values: torch.Tensor, white_level: int) -> torch.Tensor:

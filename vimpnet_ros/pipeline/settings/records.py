@@ -92,7 +92,8 @@ ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
         "inference_width",
         "int",
         0,
-        "resize frames to this width for inference (0 = native); with inference_height",
+        "resize frames to this width for inference, the network's change mapped back onto each frame "
+        "(0 = native); with inference_height",
         read_only=True,
         int_range=(0, 8192, 0),
         field="inference_size",

@@ -34,14 +34,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vimpnet_ros.data import load_rain_config, make_road_clip, render_video
 from vimpnet_ros.data.rain.config import RainConfig
-from vimpnet_ros.data.road_scene import road_preset
-from vimpnet_ros.engine import AUTO_STAGE1_PASSES, EngineConfig, window_indices
-from vimpnet_ros.errors import VimpnetError
-from vimpnet_ros.model.checkpoint import load_model
+from vimpnet_ros.engine import AUTO_STAGE1_PASSES, window_indices
 from vimpnet_ros.model.vimpnet_arch import VimpNet
-from vimpnet_ros.training.calibrate_presence import CALIBRATION_SEED, KINDS, kind_configs
+from vimpnet_ros.training.calibrate_presence import (
+    CALIBRATION_SEED,
+    KINDS,
+    add_calibration_arguments,
+    calibration_videos,
+    run_calibration,
+)
 
 #: The bound is this many times the largest norm of the training distribution (then rounded up). Any headroom lets
 #: the grown features further toward what the drop head reads as drops: for the shipped default weights (largest
@@ -101,11 +103,8 @@ def calibrate(
     rule = model.config.propagation_bound
     model.set_propagation_bound(None)  # the features as the weights make them
     try:
-        for item in range(clips):
-            clean = make_road_clip(frames, size, np.random.default_rng([seed, item]), road_preset("default"))
-            for number, (kind, config) in enumerate(kind_configs(rain).items()):
-                video = render_video(clean, config, np.random.default_rng([seed, item, number]))
-                largest[kind] = max(largest[kind], largest_norm(model, video.lq, window, passes))
+        for kind, video in calibration_videos(rain, clips, frames, size, seed):
+            largest[kind] = max(largest[kind], largest_norm(model, video.lq, window, passes))
     finally:
         model.set_propagation_bound(rule)
     return BoundCalibration(largest=largest, bound=float(math.ceil(BOUND_MARGIN * max(largest.values()))))
@@ -114,29 +113,15 @@ def calibrate(
 def main(argv: list[str] | None = None) -> int:
     """Calibrate and print; exit 2 on a bad argument."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=EngineConfig().model)
-    parser.add_argument("--checkpoint", type=Path, help="weights (default: the package's for --model)")
-    parser.add_argument("--rain", default="wide", help="rain preset or YAML of the training data (default: wide)")
-    parser.add_argument("--clips", type=int, default=30)
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, nargs=2, default=[224, 160], metavar=("W", "H"))
-    parser.add_argument("--window", type=int, default=EngineConfig().window_size)
+    add_calibration_arguments(parser)
     parser.add_argument("--passes", type=int, default=max(AUTO_STAGE1_PASSES.values()), help="stage-1 passes")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--output", type=Path, help="also write the norms and the bound as JSON")
     args = parser.parse_args(argv)
     if args.clips < 1 or args.window < 2 or args.frames < 1 or args.passes < 1:
         print("need --clips >= 1, --window >= 2, --frames >= 1 and --passes >= 1", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
-    try:
-        model = load_model(args.checkpoint, args.model).eval()
-        result = calibrate(
-            model, load_rain_config(args.rain), args.clips, args.frames, (args.size[0], args.size[1]), args.window,
-            args.passes,
-        )  # fmt: skip
-    except VimpnetError as error:
-        print(f"error: {error}", file=sys.stderr)
+    result = run_calibration(args, lambda model, *renders: calibrate(model, *renders, passes=args.passes))
+    if result is None:
         return 2
     for kind, norm in result.largest.items():
         print(f"{kind:>10}: largest propagated-feature norm {norm:.2f}")

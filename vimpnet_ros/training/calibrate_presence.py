@@ -29,20 +29,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
-from vimpnet_ros.data import load_rain_config, make_road_clip, render_video
+from vimpnet_ros.data import RenderedVideo, load_rain_config, make_road_clip, render_video
 from vimpnet_ros.data.rain.config import RainConfig
 from vimpnet_ros.data.road_scene import road_preset
 from vimpnet_ros.engine import EngineConfig
 from vimpnet_ros.errors import ConfigError, VimpnetError
 from vimpnet_ros.evaluation.metrics import capped_psnr, to_uint8
 from vimpnet_ros.model.checkpoint import load_model
+
+T = TypeVar("T")
 
 #: Renders of the training distribution no training config and no test set draws from.
 CALIBRATION_SEED = 77
@@ -75,6 +78,43 @@ class Calibration:
 def kind_configs(rain: RainConfig) -> dict[str, RainConfig]:
     """The three renderings of a clean clip: ``rain`` as given, its drops alone, and no rain at all."""
     return {"rain": rain, "drops_only": rain.without(streaks=True), "no_rain": rain.without(streaks=True, drops=True)}
+
+
+def calibration_videos(
+    rain: RainConfig, clips: int, frames: int, size: tuple[int, int], seed: int = CALIBRATION_SEED
+) -> Iterator[tuple[str, RenderedVideo]]:
+    """(kind, rendered video) for ``clips`` road clips of the ``default`` preset, ``frames`` frames at ``size``
+    (w, h), each rendered the three ways of :func:`kind_configs`: the calibration renders of every rule."""
+    for item in range(clips):
+        clean = make_road_clip(frames, size, np.random.default_rng([seed, item]), road_preset("default"))
+        for number, (kind, config) in enumerate(kind_configs(rain).items()):
+            yield kind, render_video(clean, config, np.random.default_rng([seed, item, number]))
+
+
+def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every calibration command shares: the model and weights, and the renders of
+    :func:`calibration_videos` and the window they are restored with."""
+    parser.add_argument("--model", default=EngineConfig().model)
+    parser.add_argument("--checkpoint", type=Path, help="weights (default: the package's for --model)")
+    parser.add_argument("--rain", default="wide", help="rain preset or YAML of the training data (default: wide)")
+    parser.add_argument("--clips", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, nargs=2, default=[224, 160], metavar=("W", "H"))
+    parser.add_argument("--window", type=int, default=EngineConfig().window_size)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+
+
+def run_calibration(args: argparse.Namespace, measure: Callable[..., T]) -> T | None:
+    """``measure(model, rain, clips, frames, size, window)`` with the model, weights and renders that the
+    :func:`add_calibration_arguments` options name, on ``--threads`` threads; None, the reason printed, when the
+    model, its weights or the rain cannot load."""
+    torch.set_num_threads(args.threads)
+    try:
+        model = load_model(args.checkpoint, args.model).eval()
+        return measure(model, load_rain_config(args.rain), args.clips, args.frames, tuple(args.size), args.window)
+    except VimpnetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
 
 
 def candidates(lows: Sequence[float] = LOWS, widths: Sequence[float] = WIDTHS) -> list[tuple[float, float]]:
@@ -122,16 +162,13 @@ def calibrate(
     }
     rule, model.stage1_presence = model.stage1_presence, None  # stage 1 as trained; each candidate's rule below
     try:
-        for item in range(clips):
-            clean = make_road_clip(frames, size, np.random.default_rng([seed, item]), road_preset("default"))
-            for number, (kind, config) in enumerate(kind_configs(rain).items()):
-                video = render_video(clean, config, np.random.default_rng([seed, item, number]))
-                for index, lq, stage1, gate_mean in restored_frames(model, video.lq, window):
-                    target = video.drop[index]
-                    scores[kind][None].append(frame_psnr(stage1, target))
-                    for low, high in grid:
-                        presence = min(1.0, max(0.0, (gate_mean - low) / (high - low)))
-                        scores[kind][(low, high)].append(frame_psnr(lq + presence * (stage1 - lq), target))
+        for kind, video in calibration_videos(rain, clips, frames, size, seed):
+            for index, lq, stage1, gate_mean in restored_frames(model, video.lq, window):
+                target = video.drop[index]
+                scores[kind][None].append(frame_psnr(stage1, target))
+                for low, high in grid:
+                    presence = min(1.0, max(0.0, (gate_mean - low) / (high - low)))
+                    scores[kind][(low, high)].append(frame_psnr(lq + presence * (stage1 - lq), target))
     finally:
         model.stage1_presence = rule
     means = {kind: {key: float(np.mean(psnrs)) for key, psnrs in by_key.items()} for kind, by_key in scores.items()}
@@ -170,28 +207,14 @@ def format_table(result: Calibration) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Calibrate and print; exit 2 on a bad argument."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=EngineConfig().model)
-    parser.add_argument("--checkpoint", type=Path, help="weights (default: the package's for --model)")
-    parser.add_argument("--rain", default="wide", help="rain preset or YAML of the training data (default: wide)")
-    parser.add_argument("--clips", type=int, default=30)
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, nargs=2, default=[224, 160], metavar=("W", "H"))
-    parser.add_argument("--window", type=int, default=EngineConfig().window_size)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    add_calibration_arguments(parser)
     parser.add_argument("--output", type=Path, help="also write the table and the choice as JSON")
     args = parser.parse_args(argv)
     if args.clips < 1 or args.window < 2 or args.frames < args.window:
         print("need --clips >= 1, --window >= 2 and --frames >= --window", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
-    try:
-        model = load_model(args.checkpoint, args.model).eval()
-        result = calibrate(
-            model, load_rain_config(args.rain), args.clips, args.frames, (args.size[0], args.size[1]), args.window,
-            candidates(),
-        )  # fmt: skip
-    except VimpnetError as error:
-        print(f"error: {error}", file=sys.stderr)
+    result = run_calibration(args, lambda model, *renders: calibrate(model, *renders, grid=candidates()))
+    if result is None:
         return 2
     print(format_table(result))
     print(f"stage1_presence: {result.choice}" if result.choice else "stage1_presence: none (every rule costs rain)")

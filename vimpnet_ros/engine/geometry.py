@@ -233,12 +233,12 @@ class FrameGeometry:
         merged = self.merge(tiles)
         if not self.resized:
             return merged
-        height, width = self.input_size
-        back = F.interpolate(merged[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-        if inputs is not None and frame is not None:
-            change = merged[:3] - self.merge(inputs)
-            full = frame.permute(2, 0, 1).float().div_(float(white_level))
-            back[:3] = full + F.interpolate(change[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+        size = self.input_size
+        if inputs is None or frame is None:
+            return F.interpolate(merged[None], size=size, mode="bilinear", align_corners=False)[0]
+        change = torch.cat([merged[:3] - self.merge(inputs), merged[3:]])  # resized with the maps in one call
+        back = F.interpolate(change[None], size=size, mode="bilinear", align_corners=False)[0]
+        back[:3] += frame.permute(2, 0, 1).float().div_(float(white_level))
         return back
 
 

@@ -37,6 +37,7 @@ def test_defaults_match_the_contract() -> None:
         ("device", "gpu", "cuda:N"),
         ("device", "cuda:x", "cuda:N"),
         ("inference_size", (640,), "(width, height)"),
+        ("working_scale", "camera", "weights, native"),
         ("inference_size", (2, 480), "(width, height)"),
         ("tile_size", 30, "multiple of 4"),
         ("tile_size", 130, "multiple of 4"),

@@ -256,20 +256,21 @@ def test_out_of_memory_degrades_to_tiles_then_stops_and_keeps_the_stream(lite_mo
     assert engine.recover(torch.OutOfMemoryError("out of memory")) is None  # tiled already, and on the CPU
 
 
-#: What the default weights gain at least on a 1280x720 downpour restored at the training renders' scale (measured
-#: on this clip: +6.4 dB; at the camera's own size they change nothing, 0.00 dB).
+#: What the default weights gain at least on a 1280x720 downpour restored at their scale (measured on this clip:
+#: +6.6 dB at 269x151; at the camera's own size, ``working_scale: native``, they change nothing, 0.00 dB).
 CAMERA_SCALE_GAIN = 3.0
 
 
 def test_camera_frames_restored_at_the_weights_scale_gain_and_rain_free_frames_stay_bit_for_bit() -> None:
-    """A 1280x720 road clip with held-out heavy rain, streamed by the shipped default weights at a 256x144 working
-    size (``inference_size``): its last frames gain, and the same clip without rain comes back exactly, the
-    network's change being mapped back onto each frame's own pixels."""
+    """A 1280x720 road clip with held-out heavy rain, streamed by the shipped default weights with the engine's
+    defaults, which restore it at the weights' scale (269x151): its last frames gain, and the same clip without
+    rain comes back exactly, the network's change being mapped back onto each frame's own pixels."""
     rng = np.random.default_rng([4242, 5])
     clean = make_road_clip(6, (1280, 720), rng, road_preset("heldout"))
     rainy = render_video(clean, load_rain_config("heldout"), rng)
-    config = EngineConfig(device="cpu", backend="torch", precision="bf16", inference_size=(256, 144))
+    config = EngineConfig(device="cpu", backend="torch", precision="bf16")
     engine = InferenceEngine(config, environment=CPU_ENV).load()
+    assert engine.working_size(1280, 720) == (269, 151)
     outputs = {}
     for name, frames in (("rainy", rainy.lq), ("clean", clean)):
         stream = engine.open_stream(name)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vimpnet_ros.engine import EngineConfig
-from vimpnet_ros.engine.geometry import FrameGeometry, quantize, tile_starts, validate_frame
+from vimpnet_ros.engine.geometry import FrameGeometry, quantize, tile_starts, validate_frame, working_size
 from vimpnet_ros.errors import InputError
 
 
@@ -100,6 +100,24 @@ def test_a_smaller_working_size_maps_back_the_change_on_the_frames_own_pixels(co
     brighter[:, :3] += 0.1
     changed = geometry.compose(brighter, inputs, torch.from_numpy(frame))
     torch.testing.assert_close(changed[:3], back[:3] + 0.1, atol=1e-5, rtol=0)
+
+
+def test_frames_larger_than_the_weights_scale_work_at_it_with_their_aspect() -> None:
+    """The working size's rules in order: inference_size wins; else the weights' scale (the model's
+    working_pixels) under working_scale weights; then the memory budget."""
+    config, scale = EngineConfig(), 256 * 160
+    assert working_size(720, 1280, config, scale) == (151, 269)  # 1280x720 -> 269x151, 40,619 pixels
+    assert working_size(160, 256, config, scale) == (160, 256)  # at the scale: its own size
+    assert working_size(128, 192, config, scale) == (128, 192)
+    assert working_size(720, 1280, config.replace(working_scale="native"), scale) == (720, 1280)
+    assert working_size(720, 1280, config, None) == (720, 1280)  # a model without a scale (the published one)
+    assert working_size(720, 1280, config.replace(inference_size=(320, 180)), scale) == (180, 320)
+    native_capped = config.replace(working_scale="native", max_inference_pixels=1920 * 1080)
+    assert working_size(4320, 7680, native_capped, scale) == (1080, 1920)
+    tiled = native_capped.replace(oversize_policy="tile")  # tiles restore every pixel: no smaller size
+    assert working_size(4320, 7680, tiled, scale) == (4320, 7680)
+    geometry = FrameGeometry.plan(720, 1280, config, scale)
+    assert geometry.resized and geometry.work_size == (151, 269) and geometry.padded_shape == (152, 272)
 
 
 def test_at_the_input_size_compose_ignores_the_input() -> None:

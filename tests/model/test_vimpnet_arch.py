@@ -325,3 +325,16 @@ def test_the_propagation_bound_round_trips_and_is_not_a_size() -> None:
     assert gated.propagation_bound is not None and get_config("vimpnet").propagation_bound is None
     assert VimpNetConfig.from_dict(gated.to_dict()) == gated
     assert gated.same_network(dataclasses.replace(gated, name="other", propagation_bound=None))
+
+
+@pytest.mark.parametrize("pixels", [0, 64 * 63, -1, 4096.0, True, "40960"])
+def test_a_bad_working_scale_fails_at_config_time(pixels: object) -> None:
+    with pytest.raises(ConfigError, match="working_pixels must be an integer >= 4096"):
+        dataclasses.replace(get_config("vimpnet_lite_gated"), working_pixels=pixels)
+
+
+def test_the_working_scale_round_trips_and_is_not_a_size() -> None:
+    gated = get_config("vimpnet_lite_gated")
+    assert gated.working_pixels == 256 * 160 and get_config("vimpnet").working_pixels is None
+    assert VimpNetConfig.from_dict(gated.to_dict()) == gated
+    assert gated.same_network(dataclasses.replace(gated, name="other", working_pixels=None))

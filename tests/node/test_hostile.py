@@ -271,10 +271,11 @@ def test_a_tiny_jpeg_declaring_3500x3500_buys_no_more_than_a_usual_frame(
     """629 bytes declaring 3500x3500 among a camera's JPEG frames: decoded at the cost budget, good frames flow.
 
     Without the budget it was decoded and restored at 1920x1080 (max_inference_pixels): 28 s of
-    inference on a CPU and +3.6 GB, while the camera's frames waited.
+    inference on a CPU and +3.6 GB, while the camera's frames waited. ``working_scale: native``: at the
+    weights' scale (the default) every frame this large is inferred at that scale and costs what any does.
     """
     node = _start(start_node, checkpoint, log_throttle_s=0.0, window_size=3, input_transport="compressed",
-                  precision="auto")  # fmt: skip
+                  precision="auto", working_scale="native")  # fmt: skip
     probe = probe_factory()
     assert probe.wait_connected(compressed=True), node.log()
     tiny = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()

@@ -269,7 +269,7 @@ def test_two_cameras_share_one_model(start_node: Any, probe_factory: Any, checkp
     probe = probe_factory(prefixes=("front/", "rear/"))
     assert probe.wait_connected("front/") and probe.wait_connected("rear/"), node.log()
     for i in range(2):
-        for prefix, size in (("front/", SIZE), ("rear/", (96, 64))):
+        for prefix, size in (("front/", SIZE), ("rear/", (1280, 720))):
             stamp = BASE_STAMP + i * PERIOD_NS
             status = _send_and_wait(
                 probe, image_msg(make_rgb(i, size), "bgr8", stamp, prefix + "optical"), prefix=prefix
@@ -282,6 +282,9 @@ def test_two_cameras_share_one_model(start_node: Any, probe_factory: Any, checkp
     engine = next(s for name, s in statuses.items() if name.endswith("engine"))
     values = {kv.key: kv.value for kv in engine.values}
     assert values["engines_loaded"] == "1" and values["cameras"] == "front, rear"
+    # the default model's scale: the 1280x720 camera is restored at 269x151, the small one at its own size
+    assert values["working_scale"] == "weights (40960 pixels)"
+    assert values["working_sizes"] == f"{SIZE[0]}x{SIZE[1]} at {SIZE[0]}x{SIZE[1]}, 1280x720 at 269x151"
     assert any(name.endswith("front") for name in statuses) and any(name.endswith("rear") for name in statuses)
     _assert_ok_shutdown(node)
 

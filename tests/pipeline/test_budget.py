@@ -7,16 +7,32 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 
+from vimpnet_ros.engine import EngineConfig, InferenceEngine
 from vimpnet_ros.pipeline.budget import (
     DEFAULT_PERIOD_S,
     FLOOR_PIXELS,
     PRIOR_SECONDS_PER_PIXEL,
     START_PIXELS,
     FrameBudget,
+    Inferred,
 )
 from vimpnet_ros.pipeline.decode import DecodeLimits, declared_size, decode_compressed, decode_image
 
 PERIOD_NS = 33_333_333
+
+
+def _inferred(max_inference_pixels: int = 0, working_scale: str = "native") -> Inferred:
+    """What an engine of these settings infers for a declared (width, height) (loads nothing)."""
+    engine = InferenceEngine(EngineConfig(max_inference_pixels=max_inference_pixels, working_scale=working_scale))
+
+    def pixels(width: int, height: int) -> int:
+        work_w, work_h = engine.working_size(width, height)
+        return work_w * work_h
+
+    return pixels
+
+
+CAPPED, NATIVE = _inferred(1920 * 1080), _inferred()
 
 
 def _camera(width: int, height: int, frames: int = 8, seconds: float = 2.0) -> FrameBudget:
@@ -31,29 +47,36 @@ def _camera(width: int, height: int, frames: int = 8, seconds: float = 2.0) -> F
 def test_a_frame_far_over_the_running_size_gets_only_a_few_periods_more() -> None:
     budget = _camera(640, 480)
     assert budget.running_pixels == 640 * 480 and abs(budget.period_s - 1 / 30) < 1e-6
-    assert budget.allowed_pixels(640, 480, 3.0, 1920 * 1080) == 0  # the usual frame: no bound
-    allowed = budget.allowed_pixels(3500, 3500, 3.0, 1920 * 1080)
+    assert budget.allowed_pixels(640, 480, 3.0, CAPPED) == 0  # the usual frame: no bound
+    allowed = budget.allowed_pixels(3500, 3500, 3.0, CAPPED)
     extra_s = (allowed - 640 * 480) * budget.seconds_per_pixel
     assert 0 < extra_s <= 3 / 30 + 1e-9 and budget.is_jump(3500, 3500) and not budget.is_jump(800, 600)
-    assert budget.allowed_pixels(3500, 3500, 0.0, 1920 * 1080) == 0  # frame_cost_periods 0: no budget
+    assert budget.allowed_pixels(3500, 3500, 0.0, CAPPED) == 0  # frame_cost_periods 0: no budget
 
 
 def test_the_budget_follows_the_device_and_a_camera_that_really_changed_size() -> None:
     fresh = FrameBudget("cuda:0")
     assert fresh.seconds_per_pixel == PRIOR_SECONDS_PER_PIXEL["cuda"] and fresh.period_s == DEFAULT_PERIOD_S
-    assert fresh.allowed_pixels(3840, 2160, 3.0, 0) == 0  # a GPU starts with 4K at no cost
+    assert fresh.allowed_pixels(3840, 2160, 3.0, NATIVE) == 0  # a GPU starts with 4K at no cost
     cpu = FrameBudget("cpu")
-    assert cpu.allowed_pixels(3840, 2160, 3.0, 0) < 3840 * 2160 and cpu.allowed_pixels(1280, 720, 3.0, 0) == 0
+    assert cpu.allowed_pixels(3840, 2160, 3.0, NATIVE) < 3840 * 2160
+    assert cpu.allowed_pixels(1280, 720, 3.0, NATIVE) == 0
     assert START_PIXELS["cpu"] == 1280 * 720
     budget = _camera(640, 480)
     for i in range(8, 20):  # the camera switched to 1920x1080 for good: the median follows
         budget.observe(1920, 1080, i * PERIOD_NS)
-    assert budget.allowed_pixels(1920, 1080, 3.0, 1920 * 1080) == 0
+    assert budget.allowed_pixels(1920, 1080, 3.0, CAPPED) == 0
     # inference stops growing at max_inference_pixels: a frame over it costs what the cap costs
-    assert _camera(3840, 2160).allowed_pixels(7680, 4320, 3.0, 1920 * 1080) == 0
+    assert _camera(3840, 2160).allowed_pixels(7680, 4320, 3.0, CAPPED) == 0
+    # at the weights' scale (the default) a frame larger than it is inferred at it: 8K costs what 640x480 does
+    weights_scale = _inferred(working_scale="weights")
+    assert _camera(640, 480).allowed_pixels(7680, 4320, 3.0, weights_scale) == 0
+    assert _camera(640, 480).allowed_pixels(7680, 4320, 3.0, NATIVE) > 0
     # a camera of tiny frames: their cost is overhead, not pixels; frames up to FLOOR_PIXELS are never bounded
     tiny = _camera(3, 5, seconds=0.3)
-    assert tiny.allowed_pixels(320, 240, 3.0, 0) == 0 and tiny.allowed_pixels(3500, 3500, 3.0, 0) == FLOOR_PIXELS
+    assert (
+        tiny.allowed_pixels(320, 240, 3.0, NATIVE) == 0 and tiny.allowed_pixels(3500, 3500, 3.0, NATIVE) == FLOOR_PIXELS
+    )
 
 
 def test_decoding_to_a_pixel_budget_never_pays_the_declared_size() -> None:

@@ -184,6 +184,7 @@ def test_the_default_weights_record_names_the_rules_they_run_with() -> None:
     config = get_config(name)
     assert record["stage1_presence"] == (None if config.stage1_presence is None else list(config.stage1_presence))
     assert record["propagation_bound"] == config.propagation_bound
+    assert record["working_pixels"] == config.working_pixels
 
 
 @pytest.fixture(scope="module")

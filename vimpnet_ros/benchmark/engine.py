@@ -132,6 +132,7 @@ def _stream_case(case: EngineCase) -> dict[str, Any]:
         window_size=case.window, output_frame=case.output_frame, tile_size=case.tile_size,
         tile_overlap=case.tile_overlap, tile_batch=max(case.tile_batch, cameras),
         engine_cache_dir=case.cache_dir, cpu_threads=case.threads, stage1_passes=case.stage1_passes,
+        working_scale="native",  # the network at the size named, whatever the weights' scale
     )  # fmt: skip
     engine = InferenceEngine(config).load(_model(case.model, case.checkpoint))
     bench = StreamBench(engine, width, height, cameras, case.frames + 2)

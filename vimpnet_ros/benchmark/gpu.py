@@ -532,10 +532,12 @@ def _engine(case: dict[str, Any], backend: str | None = None) -> Any:
     else:
         torch.manual_seed(0)
         model = VimpNet(get_config(case["model"])).eval()
+    # working_scale native: the network at the size named, whatever the weights' scale
     config = EngineConfig(model=case["model"], backend=backend or case["backend"], precision=case["precision"],
                           device=case["device"], window_size=case["window"], tile_size=0,
                           tile_batch=max(4, case["cameras"]), engine_cache_dir=case["cache_dir"],
-                          cpu_threads=1 if case["device"] == "cpu" else 0)  # fmt: skip
+                          cpu_threads=1 if case["device"] == "cpu" else 0,
+                          working_scale="native")  # fmt: skip
     return InferenceEngine(config).load(model)
 
 

@@ -25,6 +25,9 @@ OUTPUT_FRAMES: tuple[str, ...] = ("latest", "center")
 MIN_WINDOW, MAX_WINDOW = 3, 9
 #: What happens to frames over ``max_inference_pixels``: resized to the budget, or tiled.
 OVERSIZE_POLICIES: tuple[str, ...] = ("resize", "tile")
+#: Where a frame larger than the weights' scale is restored: at that scale (the model's ``working_pixels``, aspect
+#: kept, the change mapped back onto the frame), or at its own size.
+WORKING_SCALES: tuple[str, ...] = ("weights", "native")
 #: Tile side and overlap used when the engine tiles on its own (oversize frames, after an out-of-memory error).
 FALLBACK_TILE_SIZE, FALLBACK_TILE_OVERLAP = 256, 32
 #: What a device name may be (see :func:`parse_device`).
@@ -94,6 +97,9 @@ class EngineConfig:
     window_size: int = 5
     output_frame: str = "latest"
     inference_size: tuple[int, int] | None = None
+    #: Without ``inference_size``: ``weights`` restores a frame larger than the weights' scale (the model's
+    #: ``working_pixels``) at that scale, ``native`` at its own size (engine/geometry.py).
+    working_scale: str = "weights"
     tile_size: int = 0
     tile_overlap: int = 32
     #: Frames with more pixels (after ``inference_size``) are resized to this budget or tiled
@@ -131,6 +137,7 @@ class EngineConfig:
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("output_frame", self.output_frame, OUTPUT_FRAMES)
         _check_choice("oversize_policy", self.oversize_policy, OVERSIZE_POLICIES)
+        _check_choice("working_scale", self.working_scale, WORKING_SCALES)
         parse_device(self.device)
         self._check_window()
         self._check_inference_size()

@@ -38,11 +38,12 @@ from vimpnet_ros.engine.backends.registry import backend_spec
 from vimpnet_ros.engine.backends.select import Selection, select_backend
 from vimpnet_ros.engine.config import FALLBACK_TILE_OVERLAP, FALLBACK_TILE_SIZE, EngineConfig, resolve_stage1_passes
 from vimpnet_ros.engine.drop_fill import fill_drops
-from vimpnet_ros.engine.geometry import FrameGeometry, Uploader, quantize, validate_frame
+from vimpnet_ros.engine.geometry import FrameGeometry, Uploader, quantize, validate_frame, working_size
 from vimpnet_ros.engine.hardware import Environment
 from vimpnet_ros.engine.result import PLANE_SCALE, FrameResult
 from vimpnet_ros.engine.stream import FrameSlot, Stream
 from vimpnet_ros.errors import CheckpointError, ConfigError, EngineError, InputError
+from vimpnet_ros.model.config import get_config
 
 if TYPE_CHECKING:
     from vimpnet_ros.model import VimpNet
@@ -270,11 +271,25 @@ class InferenceEngine:
         """(h, w, 3) integer frame -> the engine's device (once per frame; pinned and asynchronous on CUDA)."""
         return self._uploader.upload(frame)
 
+    @property
+    def working_pixels(self) -> int | None:
+        """The loaded model's scale (``VimpNetConfig.working_pixels``); the configured model's before loading."""
+        return (self.model.config if self.model is not None else get_config(self.config.model)).working_pixels
+
+    def working_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) the network restores (width, height) frames at; arithmetic only, for any declared size."""
+        work_h, work_w = working_size(height, width, self.config, self.working_pixels)
+        return work_w, work_h
+
+    def working_sizes(self) -> dict[tuple[int, int], tuple[int, int]]:
+        """(width, height) of every frame size planned so far -> the (width, height) it is restored at (diagnostics)."""
+        return {(w, h): (g.work_size[1], g.work_size[0]) for (h, w), g in list(self._geometries.items())}
+
     def geometry_for(self, height: int, width: int) -> FrameGeometry:
         """Tiling/padding plan for (height, width) frames, computed once per size."""
         key = (height, width)
         if key not in self._geometries:
-            self._geometries[key] = FrameGeometry.plan(height, width, self.config)
+            self._geometries[key] = FrameGeometry.plan(height, width, self.config, self.working_pixels)
         return self._geometries[key]
 
     def batch_sizes(self, width: int, height: int, streams: int = 1) -> list[int]:

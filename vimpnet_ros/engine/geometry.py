@@ -1,4 +1,8 @@
-"""Frame geometry: resize to ``inference_size``, split into overlapping tiles, pad to a multiple of 4, and back.
+"""Frame geometry: resize to the working size, split into overlapping tiles, pad to a multiple of 4, and back.
+
+The working size (:func:`working_size`) is ``inference_size`` when one is set; else a frame larger than the
+weights' scale (the model's ``working_pixels``, under ``working_scale: weights``) is resized to it, aspect
+kept; then a frame over ``max_inference_pixels`` is resized to that budget or tiled (``oversize_policy``).
 
 A frame restored at a smaller working size gets back the network's change, enlarged, on its own pixels
 (:meth:`FrameGeometry.compose`), not an enlarged image: what the network leaves alone keeps its detail.
@@ -111,11 +115,38 @@ def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> np.nda
     return weight
 
 
+def _within(height: int, width: int, pixels: int) -> tuple[int, int]:
+    """The largest (height, width) of the same aspect with at most ``pixels`` pixels (each side >= SIZE_MULTIPLE)."""
+    if height * width <= pixels:
+        return height, width
+    scale = math.sqrt(pixels / (height * width))
+    return max(SIZE_MULTIPLE, int(height * scale)), max(SIZE_MULTIPLE, int(width * scale))
+
+
+def working_size(height: int, width: int, config: EngineConfig, working_pixels: int | None = None) -> tuple[int, int]:
+    """(height, width) the network restores (height, width) frames at (the module docstring's order of rules).
+
+    ``working_pixels`` is the model's rule (``VimpNetConfig.working_pixels``), applied under ``working_scale:
+    weights`` when no ``inference_size`` is set. Pure arithmetic: the frame cost budget asks it for any
+    declared size before a byte is decoded.
+    """
+    if config.inference_size is not None:
+        work_w, work_h = config.inference_size
+    else:
+        work_h, work_w = height, width
+        if working_pixels and config.working_scale == "weights":
+            work_h, work_w = _within(work_h, work_w, working_pixels)
+    budget = config.max_inference_pixels
+    if budget and config.oversize_policy == "resize":
+        work_h, work_w = _within(work_h, work_w, budget)
+    return work_h, work_w
+
+
 @dataclass
 class FrameGeometry:
     """How frames of one input size map to network tiles and back.
 
-    ``work_size`` is (height, width) after ``inference_size``; ``tile_shape`` the
+    ``work_size`` is (height, width) at the :func:`working_size`; ``tile_shape`` the
     (height, width) of every tile before padding and ``padded_shape`` after padding
     to a multiple of 4; ``origins`` the (y, x) of each tile in the working frame.
     """
@@ -131,20 +162,13 @@ class FrameGeometry:
     _device_weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def plan(cls, height: int, width: int, config: EngineConfig) -> FrameGeometry:
-        """Compute the geometry for (height, width) frames under ``config``."""
-        if config.inference_size is not None:
-            work_w, work_h = config.inference_size
-        else:
-            work_h, work_w = height, width
+    def plan(cls, height: int, width: int, config: EngineConfig, working_pixels: int | None = None) -> FrameGeometry:
+        """Compute the geometry for (height, width) frames under ``config`` (``working_pixels``: the model's)."""
+        work_h, work_w = working_size(height, width, config, working_pixels)
         tile_size, overlap = config.tile_size, config.tile_overlap
         budget = config.max_inference_pixels
-        if budget and work_h * work_w > budget:
-            if config.oversize_policy == "resize":  # largest size of the same aspect within the budget
-                scale = math.sqrt(budget / (work_h * work_w))
-                work_h, work_w = max(SIZE_MULTIPLE, int(work_h * scale)), max(SIZE_MULTIPLE, int(work_w * scale))
-            elif tile_size == 0:
-                tile_size, overlap = FALLBACK_TILE_SIZE, min(overlap, FALLBACK_TILE_OVERLAP)
+        if budget and work_h * work_w > budget and config.oversize_policy == "tile" and tile_size == 0:
+            tile_size, overlap = FALLBACK_TILE_SIZE, min(overlap, FALLBACK_TILE_OVERLAP)
         if tile_size > 0:
             tile_h, tile_w = min(tile_size, work_h), min(tile_size, work_w)
         else:
@@ -198,7 +222,7 @@ class FrameGeometry:
 
     @property
     def resized(self) -> bool:
-        """Whether the network works at another size than the input's (``inference_size``, an oversize resize)."""
+        """Whether the network works at another size than the input's (:func:`working_size`)."""
         return self.work_size != self.input_size
 
     def merge(self, tiles: torch.Tensor) -> torch.Tensor:

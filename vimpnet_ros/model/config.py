@@ -32,8 +32,12 @@ def check_stage1_passes(passes: object, where: str = "", auto: bool = False) -> 
         raise ConfigError(f"{where}stage1_passes must be in {low}..{MAX_STAGE1_PASSES}{meaning}, got {passes!r}")
 
 
+#: The smallest ``working_pixels`` a config may name (a 64x64 frame: below it the quarter-resolution features
+#: and the 7x7 soft split have almost nothing to see).
+MIN_WORKING_PIXELS = 64 * 64
+
 #: Config fields that are rules on trained weights, not sizes: configs that differ only in them load the same weights.
-RULES = ("stage1_presence", "stage1_passes", "propagation_bound")
+RULES = ("stage1_presence", "stage1_passes", "propagation_bound", "working_pixels")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,11 @@ class VimpNetConfig:
     them as drops); calibrated for a model's weights by ``python -m vimpnet_ros.training.calibrate_bound``
     at the largest norm the training distribution reaches, rounded up, so a frame like those is restored as
     if there were no bound.
+    ``working_pixels`` (a rule on the trained weights too; None in the published network): the frame area, in
+    pixels, at which the weights learned rain. Rain is drawn at a frame's scale (a drop up to a fifth of the
+    frame), so weights trained on small renders leave the same rain in place at a camera's size; the engine
+    restores a larger frame at the largest size of the same aspect within this area and maps the change back
+    (``EngineConfig.working_scale``).
     """
 
     name: str
@@ -92,6 +101,7 @@ class VimpNetConfig:
     stage1_presence: tuple[float, float] | None = None
     stage1_passes: int = 1
     propagation_bound: float | None = None
+    working_pixels: int | None = None
 
     def __post_init__(self) -> None:
         """Reject sizes that cannot build (checked here so a bad config file fails before any tensor)."""
@@ -130,6 +140,14 @@ class VimpNetConfig:
         ):
             raise ConfigError(
                 f"model config {self.name!r}: propagation_bound must be a finite number > 0 or None, got {bound!r}"
+            )
+
+        pixels = self.working_pixels
+        not_pixels = isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < MIN_WORKING_PIXELS
+        if pixels is not None and not_pixels:
+            raise ConfigError(
+                f"model config {self.name!r}: working_pixels must be an integer >= {MIN_WORKING_PIXELS} or None, "
+                f"got {pixels!r}"
             )
 
     def same_network(self, other: VimpNetConfig) -> bool:
@@ -193,6 +211,8 @@ CONFIGS["vimpnet_lite_v1"] = dataclasses.replace(
 #: ``python -m vimpnet_ros.training.calibrate_presence --model vimpnet_lite_gated`` on the shipped weights).
 #: Its propagated features stay within ``propagation_bound`` (``python -m vimpnet_ros.training.calibrate_bound --model
 #: vimpnet_lite_gated`` on the shipped weights), so wide smooth areas of a camera frame raise no false drops.
+#: Its weights learned rain on 224x160 renders: frames larger than the demo drive's 256x160 are restored at that
+#: area (``working_pixels``; docs/training.md, "Camera-size frames: restore at the weights' scale").
 #: The default model; its shipped weights leave clean frames alone and gain on light rain.
 CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
     CONFIGS["vimpnet_lite"],
@@ -200,6 +220,7 @@ CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
     gated_residuals=True,
     stage1_presence=(0.10, 0.12),
     propagation_bound=16.0,
+    working_pixels=256 * 160,
 )
 #: The architectures above ship (or shipped) weights; study candidates live in :mod:`.candidates`
 #: and are registered too, so their checkpoints load by name.

@@ -6,15 +6,21 @@ The input limits bound bytes and pixels; they cannot say that a 629-byte JPEG de
 recent frames) and the device's measured inference seconds per pixel, and says, before a
 byte is decoded, how many pixels a frame may have so that it costs at most
 ``frame_cost_periods`` camera periods more than the camera's usual frames. Everything is in
-pixels as inferred: a frame over ``max_inference_pixels`` is inferred at that size anyway,
-so its cost stops growing there. A camera that really changed its size passes again once its
-running size (a median over ``HISTORY`` frames) has followed.
+pixels as inferred (the engine's working size: a frame larger than the weights' scale or
+``max_inference_pixels`` is inferred at that size anyway, so its cost stops growing there).
+A camera that really changed its size passes again once its running size (a median over
+``HISTORY`` frames) has followed.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
+from collections.abc import Callable
+
+#: (width, height) declared -> pixels the engine infers for it (``InferenceEngine.working_size``, multiplied).
+Inferred = Callable[[int, int], int]
 
 #: Inference seconds per pixel assumed before the device has restored a frame (then measured): a 2-core
 #: AVX-512 CPU needs ~5e-6 with vimpnet_lite at 640x480; GPUs are about a thousand times faster.
@@ -59,21 +65,19 @@ class FrameBudget:
         """Median step between the camera's recent stamps (DEFAULT_PERIOD_S until two are known)."""
         return statistics.median(self._steps) / 1e9 if self._steps else DEFAULT_PERIOD_S
 
-    def allowed_pixels(self, width: int, height: int, periods: float, inference_cap: int) -> int:
+    def allowed_pixels(self, width: int, height: int, periods: float, inferred: Inferred) -> int:
         """Pixels a frame declaring ``width`` x ``height`` may keep; 0 when it is within the budget (or none is set).
 
-        ``periods`` is ``frame_cost_periods`` (0 = no budget), ``inference_cap`` the engine's
-        ``max_inference_pixels`` (0 = none).
+        ``periods`` is ``frame_cost_periods`` (0 = no budget), ``inferred`` what the engine infers for a size
+        (the running size is taken at this frame's aspect).
         """
         if periods <= 0:
             return 0
-
-        def inferred(pixels: int) -> int:
-            return min(pixels, inference_cap) if inference_cap > 0 else pixels
-
-        usual = inferred(self.running_pixels or self.start_pixels)
+        usual_pixels = self.running_pixels or self.start_pixels
+        scale = math.sqrt(usual_pixels / (width * height))
+        usual = inferred(max(1, round(width * scale)), max(1, round(height * scale)))
         allowed = max(FLOOR_PIXELS, usual + int(periods * self.period_s / self.seconds_per_pixel))
-        return 0 if inferred(width * height) <= allowed else allowed
+        return 0 if inferred(width, height) <= allowed else allowed
 
     def is_jump(self, width: int, height: int) -> bool:
         """Whether a declared size is far above the camera's running size."""

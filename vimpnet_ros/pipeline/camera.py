@@ -133,6 +133,11 @@ class CameraPipeline:
             self.count_bad_input(InputError(f"{type(error).__name__}: {error}"))
         return None
 
+    def inferred_pixels(self, width: int, height: int) -> int:
+        """Pixels the engine infers for a (width, height) frame (its working size; the frame cost budget's unit)."""
+        work_w, work_h = self.engine.working_size(width, height)
+        return work_w * work_h
+
     def decode(self, msg: Any, compressed: bool, inputs: InputSettings) -> DecodedFrame:
         """Decode a camera message within the input limits and the frame cost budget; InputError if unusable.
 
@@ -143,8 +148,8 @@ class CameraPipeline:
         limits = inputs.decode_limits
         width, height = declared_size(msg, compressed)
         limits.check(width, height, "declared size")
-        budget, cap = self.budget, self.engine.config.max_inference_pixels
-        allowed = budget.allowed_pixels(width, height, inputs.frame_cost_periods, cap)
+        budget = self.budget
+        allowed = budget.allowed_pixels(width, height, inputs.frame_cost_periods, self.inferred_pixels)
         jump = budget.is_jump(width, height)
         budget.observe(width, height, header_stamp_ns(msg.header))
         if allowed:
@@ -153,9 +158,8 @@ class CameraPipeline:
             cost = f"{width}x{height}"
             if jump:
                 cost += f", {width * height / (budget.running_pixels or 1):.0f}x this camera's running size"
-            inferred = min(width * height, cap) if cap > 0 else width * height
             cost += (
-                f", would cost ~{budget.seconds_per_pixel * inferred:.1f} s against its "
+                f", would cost ~{budget.seconds_per_pixel * self.inferred_pixels(width, height):.1f} s against its "
                 f"{budget.period_s * 1e3:.0f} ms period (frame_cost_periods {inputs.frame_cost_periods:g})"
             )
             if inputs.frame_cost_policy == "refuse":
@@ -256,8 +260,7 @@ class CameraPipeline:
             self.counters.consecutive_failures = 0
             self.counters.restored += 1
         height, width = result.image.shape[:2]
-        cap = self.engine.config.max_inference_pixels
-        self.budget.measured(result.inference_ms / 1e3, min(width * height, cap) if cap > 0 else width * height)
+        self.budget.measured(result.inference_ms / 1e3, self.inferred_pixels(width, height))
         latency = self._latency_s(source, now_ns, settings.inputs)
         status = self._status(
             Processing.RESTORED,

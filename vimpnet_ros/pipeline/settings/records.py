@@ -23,6 +23,7 @@ from vimpnet_ros.engine import (
     OUTPUT_FRAMES,
     OVERSIZE_POLICIES,
     PRECISIONS,
+    WORKING_SCALES,
     EngineConfig,
 )
 from vimpnet_ros.errors import ConfigError
@@ -93,7 +94,7 @@ ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
         "int",
         0,
         "resize frames to this width for inference, the network's change mapped back onto each frame "
-        "(0 = native); with inference_height",
+        "(0 = as working_scale says); with inference_height",
         read_only=True,
         int_range=(0, 8192, 0),
         field="inference_size",
@@ -104,12 +105,22 @@ ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
         "inference_height",
         "int",
         0,
-        "resize frames to this height for inference (0 = native)",
+        "resize frames to this height for inference (0 = as working_scale says)",
         read_only=True,
         int_range=(0, 8192, 0),
         field="inference_size",
         part=1,
         unset=0,
+    ),
+    ParamSpec(
+        "working_scale",
+        "string",
+        _ENGINE.working_scale,
+        "without inference_width/height: weights restores a frame larger than the weights' scale (the model's "
+        "working_pixels) at that scale, aspect kept, the network's change mapped back onto the frame; native "
+        "restores it at its own size",
+        read_only=True,
+        choices=WORKING_SCALES,
     ),
     ParamSpec(
         "tile_size", "int", 0, "spatial tile size in pixels (0 = whole frame)", read_only=True, int_range=(0, 8192, 0)

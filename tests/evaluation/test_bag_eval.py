@@ -67,6 +67,8 @@ def test_report_matches_independent_metrics(storage: str, evaluated: Callable[[s
     report = json.loads((root / f"report_{storage}" / "report.json").read_text())
     assert report["stage1_passes"] == 1  # what the engine ran: one pass on a CPU
     assert "stage-1 passes 1," in (root / f"report_{storage}" / "report.md").read_text()
+    assert report["working_sizes"] == "64x48 at 64x48"  # below the default weights' scale: its own size
+    assert "frames restored 64x48 at 64x48" in (root / f"report_{storage}" / "report.md").read_text()
     (topic,) = report["topics"]
     assert (topic["topic"], topic["frames_in"], topic["frames_out"], topic["frames_with_gt"]) == (
         "/camera/image",

@@ -281,9 +281,11 @@ class InferenceEngine:
         work_h, work_w = working_size(height, width, self.config, self.working_pixels)
         return work_w, work_h
 
-    def working_sizes(self) -> dict[tuple[int, int], tuple[int, int]]:
-        """(width, height) of every frame size planned so far -> the (width, height) it is restored at (diagnostics)."""
-        return {(w, h): (g.work_size[1], g.work_size[0]) for (h, w), g in list(self._geometries.items())}
+    def working_sizes(self) -> str:
+        """``64x48 at 64x48, 1280x720 at 269x151``: each frame size planned so far and the size it is restored at
+        (diagnostics, reports); ``none yet`` before the first frame."""
+        sizes = sorted((w, h, g.work_size[1], g.work_size[0]) for (h, w), g in list(self._geometries.items()))
+        return ", ".join(f"{w}x{h} at {ww}x{wh}" for w, h, ww, wh in sizes) or "none yet"
 
     def geometry_for(self, height: int, width: int) -> FrameGeometry:
         """Tiling/padding plan for (height, width) frames, computed once per size."""

@@ -114,6 +114,8 @@ class EvalReport:
     backend: str | None = None
     precision: str | None = None
     stage1_passes: int | None = None
+    #: Each frame size and the size the network restored it at (``InferenceEngine.working_sizes``).
+    working_sizes: str | None = None
     wall_s: float = 0.0
     topic_counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -519,6 +521,7 @@ class _Evaluation:
             backend=self.engine.backend_name,
             precision=self.engine.precision_name,
             stage1_passes=self.engine.stage1_passes,
+            working_sizes=self.engine.working_sizes(),
             wall_s=time.monotonic() - started,
             topic_counts={t.name: t.count for t in self.reader.topics()},
         )

@@ -263,6 +263,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- model `{settings.get('model')}`, backend `{report.get('backend')}`, precision `{report.get('precision')}`, "
         + (f"stage-1 passes {report['stage1_passes']}, " if report.get("stage1_passes") is not None else "")
         + f"window {settings.get('window_size')}, output frame `{settings.get('output_frame')}`"
+        + (f", frames restored {report['working_sizes']}" if report.get("working_sizes") else "")
     )
     lines.append(f"- wall time {report['wall_s']:.1f} s")
     for note in report.get("notes", []):

@@ -221,11 +221,6 @@ class CameraStats:
         return level, message, values
 
 
-def working_sizes_value(sizes: dict[tuple[int, int], tuple[int, int]]) -> str:
-    """``1280x720 at 269x151, 64x48 at 64x48``: each frame size restored so far and its working size."""
-    return ", ".join(f"{w}x{h} at {ww}x{wh}" for (w, h), (ww, wh) in sorted(sizes.items())) or "none yet"
-
-
 def make_status(
     name: str, hardware_id: str, level: int, message: str, values: list[tuple[str, str]]
 ) -> DiagnosticStatus:

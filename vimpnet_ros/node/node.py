@@ -37,7 +37,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from vimpnet_ros.errors import ConfigError, EngineError, VimpnetError
 from vimpnet_ros.node.camera_io import CameraIO, CameraPublishers
-from vimpnet_ros.node.diagnostics import Thresholds, make_array, make_status, working_sizes_value
+from vimpnet_ros.node.diagnostics import Thresholds, make_array, make_status
 from vimpnet_ros.node.qos import DIAGNOSTICS_QOS, SERVICE_QOS, InputSubscription, create_output_publisher
 from vimpnet_ros.node.ros_params import ParameterBridge
 from vimpnet_ros.node.scheduler import Batch, InferenceWorker
@@ -365,7 +365,7 @@ class DerainCore:
                     ("engines_loaded", str(1 + engine.reloads)),
                     ("tile_size", str(engine.config.tile_size)),
                     ("working_scale", f"{engine.config.working_scale} ({engine.working_pixels or 'none'} pixels)"),
-                    ("working_sizes", working_sizes_value(engine.working_sizes())),
+                    ("working_sizes", engine.working_sizes()),
                     ("cameras", ", ".join(c.pipeline.label for c in self.cameras.values())),
                     ("pending_frames", str(self.worker.pending_count() if self.worker else 0)),
                     ("building_in_background", ", ".join(engine.building()) or "none"),

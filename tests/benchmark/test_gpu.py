@@ -44,6 +44,10 @@ def test_full_plan_covers_the_targets_and_compiles_lite_first(tmp_path: Path) ->
     assert ids.index("latency-torch-vimpnet-1280x720-1cam-fp16") < first_compiled  # eager first, while compiling
     # the node's default model as the engine runs it on the device (its stage-1 passes), eager
     assert ids.index("latency-torch-vimpnet_lite_gated-1280x720-1cam-fp16") == first_compiled - 1
+    default = cases[first_compiled - 1]  # ... at the weights' scale, as the node runs it; the others at their size
+    assert default["working_scale"] == "weights" and all(
+        "working_scale" not in case for case in cases if case != default
+    )
     assert ids[-2:] == ["restart", "fidelity_compiled"]
     needed = {case["needs"] for case in cases if "needs" in case}
     assert needed == {job["id"] for job in compiles}  # every compilation is used, each once

@@ -199,14 +199,15 @@ def build_plan(plan: Plan, cache_dir: Path) -> tuple[list[dict[str, Any]], list[
                     case["needs"] = compile_job(model, size, cameras, precision)
                 cases.append(case)
     precision = plan.precisions[0]
-    # The node's default model as the node runs it there: stage-1 passes by device (two on CUDA), eager, beside the
-    # compilations, after the eager cases above.
+    # The node's default model as the node runs it there: stage-1 passes by device (two on CUDA), frames larger than
+    # its weights' scale restored at that scale (working_scale weights), eager, beside the compilations, after the
+    # eager cases above.
     from vimpnet_ros.engine import EngineConfig
 
     model = EngineConfig().model
     default = {**common, "kind": "latency", "backend": "torch", "precision": precision, "model": model,
-               "size": list(largest), "cameras": 1, "id": f"latency-torch-{model}-{largest[0]}x{largest[1]}-1cam-"
-               f"{precision}"}  # fmt: skip
+               "size": list(largest), "cameras": 1, "working_scale": "weights",
+               "id": f"latency-torch-{model}-{largest[0]}x{largest[1]}-1cam-{precision}"}  # fmt: skip
     first_compiled = next((i for i, case in enumerate(cases) if case.get("backend") == "compiled"), len(cases))
     cases.insert(first_compiled, default)
     cases.append({**common, "id": "restart", "kind": "restart", "backend": "compiled", "precision": precision,
@@ -486,6 +487,8 @@ def markdown(doc: dict[str, Any]) -> str:
         if c.get("kind") != "latency":
             continue
         size = "x".join(map(str, c.get("size", [])))
+        if c.get("working_scale") == "weights" and c.get("working_sizes"):
+            size = c["working_sizes"]  # the node's default: restored at the weights' scale, e.g. 1280x720 at 269x151
         passes = f" (stage 1 x{c['stage1_passes']})" if c.get("stage1_passes", 1) > 1 else ""
         head = f"| {c['model']}{passes} | {size} | {c['cameras']} | {c['backend']} | {c['precision']} |"
         if c.get("status") != "ok":
@@ -532,12 +535,12 @@ def _engine(case: dict[str, Any], backend: str | None = None) -> Any:
     else:
         torch.manual_seed(0)
         model = VimpNet(get_config(case["model"])).eval()
-    # working_scale native: the network at the size named, whatever the weights' scale
+    # The network at the size named (working_scale native) unless the case runs the node's default scale.
     config = EngineConfig(model=case["model"], backend=backend or case["backend"], precision=case["precision"],
                           device=case["device"], window_size=case["window"], tile_size=0,
                           tile_batch=max(4, case["cameras"]), engine_cache_dir=case["cache_dir"],
                           cpu_threads=1 if case["device"] == "cpu" else 0,
-                          working_scale="native")  # fmt: skip
+                          working_scale=case.get("working_scale", "native"))  # fmt: skip
     return InferenceEngine(config).load(model)
 
 
@@ -577,6 +580,7 @@ def _latency_worker(case: dict[str, Any]) -> dict[str, Any]:
     record.update(device_memory(engine.device))
     record["engine"] = engine.backend.describe()
     record["stage1_passes"] = engine.stage1_passes
+    record["working_sizes"] = engine.working_sizes()
     if case["backend"] == "compiled":
         status = engine.backend.status()
         record["eager_calls_while_timed"] = counts.eager - eager_before

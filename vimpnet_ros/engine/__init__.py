@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         WORKING_SCALES,
         EngineConfig,
         default_engine_cache_dir,
+        fit_pixels,
         resolve_stage1_passes,
     )
     from vimpnet_ros.engine.drop_fill import MASK_LEVEL, fill_drops
@@ -56,6 +57,7 @@ _EXPORTS = {
     "FrameResult": "result",
     "Stream": "stream",
     "window_indices": "stream",
+    "fit_pixels": "config",
     "fill_drops": "drop_fill",
     "MASK_LEVEL": "drop_fill",
     # the engine's choices and ranges (the node's parameter table offers them)
@@ -112,6 +114,7 @@ __all__ = [
     "cpu_description",
     "default_engine_cache_dir",
     "fill_drops",
+    "fit_pixels",
     "installed_version",
     "keep_freed_memory",
     "resolve_device",

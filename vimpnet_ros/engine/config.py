@@ -9,6 +9,7 @@ Nothing here touches files or devices; choices that depend on the machine
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,15 @@ SIZE_MULTIPLE = 4
 #: (docs/training.md, "Two stage-1 passes") for about twice stage 1's time, which a GPU has to spare and a CPU does
 #: not. Other models make one pass (the published network; a model without the rule would change clean frames again).
 AUTO_STAGE1_PASSES: dict[str, int] = {"cuda": 2, "cpu": 1}
+
+
+def fit_pixels(width: int, height: int, max_pixels: int, min_side: int = 1) -> tuple[int, int]:
+    """The largest (width, height) of the same aspect with at most ``max_pixels`` pixels, each side at least
+    ``min_side`` (unchanged when it fits; 0 = no cap): the engine's working size and the decoder's budget."""
+    if max_pixels <= 0 or width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    return max(min_side, int(width * scale)), max(min_side, int(height * scale))
 
 
 def default_engine_cache_dir() -> Path:

@@ -26,14 +26,19 @@ buffer (:class:`Uploader`), and only the quantised planes come back.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vimpnet_ros.engine.config import FALLBACK_TILE_OVERLAP, FALLBACK_TILE_SIZE, SIZE_MULTIPLE, EngineConfig
+from vimpnet_ros.engine.config import (
+    FALLBACK_TILE_OVERLAP,
+    FALLBACK_TILE_SIZE,
+    SIZE_MULTIPLE,
+    EngineConfig,
+    fit_pixels,
+)
 from vimpnet_ros.errors import InputError
 
 #: Frame dtypes the engine takes: 8-bit, or 16-bit with a white level (e.g. 4095 for a 12-bit camera).
@@ -115,14 +120,6 @@ def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> np.nda
     return weight
 
 
-def _within(height: int, width: int, pixels: int) -> tuple[int, int]:
-    """The largest (height, width) of the same aspect with at most ``pixels`` pixels (each side >= SIZE_MULTIPLE)."""
-    if height * width <= pixels:
-        return height, width
-    scale = math.sqrt(pixels / (height * width))
-    return max(SIZE_MULTIPLE, int(height * scale)), max(SIZE_MULTIPLE, int(width * scale))
-
-
 def working_size(height: int, width: int, config: EngineConfig, working_pixels: int | None = None) -> tuple[int, int]:
     """(height, width) the network restores (height, width) frames at (the module docstring's order of rules).
 
@@ -133,12 +130,11 @@ def working_size(height: int, width: int, config: EngineConfig, working_pixels: 
     if config.inference_size is not None:
         work_w, work_h = config.inference_size
     else:
-        work_h, work_w = height, width
+        work_w, work_h = width, height
         if working_pixels and config.working_scale == "weights":
-            work_h, work_w = _within(work_h, work_w, working_pixels)
-    budget = config.max_inference_pixels
-    if budget and config.oversize_policy == "resize":
-        work_h, work_w = _within(work_h, work_w, budget)
+            work_w, work_h = fit_pixels(work_w, work_h, working_pixels, SIZE_MULTIPLE)
+    if config.oversize_policy == "resize":
+        work_w, work_h = fit_pixels(work_w, work_h, config.max_inference_pixels, SIZE_MULTIPLE)
     return work_h, work_w
 
 

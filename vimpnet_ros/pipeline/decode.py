@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vimpnet_ros.engine import fit_pixels
 from vimpnet_ros.errors import InputError
 
 #: Raw encoding -> (channels, bytes per channel, encoding of the published derained image).
@@ -126,14 +127,6 @@ def declared_size(msg: Any, compressed: bool) -> tuple[int, int]:
     if data.size == 0:
         raise InputError(f"empty compressed image, format '{msg.format}'")
     return compressed_size(data, f"compressed image, format '{msg.format}'")[1:]
-
-
-def fit_pixels(width: int, height: int, max_pixels: int) -> tuple[int, int]:
-    """The largest size of the same aspect with at most ``max_pixels`` pixels (unchanged when it fits; 0 = no cap)."""
-    if max_pixels <= 0 or width * height <= max_pixels:
-        return width, height
-    scale = (max_pixels / (width * height)) ** 0.5
-    return max(1, int(width * scale)), max(1, int(height * scale))
 
 
 def _shrink(rgb: np.ndarray, max_pixels: int) -> np.ndarray:

@@ -161,15 +161,19 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def test_a_killed_check_stops_its_workers_and_leaves_json(tmp_path: Path) -> None:
-    """SIGTERM (a caller's timeout) mid-run: the workers are stopped and gpu.json holds what was done."""
+@pytest.mark.parametrize("after_s", [0.0, 6.0])  # as the workers start; in the middle of a compilation
+def test_a_killed_check_stops_its_workers_and_leaves_json(tmp_path: Path, after_s: float) -> None:
+    """SIGTERM (a caller's timeout) mid-run: the workers are stopped, their files gone, gpu.json holds what was done.
+
+    Only inductor's cache stays (``--warm-inductor-cache`` keeps it on purpose).
+    """
     import signal
     import time
 
     output, cache = tmp_path / "out", tmp_path / "cache"
     command = [sys.executable, "-m", "vimpnet_ros.benchmark.gpu", "--output", str(output), "--device", "cpu",
                "--quick", "--budget-s", "900", "--cache-dir", str(cache), "--warm-inductor-cache"]  # fmt: skip
-    scratch = tmp_path / "tmp"  # where the check keeps worker logs and inductor's cache
+    scratch = tmp_path / "tmp"  # the check's temporary folder: worker logs, their temporary files, inductor's cache
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -178,6 +182,7 @@ def test_a_killed_check_stops_its_workers_and_leaves_json(tmp_path: Path) -> Non
         while len(_processes_mentioning(str(cache))) < 3 and time.monotonic() < deadline:  # check + 2 workers
             time.sleep(0.2)
         assert len(_processes_mentioning(str(cache))) >= 3, "the workers did not start"
+        time.sleep(after_s)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 128 + signal.SIGTERM
     finally:
@@ -186,4 +191,4 @@ def test_a_killed_check_stops_its_workers_and_leaves_json(tmp_path: Path) -> Non
     assert doc["complete"] is False
     time.sleep(0.5)
     assert _processes_mentioning(str(cache)) == []
-    assert list(scratch.iterdir()) == []
+    assert [path.name for path in scratch.iterdir() if not path.name.startswith("torchinductor_")] == []

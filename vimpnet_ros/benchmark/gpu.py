@@ -271,13 +271,20 @@ class Report:
 
 
 def _worker_env(scratch: Path, warm_inductor: bool) -> dict[str, str]:
+    """The workers' environment: this checkout importable; their temporary files (a package being compiled, a
+    killed compiler's leftovers) inside ``scratch``, which the check removes; inductor's cache there too, unless
+    it is kept warm where inductor keeps it by default."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     import vimpnet_ros
 
     env = dict(os.environ)
     root = str(Path(vimpnet_ros.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    if not warm_inductor:
-        env["TORCHINDUCTOR_CACHE_DIR"] = str(scratch / "inductor")
+    inductor = env.get("TORCHINDUCTOR_CACHE_DIR", default_cache_dir()) if warm_inductor else str(scratch / "inductor")
+    env["TORCHINDUCTOR_CACHE_DIR"] = inductor
+    (scratch / "tmp").mkdir(exist_ok=True)
+    env["TMPDIR"] = str(scratch / "tmp")
     return env
 
 
@@ -295,18 +302,37 @@ def _start(case: dict[str, Any], scratch: Path, env: dict[str, str], timeout_s: 
     return Running(case, process, stdout, stderr, now, now + timeout_s)
 
 
-def _stop(running: Running) -> None:
-    """Terminate a worker and everything it started."""
-    if running.process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(running.process.pid, signal.SIGTERM)
-    try:
-        running.process.wait(timeout=5.0)
-    except subprocess.TimeoutExpired:
+def _stop(running: Running, grace_s: float = 5.0) -> None:
+    """Terminate a worker and everything it started: its whole process group, not only the worker.
+
+    A child the worker forked (a compile pool) outlives its parent unless the group itself is waited for, so
+    the group is asked to stop (SIGTERM), given ``grace_s`` to empty, then killed (SIGKILL).
+    """
+    group = running.process.pid
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(running.process.pid, signal.SIGKILL)
-        running.process.wait()
+            os.killpg(group, sig)
+        end = time.monotonic() + grace_s
+        while time.monotonic() < end:
+            running.process.poll()  # reap the worker itself, so that only live members keep the group
+            if not _group_alive(group):
+                return
+            time.sleep(0.05)
+    running.process.wait()
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of ``group`` still runs (reaped or zombie members do not count: Linux /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields_after_name = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields_after_name[2]) == group and fields_after_name[0] != "Z":
+            return True
+    return False
 
 
 def _collect(running: Running) -> dict[str, Any]:
@@ -341,15 +367,17 @@ def run_check(options: GpuCheckOptions) -> int:
     }
     report = Report(options.output, header)
     report.write(complete=False)
-    # A polite kill (the caller's timeout) still stops the workers and writes the last files.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # A polite kill (the caller's timeout) is noted and read between two steps of the loop, never inside one (a
+    # worker just started and not yet recorded would outlive the check): the workers are stopped, the files written.
+    stopped: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))
     env = _worker_env(scratch, options.warm_inductor_cache)
     jobs = options.compile_jobs or (3 if plan.device.startswith("cuda") else 1)
     done_compiles: dict[str, dict[str, Any]] = {}
     running_compiles: list[Running] = []
     current: Running | None = None
     try:
-        while cases or running_compiles or current is not None:
+        while (cases or running_compiles or current is not None) and not stopped:
             left = deadline - time.monotonic() - RESERVE_S
             # Compilations: start in priority order while slots and time allow; collect the finished ones.
             while compiles and len(running_compiles) < jobs and left > MIN_COMPILE_S:
@@ -398,10 +426,12 @@ def run_check(options: GpuCheckOptions) -> int:
     finally:
         for running in running_compiles + ([current] if current else []):
             _stop(running)
-        report.write(complete=not cases and not running_compiles)
+        report.write(complete=not (stopped or cases or running_compiles or current))
         shutil.rmtree(scratch, ignore_errors=True)  # worker logs, inductor's cache, the default engine cache
     print(markdown({**header, "cases": report.cases, "targets": target_summary(report.cases)}))
     print(f"wrote {options.output / 'gpu.json'} and gpu.md in {time.monotonic() - t0:.0f} s")
+    if stopped:
+        return 128 + stopped[0]  # the shell's code for a process ended by the signal (143)
     return 0 if any(case.get("status") == "ok" for case in report.cases) else 1
 
 

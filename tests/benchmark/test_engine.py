@@ -86,6 +86,23 @@ def test_peak_fractions_and_floor() -> None:
     assert "gflops" not in records[3]
 
 
+def test_the_weights_scale_times_camera_sizes_as_the_node_runs_them() -> None:
+    """--working-scale weights: a 1280x720 and a 1920x1080 frame inferred at the weights' scale, untiled, and the
+    table says at which size; their time differs by the work done at the frame's own size only."""
+    args = _args("--models", "vimpnet_lite_gated", "--backends", "torch", "--precisions", "fp32", "--sizes",
+                 "1280x720,1920x1080", "--frames", "2", "--window", "3", "--working-scale", "weights",
+                 "--no-baselines")  # fmt: skip
+    cases = build_cases(args)
+    assert {(c.working_scale, c.tile_size) for c in cases} == {("weights", 0)}
+    records = [run_case(case) for case in cases]
+    assert all("error" not in record for record in records), records
+    assert [tuple(r["working_size"]) for r in records] == [(269, 151), (269, 151)]
+    assert records[0]["gflop_per_frame"] == pytest.approx(records[1]["gflop_per_frame"], rel=0.01)
+    table = format_table(records)
+    assert "| 1280x720 at 269x151 | 1 | 1 |" in table and "| 1920x1080 at 269x151 |" in table
+    assert _args().working_scale == "native"  # by default the network is timed at the sizes named
+
+
 @pytest.mark.slow
 def test_stream_naive_and_reference_records(tmp_path: Path) -> None:
     args = _args("--models", "vimpnet_lite", "--backends", "torch", "--precisions", "fp32", "--sizes", "48x32",

@@ -264,18 +264,19 @@ def test_frames_keep_their_size_after_attacks(start_node: Any, probe_factory: An
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("size", [(640, 480), (1280, 720)])
+@pytest.mark.parametrize(("size", "working_scale"), [((640, 480), "native"), ((1280, 720), "native"),
+                                                     ((1280, 720), "weights")])  # fmt: skip
 def test_a_tiny_jpeg_declaring_3500x3500_buys_no_more_than_a_usual_frame(
-    start_node: Any, probe_factory: Any, checkpoint: Path, size: tuple[int, int]
+    start_node: Any, probe_factory: Any, checkpoint: Path, size: tuple[int, int], working_scale: str
 ) -> None:
     """629 bytes declaring 3500x3500 among a camera's JPEG frames: decoded at the cost budget, good frames flow.
 
     Without the budget it was decoded and restored at 1920x1080 (max_inference_pixels): 28 s of
-    inference on a CPU and +3.6 GB, while the camera's frames waited. ``working_scale: native``: at the
-    weights' scale (the default) every frame this large is inferred at that scale and costs what any does.
+    inference on a CPU and +3.6 GB, while the camera's frames waited. At the weights' scale (the default)
+    the network infers it at that scale like any frame; what is done at its own size is still priced.
     """
     node = _start(start_node, checkpoint, log_throttle_s=0.0, window_size=3, input_transport="compressed",
-                  precision="auto", working_scale="native")  # fmt: skip
+                  precision="auto", working_scale=working_scale)  # fmt: skip
     probe = probe_factory()
     assert probe.wait_connected(compressed=True), node.log()
     tiny = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
@@ -327,5 +328,9 @@ def test_a_tiny_jpeg_declaring_3500x3500_buys_no_more_than_a_usual_frame(
     if size == (640, 480):
         assert peak[0] < 1500, peak[0]
     out = _by_stamp(probe, "/derained/image", BASE_STAMP + 4 * PERIOD_NS)
-    assert out.width * out.height < 1.25 * size[0] * size[1] and out.width == out.height  # the usual + 3 periods
+    assert out.width == out.height
+    if working_scale == "native":  # the network's work bounds it: the usual + 3 periods
+        assert out.width * out.height < 1.25 * size[0] * size[1], (out.width, size)
+    else:  # the full-size work bounds it (pipeline/budget.py; how far depends on the CPU's measured speed)
+        assert out.width < 3500, out.width
     _assert_ok_shutdown(node)

@@ -11,6 +11,7 @@ from vimpnet_ros.engine import EngineConfig, InferenceEngine
 from vimpnet_ros.pipeline.budget import (
     DEFAULT_PERIOD_S,
     FLOOR_PIXELS,
+    FULL_SIZE_SHARE,
     PRIOR_SECONDS_PER_PIXEL,
     START_PIXELS,
     FrameBudget,
@@ -32,51 +33,67 @@ def _inferred(max_inference_pixels: int = 0, working_scale: str = "native") -> I
     return pixels
 
 
-CAPPED, NATIVE = _inferred(1920 * 1080), _inferred()
+CAPPED, NATIVE, WEIGHTS = _inferred(1920 * 1080), _inferred(), _inferred(working_scale="weights")
 
 
-def _camera(width: int, height: int, frames: int = 8, seconds: float = 2.0) -> FrameBudget:
-    """A CPU budget that has seen ``frames`` of a 30 Hz camera and restored them in ``seconds`` each."""
-    budget = FrameBudget("cpu")
+def _camera(width: int, height: int, frames: int = 8, seconds: float = 2.0, inferred: Inferred = CAPPED,
+            device: str = "cpu") -> FrameBudget:  # fmt: skip
+    """A budget that has seen ``frames`` of a 30 Hz camera and restored them in ``seconds`` each."""
+    budget = FrameBudget(device, inferred)
     for i in range(frames):
         budget.observe(width, height, i * PERIOD_NS)
-        budget.measured(seconds, width * height)
+        budget.measured(seconds, width, height)
     return budget
 
 
 def test_a_frame_far_over_the_running_size_gets_only_a_few_periods_more() -> None:
     budget = _camera(640, 480)
     assert budget.running_pixels == 640 * 480 and abs(budget.period_s - 1 / 30) < 1e-6
-    assert budget.allowed_pixels(640, 480, 3.0, CAPPED) == 0  # the usual frame: no bound
-    allowed = budget.allowed_pixels(3500, 3500, 3.0, CAPPED)
-    extra_s = (allowed - 640 * 480) * budget.seconds_per_pixel
-    assert 0 < extra_s <= 3 / 30 + 1e-9 and budget.is_jump(3500, 3500) and not budget.is_jump(800, 600)
-    assert budget.allowed_pixels(3500, 3500, 0.0, CAPPED) == 0  # frame_cost_periods 0: no budget
+    assert abs(budget.cost_s(640, 480) - 2.0) < 0.05  # the measured rate prices the usual frame at its time
+    assert budget.allowed_pixels(640, 480, 3.0) == 0  # the usual frame: no bound
+    allowed = budget.allowed_pixels(3500, 3500, 3.0)
+    side = round(allowed**0.5)
+    extra_s = budget.cost_s(side, side) - budget.cost_s(640, 480)
+    assert 3 / 30 * 0.9 < extra_s <= 3 / 30 + 1e-3, extra_s  # the largest size within 3 periods more
+    assert budget.is_jump(3500, 3500) and not budget.is_jump(800, 600)
+    assert budget.allowed_pixels(3500, 3500, 0.0) == 0  # frame_cost_periods 0: no budget
 
 
 def test_the_budget_follows_the_device_and_a_camera_that_really_changed_size() -> None:
-    fresh = FrameBudget("cuda:0")
+    fresh = FrameBudget("cuda:0", NATIVE)
     assert fresh.seconds_per_pixel == PRIOR_SECONDS_PER_PIXEL["cuda"] and fresh.period_s == DEFAULT_PERIOD_S
-    assert fresh.allowed_pixels(3840, 2160, 3.0, NATIVE) == 0  # a GPU starts with 4K at no cost
-    cpu = FrameBudget("cpu")
-    assert cpu.allowed_pixels(3840, 2160, 3.0, NATIVE) < 3840 * 2160
-    assert cpu.allowed_pixels(1280, 720, 3.0, NATIVE) == 0
+    assert fresh.allowed_pixels(3840, 2160, 3.0) == 0  # a GPU starts with 4K at no cost
+    cpu = FrameBudget("cpu", NATIVE)
+    assert cpu.allowed_pixels(3840, 2160, 3.0) < 3840 * 2160
+    assert cpu.allowed_pixels(1280, 720, 3.0) == 0
     assert START_PIXELS["cpu"] == 1280 * 720
     budget = _camera(640, 480)
     for i in range(8, 20):  # the camera switched to 1920x1080 for good: the median follows
         budget.observe(1920, 1080, i * PERIOD_NS)
-    assert budget.allowed_pixels(1920, 1080, 3.0, CAPPED) == 0
-    # inference stops growing at max_inference_pixels: a frame over it costs what the cap costs
-    assert _camera(3840, 2160).allowed_pixels(7680, 4320, 3.0, CAPPED) == 0
-    # at the weights' scale (the default) a frame larger than it is inferred at it: 8K costs what 640x480 does
-    weights_scale = _inferred(working_scale="weights")
-    assert _camera(640, 480).allowed_pixels(7680, 4320, 3.0, weights_scale) == 0
-    assert _camera(640, 480).allowed_pixels(7680, 4320, 3.0, NATIVE) > 0
+    assert budget.allowed_pixels(1920, 1080, 3.0) == 0
+    # inference stops growing at max_inference_pixels: a frame over it costs only its full-size work more
+    assert _camera(3840, 2160).allowed_pixels(4096, 2304, 3.0) == 0
     # a camera of tiny frames: their cost is overhead, not pixels; frames up to FLOOR_PIXELS are never bounded
-    tiny = _camera(3, 5, seconds=0.3)
-    assert (
-        tiny.allowed_pixels(320, 240, 3.0, NATIVE) == 0 and tiny.allowed_pixels(3500, 3500, 3.0, NATIVE) == FLOOR_PIXELS
-    )
+    tiny = _camera(3, 5, seconds=0.3, inferred=NATIVE)
+    assert tiny.allowed_pixels(128, 96, 3.0) == 0 and tiny.allowed_pixels(3500, 3500, 3.0) == FLOOR_PIXELS
+
+
+def test_at_the_weights_scale_the_full_size_work_still_prices_a_frame() -> None:
+    """The network's part stops growing at the weights' scale; what is done at the frame's own size does not."""
+    assert WEIGHTS(7680, 4320) == WEIGHTS(1280, 720) < 1280 * 720  # both inferred at the weights' scale
+    # a 1280x720 camera restored in 0.38 s a frame, as the engine does on a 2-core CPU (budget.py's figures)
+    budget = _camera(1280, 720, seconds=0.38, inferred=WEIGHTS)
+    assert budget.allowed_pixels(1920, 1080, 3.0) == 0  # a larger camera: its full-size work fits in 3 periods
+    assert budget.allowed_pixels(1920, 1080, 0.5) > 0  # but not in half of one
+    allowed = budget.allowed_pixels(3500, 3500, 3.0)  # the JPEG bomb: bounded by its full-size work alone
+    assert 1280 * 720 < allowed < 3500 * 3500 / 4
+    side, usual = round(allowed**0.5), 960  # the running size at this frame's (square) aspect
+    extra_s = budget.cost_s(side, side) - budget.cost_s(usual, usual)
+    assert 3 / 30 * 0.9 < extra_s <= 3 / 30 + 1e-3, extra_s
+    # priced as measured: the extra declared pixels times their share of an inferred pixel's time
+    assert abs(extra_s - budget.seconds_per_pixel * FULL_SIZE_SHARE * (side * side - usual * usual)) < 1e-3
+    # the same camera restored at its own size (working_scale native): the network's part bounds it far sooner
+    assert 0 < _camera(1280, 720, seconds=0.38, inferred=NATIVE).allowed_pixels(3500, 3500, 3.0) < allowed
 
 
 def test_decoding_to_a_pixel_budget_never_pays_the_declared_size() -> None:

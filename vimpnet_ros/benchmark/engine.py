@@ -61,7 +61,8 @@ class EngineBenchOptions:
     sizes: tuple[tuple[int, int], ...]
     cameras: tuple[int, ...]
     stage1_passes: tuple[int, ...]  # 0 = by device and model, as the engine picks
-    tile_above: int  # frames with more pixels are tiled
+    working_scale: str  # native: the network at the sizes named; weights: at the weights' scale (as the node runs)
+    tile_above: int  # frames with more pixels are tiled (native working scale)
     tile_size: int
     tile_overlap: int
     tile_batch: int
@@ -103,6 +104,7 @@ class EngineCase:
     cache_dir: str | None
     cameras: int = 1
     stage1_passes: int = 0
+    working_scale: str = "native"
 
 
 # -- cases (run in a child process) ----------------------------------------------------------------------
@@ -132,12 +134,12 @@ def _stream_case(case: EngineCase) -> dict[str, Any]:
         window_size=case.window, output_frame=case.output_frame, tile_size=case.tile_size,
         tile_overlap=case.tile_overlap, tile_batch=max(case.tile_batch, cameras),
         engine_cache_dir=case.cache_dir, cpu_threads=case.threads, stage1_passes=case.stage1_passes,
-        working_scale="native",  # the network at the size named, whatever the weights' scale
+        working_scale=case.working_scale,
     )  # fmt: skip
     engine = InferenceEngine(config).load(_model(case.model, case.checkpoint))
     bench = StreamBench(engine, width, height, cameras, case.frames + 2)
     record = {**bench.record(case.frames), "prepare_s": bench.prepare_s, "cameras": cameras,
-              "stage1_passes": engine.stage1_passes}  # fmt: skip
+              "stage1_passes": engine.stage1_passes, "working_size": engine.working_size(width, height)}  # fmt: skip
     if case.backend == "torch":
         with FlopCounterMode(display=False) as counter:
             bench.push()
@@ -274,14 +276,14 @@ def build_cases(options: EngineBenchOptions) -> list[EngineCase]:
     cases = []
     for model in options.models:
         for width, height in options.sizes:
-            tiled = width * height > options.tile_above
+            tiled = options.working_scale == "native" and width * height > options.tile_above
             common = EngineCase(
                 kind="stream", model=model, size=(width, height), backend="torch", precision="fp32",
                 window=options.window, output_frame=options.output_frame,
                 tile_size=options.tile_size if tiled else 0, tile_overlap=options.tile_overlap,
                 tile_batch=options.tile_batch, device=options.device, checkpoint=options.checkpoint,
                 frames=options.frames, baseline_frames=options.baseline_frames, threads=options.threads,
-                cache_dir=str(options.cache_dir) if options.cache_dir else None,
+                cache_dir=str(options.cache_dir) if options.cache_dir else None, working_scale=options.working_scale,
             )  # fmt: skip
             for backend in options.backends:
                 runs = REGISTRY[backend].precisions if backend in REGISTRY else options.precisions
@@ -308,6 +310,8 @@ def format_table(records: list[dict[str, Any]]) -> str:
     lines = [header, "|" + " --- |" * 16]
     for r in records:
         size = "x".join(map(str, r["size"]))
+        if tuple(r.get("working_size", r["size"])) != tuple(r["size"]):
+            size += " at " + "x".join(map(str, r["working_size"]))
         cameras = r.get("cameras", 1)
         kind = r["kind"] + (f", stage 1 x{r['stage1_passes']}" if r.get("stage1_passes", 1) > 1 else "")
         if "error" in r:

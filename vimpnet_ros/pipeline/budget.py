@@ -1,15 +1,17 @@
-"""What one frame may cost: its declared size through the inference budget, against the device and the camera's rate.
+"""What one frame may cost: its declared size priced before decoding, against the device and the camera's rate.
 
 The input limits bound bytes and pixels; they cannot say that a 629-byte JPEG declaring
-3500x3500 buys tens of seconds of inference on a CPU while the camera sends a frame every
-33 ms. :class:`FrameBudget` keeps, per camera, its running size and period (medians of its
-recent frames) and the device's measured inference seconds per pixel, and says, before a
-byte is decoded, how many pixels a frame may have so that it costs at most
-``frame_cost_periods`` camera periods more than the camera's usual frames. Everything is in
-pixels as inferred (the engine's working size: a frame larger than the weights' scale or
-``max_inference_pixels`` is inferred at that size anyway, so its cost stops growing there).
-A camera that really changed its size passes again once its running size (a median over
-``HISTORY`` frames) has followed.
+3500x3500 buys seconds of work on a CPU while the camera sends a frame every 33 ms.
+:class:`FrameBudget` keeps, per camera, its running size and period (medians of its recent
+frames) and the device's measured seconds per unit of work, and says, before a byte is
+decoded, how many pixels a frame may have so that it costs at most ``frame_cost_periods``
+camera periods more than the camera's usual frames. A frame's work has two parts: the
+network's, in pixels as inferred (the engine's working size: a frame larger than the
+weights' scale or ``max_inference_pixels`` is inferred at that size, so this part stops
+growing there), and what is done at the frame's own size (decoding, mapping the network's
+change back, the drop fill, the output planes), ``FULL_SIZE_SHARE`` of an inferred pixel per
+declared pixel. A camera that really changed its size passes again once its running size
+(a median over ``HISTORY`` frames) has followed.
 """
 
 from __future__ import annotations
@@ -22,8 +24,14 @@ from collections.abc import Callable
 #: (width, height) declared -> pixels the engine infers for it (``InferenceEngine.working_size``, multiplied).
 Inferred = Callable[[int, int], int]
 
-#: Inference seconds per pixel assumed before the device has restored a frame (then measured): a 2-core
-#: AVX-512 CPU needs ~5e-6 with vimpnet_lite at 640x480; GPUs are about a thousand times faster.
+#: The work of one declared pixel done at the frame's own size, in inferred pixels' work. ``vimpnet-ros benchmark
+#: engine --models vimpnet_lite_gated --backends torch --precisions bf16 --threads 1 --no-baselines
+#: --working-scale weights --sizes 640x360,1280x720,1920x1080,3840x2160`` (every size inferred at 269x151) on an
+#: Intel Xeon, 2 cores, AVX-512 with AVX512-BF16 and AMX: p50 316, 367, 434 and 936 ms, that is ~7.7e-8 s per
+#: declared pixel beside ~7.4e-6 s per inferred pixel. Not yet measured on a GPU (taken alike there).
+FULL_SIZE_SHARE = 0.01
+#: Seconds per unit of work (an inferred pixel) assumed before the device has restored a frame (then measured): a
+#: 2-core AVX-512 CPU needs ~5e-6 with vimpnet_lite at 640x480; GPUs are about a thousand times faster.
 PRIOR_SECONDS_PER_PIXEL: dict[str, float] = {"cpu": 5e-6, "cuda": 5e-9}
 #: The size a camera may start with, per device kind, before its running size is known.
 START_PIXELS: dict[str, int] = {"cpu": 1280 * 720, "cuda": 3840 * 2160}
@@ -33,9 +41,13 @@ DEFAULT_PERIOD_S = 1 / 30
 HISTORY = 16
 #: A declared size this many times the running size is reported as a jump.
 JUMP_FACTOR = 4.0
-#: Frames this small are never bounded, and the speed is measured as if frames were at least this large: below
-#: it an inference costs its fixed overheads, not its pixels (a 1x1 frame would price a pixel at 0.3 s).
-FLOOR_PIXELS = 320 * 240
+#: Frames this small are never bounded, and the speed is measured as if their work were at least this large:
+#: below it a restore costs its fixed overheads more than its pixels. The command above at the frames' own size
+#: (``--sizes 16x16,64x48,128x96,320x240``, no ``--working-scale``): p50 36, 53, 107 and 563 ms, that is ~0.03 s
+#: + ~7e-6 s per pixel; at 128x96 the fixed part is under a third.
+FLOOR_PIXELS = 128 * 96
+#: Halvings of the scale searched for the largest size within the budget (2^-24 of the declared side: exact).
+SEARCH_STEPS = 24
 #: Weight of the newest measurement in the running seconds per pixel.
 RATE_WEIGHT = 0.3
 
@@ -43,12 +55,14 @@ RATE_WEIGHT = 0.3
 class FrameBudget:
     """One camera's running size, period and the device's measured cost (see the module docstring).
 
-    Called from the thread that decodes (``allowed_pixels``, ``observe``) and the one that
-    restores (``measured``); each updates plain numbers, so no lock is needed.
+    ``inferred`` says what the engine infers for a declared (width, height). Called from the
+    thread that decodes (``allowed_pixels``, ``observe``) and the one that restores
+    (``measured``); each updates plain numbers, so no lock is needed.
     """
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, inferred: Inferred) -> None:
         kind = "cuda" if device.startswith("cuda") else "cpu"
+        self.inferred = inferred
         self.seconds_per_pixel = PRIOR_SECONDS_PER_PIXEL[kind]
         self.start_pixels = START_PIXELS[kind]
         self._sizes: deque[int] = deque(maxlen=HISTORY)
@@ -65,19 +79,38 @@ class FrameBudget:
         """Median step between the camera's recent stamps (DEFAULT_PERIOD_S until two are known)."""
         return statistics.median(self._steps) / 1e9 if self._steps else DEFAULT_PERIOD_S
 
-    def allowed_pixels(self, width: int, height: int, periods: float, inferred: Inferred) -> int:
+    def work(self, width: int, height: int) -> float:
+        """A frame's work in inferred pixels: the network's at its working size, the rest at its own size."""
+        return self.inferred(width, height) + FULL_SIZE_SHARE * width * height
+
+    def cost_s(self, width: int, height: int) -> float:
+        """Seconds a frame of this declared size is expected to take, at the measured rate."""
+        return self.seconds_per_pixel * self.work(width, height)
+
+    def allowed_pixels(self, width: int, height: int, periods: float) -> int:
         """Pixels a frame declaring ``width`` x ``height`` may keep; 0 when it is within the budget (or none is set).
 
-        ``periods`` is ``frame_cost_periods`` (0 = no budget), ``inferred`` what the engine infers for a size
-        (the running size is taken at this frame's aspect).
+        ``periods`` is ``frame_cost_periods`` (0 = no budget); the running size is taken at this frame's aspect,
+        and the answer is the largest size at this aspect whose work fits (never below ``FLOOR_PIXELS``).
         """
-        if periods <= 0:
+        if periods <= 0 or width * height <= FLOOR_PIXELS:
             return 0
-        usual_pixels = self.running_pixels or self.start_pixels
-        scale = math.sqrt(usual_pixels / (width * height))
-        usual = inferred(max(1, round(width * scale)), max(1, round(height * scale)))
-        allowed = max(FLOOR_PIXELS, usual + int(periods * self.period_s / self.seconds_per_pixel))
-        return 0 if inferred(width, height) <= allowed else allowed
+        usual_scale = math.sqrt((self.running_pixels or self.start_pixels) / (width * height))
+        usual = self.work(*self._at(width, height, usual_scale))
+        allowed = max(FLOOR_PIXELS, usual + periods * self.period_s / self.seconds_per_pixel)
+        if self.work(width, height) <= allowed:
+            return 0
+        low, high = 0.0, 1.0  # the work grows with the scale: bisect for the largest scale within ``allowed``
+        for _ in range(SEARCH_STEPS):
+            middle = (low + high) / 2
+            low, high = (middle, high) if self.work(*self._at(width, height, middle)) <= allowed else (low, middle)
+        fitted_w, fitted_h = self._at(width, height, low)
+        return max(FLOOR_PIXELS, fitted_w * fitted_h)
+
+    @staticmethod
+    def _at(width: int, height: int, scale: float) -> tuple[int, int]:
+        """The size at ``scale`` of (width, height), at least 1x1."""
+        return max(1, round(width * scale)), max(1, round(height * scale))
 
     def is_jump(self, width: int, height: int) -> bool:
         """Whether a declared size is far above the camera's running size."""
@@ -91,7 +124,8 @@ class FrameBudget:
             self._steps.append(stamp_ns - self._last_stamp_ns)
         self._last_stamp_ns = stamp_ns
 
-    def measured(self, seconds: float, pixels: int) -> None:
-        """Fold one restore's inference time for a frame of ``pixels`` (as inferred) into the running rate."""
-        if seconds > 0 and pixels > 0:
-            self.seconds_per_pixel += RATE_WEIGHT * (seconds / max(pixels, FLOOR_PIXELS) - self.seconds_per_pixel)
+    def measured(self, seconds: float, width: int, height: int) -> None:
+        """Fold one restore's time for a frame of (width, height) into the running seconds per unit of work."""
+        if seconds > 0 and width * height > 0:
+            work = max(self.work(width, height), FLOOR_PIXELS)
+            self.seconds_per_pixel += RATE_WEIGHT * (seconds / work - self.seconds_per_pixel)

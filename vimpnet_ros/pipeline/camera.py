@@ -101,7 +101,7 @@ class CameraPipeline:
         self.stream: Stream = engine.open_stream(name or "camera")
         self.report = report
         #: What this camera's frames may cost (running size and period, the device's measured rate).
-        self.budget = FrameBudget(str(engine.device))
+        self.budget = FrameBudget(str(engine.device), self.inferred_pixels)
         self.gate = RainGate()
         self.white_level = WhiteLevelTracker()
         self.counters = CameraCounters()
@@ -149,7 +149,7 @@ class CameraPipeline:
         width, height = declared_size(msg, compressed)
         limits.check(width, height, "declared size")
         budget = self.budget
-        allowed = budget.allowed_pixels(width, height, inputs.frame_cost_periods, self.inferred_pixels)
+        allowed = budget.allowed_pixels(width, height, inputs.frame_cost_periods)
         jump = budget.is_jump(width, height)
         budget.observe(width, height, header_stamp_ns(msg.header))
         if allowed:
@@ -159,7 +159,7 @@ class CameraPipeline:
             if jump:
                 cost += f", {width * height / (budget.running_pixels or 1):.0f}x this camera's running size"
             cost += (
-                f", would cost ~{budget.seconds_per_pixel * self.inferred_pixels(width, height):.1f} s against its "
+                f", would cost ~{budget.cost_s(width, height):.1f} s against its "
                 f"{budget.period_s * 1e3:.0f} ms period (frame_cost_periods {inputs.frame_cost_periods:g})"
             )
             if inputs.frame_cost_policy == "refuse":
@@ -260,7 +260,7 @@ class CameraPipeline:
             self.counters.consecutive_failures = 0
             self.counters.restored += 1
         height, width = result.image.shape[:2]
-        self.budget.measured(result.inference_ms / 1e3, self.inferred_pixels(width, height))
+        self.budget.measured(result.inference_ms / 1e3, width, height)
         latency = self._latency_s(source, now_ns, settings.inputs)
         status = self._status(
             Processing.RESTORED,

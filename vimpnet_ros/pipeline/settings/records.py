@@ -269,7 +269,7 @@ class InputSettings:
     )
     frame_cost_periods: float = param(
         3.0,
-        "the most camera periods of inference one frame may cost beyond the camera's usual frames, judged from "
+        "the most camera periods of work one frame may cost beyond the camera's usual frames, judged from "
         "its declared size before decoding, the device's measured speed and the camera's rate; a frame over it "
         "is decoded smaller (frame_cost_policy) (0 = no bound)",
         float_range=(0.0, 1e6),

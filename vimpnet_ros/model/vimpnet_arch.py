@@ -84,6 +84,23 @@ from vimpnet_ros.model.transformer import MaskGuidedDualTransformer
 PASSES = ("backward_1", "forward_1")
 
 
+class FeatureBound(nn.Module):
+    """Each pixel's L2 norm over channels at most B: ``h <- h * B / max(||h||, B)`` (module docstring).
+
+    A module of its own, holding no weights, so that what reaches the bound can be watched with a
+    forward hook (``args[0]``: the features before it) without repeating the propagation loop
+    (``training/calibrate_bound.py`` does so).
+    """
+
+    def forward(self, prop: Tensor, bound: float | None) -> Tensor:
+        """Features (n, c, h, w) bounded at ``bound``; a pixel within it keeps its values bit for bit (the factor
+        is exactly 1), and ``None`` returns ``prop`` itself."""
+        if bound is None:
+            return prop
+        norm = torch.linalg.vector_norm(prop, dim=1, keepdim=True)
+        return prop * (bound / norm.clamp_min(bound))
+
+
 class VimpNetOutput(NamedTuple):
     """What the generator returns; every tensor is (n, t, c, h, w) at the input size."""
 
@@ -125,6 +142,7 @@ class VimpNet(nn.Module):
         self.streak_head = make_mask_head(c, config.streak_channels)
         self.drop_head = make_mask_head(up, config.drop_channels)
         self.change_gate = make_gate_head(up, config.drop_channels) if config.gated_residuals else None
+        self.feature_bound = FeatureBound()
         self.stage1_presence = config.stage1_presence
         self.drop_remover = MaskGuidedDualTransformer(config)
 
@@ -227,11 +245,7 @@ class VimpNet(nn.Module):
         """One propagation step's features (n, c, h, w) with each pixel's L2 norm over c at most
         ``config.propagation_bound`` B (module docstring): ``h <- h * B / max(||h||, B)``; a pixel within the
         bound keeps its values bit for bit (the factor is exactly 1), and without a bound nothing changes."""
-        bound = self.config.propagation_bound
-        if bound is None:
-            return prop
-        norm = torch.linalg.vector_norm(prop, dim=1, keepdim=True)
-        return prop * (bound / norm.clamp_min(bound))
+        return self.feature_bound(prop, self.config.propagation_bound)
 
     def propagate(
         self, feats: Tensor, flows_backward: Tensor, flows_forward: Tensor, streaks: Tensor

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from vimpnet_ros.data.rain.config import RainConfig
 from vimpnet_ros.engine import AUTO_STAGE1_PASSES, window_indices
@@ -64,28 +64,28 @@ class BoundCalibration:
         return {"largest": self.largest, "bound": self.bound, "margin": BOUND_MARGIN}
 
 
-def pixel_norms(features: Tensor) -> float:
-    """The largest L2 norm over channels of one pixel in propagated features (n, t, c, h, w)."""
-    return float(torch.linalg.vector_norm(features, dim=2).amax())
-
-
 def largest_norm(model: VimpNet, lq: np.ndarray, window: int, passes: int) -> float:
     """The largest propagated-feature norm restoring each frame of ``lq`` (t, h, w, 3) uint8 by the ``window``
-    ending at it, through ``passes`` stage-1 passes (as :meth:`VimpNet.remove_streaks`), the bound off."""
+    ending at it, through ``passes`` stage-1 passes: every pixel's L2 norm over channels where the bound applies
+    (a forward hook on ``model.feature_bound``), with the bound off, so the features are the weights' own."""
     clip = torch.from_numpy(lq).permute(0, 3, 1, 2).float().div(255.0)
-    largest = 0.0
-    with torch.no_grad():
-        for target in range(clip.shape[0]):
-            frames = clip[window_indices(target, target + 1, window, window - 1)][None]
-            flows_backward, flows_forward = model.compute_flows(frames)
-            for _ in range(passes):
-                feats = model.extract_features(frames)
-                backward, forward = model.propagate(
-                    feats, flows_backward, flows_forward, model.estimate_streaks(feats)
-                )  # fmt: skip
-                largest = max(largest, pixel_norms(backward), pixel_norms(forward))
-                frames = model.reconstruct_gated(frames, feats, backward, forward)[0]
-    return largest
+    largest = [0.0]
+
+    def watch(module: nn.Module, args: tuple[Tensor, float | None], output: Tensor) -> None:
+        largest[0] = max(largest[0], float(torch.linalg.vector_norm(args[0], dim=1).amax()))
+
+    rule = model.stage1_passes
+    hook = model.feature_bound.register_forward_hook(watch)
+    model.set_stage1_passes(passes)
+    try:
+        with torch.no_grad():
+            for target in range(clip.shape[0]):
+                frames = clip[window_indices(target, target + 1, window, window - 1)][None]
+                model.remove_streaks(frames, model.extract_features(frames), *model.compute_flows(frames))
+    finally:
+        hook.remove()
+        model.set_stage1_passes(rule)
+    return largest[0]
 
 
 def calibrate(

@@ -305,8 +305,8 @@ def _start(case: dict[str, Any], scratch: Path, env: dict[str, str], timeout_s: 
 def _stop(running: Running, grace_s: float = 5.0) -> None:
     """Terminate a worker and everything it started: its whole process group, not only the worker.
 
-    A child the worker forked (a compile pool) outlives its parent unless the group itself is waited for, so
-    the group is asked to stop (SIGTERM), given ``grace_s`` to empty, then killed (SIGKILL).
+    A child the worker started (the engine's background compiler) outlives it unless the group itself is
+    waited for, so the group is asked to stop (SIGTERM), given ``grace_s`` to empty, then killed (SIGKILL).
     """
     group = running.process.pid
     for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -146,14 +146,17 @@ def test_tiled_matches_whole_frame_on_smooth_content() -> None:
         assert (tiled_step - whole_step).max() < 2.0
 
 
-def test_nan_output_is_flagged_and_shows_input(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("inference_size", [None, (16, 12)])  # at the frame's size; resized, the change mapped back
+def test_nan_output_is_flagged_and_shows_input(
+    caplog: pytest.LogCaptureFixture, inference_size: tuple[int, int] | None
+) -> None:
     model = random_model(seed=4)
     with torch.no_grad():
         model.drop_remover.conv_last.bias.fill_(float("nan"))
-    config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3)
+    config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3, inference_size=inference_size)
     engine = InferenceEngine(config, environment=CPU_ENV).load(model)
     stream = engine.open_stream("cam")
-    frame = moving_frames(1, 12, 16)[0]
+    frame = moving_frames(1, 24, 32)[0]
     with caplog.at_level(logging.WARNING):
         result = engine.push(stream, frame, 0)
     assert result is not None and not result.valid

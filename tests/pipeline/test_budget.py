@@ -83,8 +83,8 @@ def test_at_the_weights_scale_the_full_size_work_still_prices_a_frame() -> None:
     assert WEIGHTS(7680, 4320) == WEIGHTS(1280, 720) < 1280 * 720  # both inferred at the weights' scale
     # a 1280x720 camera restored in 0.38 s a frame, as the engine does on a 2-core CPU (budget.py's figures)
     budget = _camera(1280, 720, seconds=0.38, inferred=WEIGHTS)
-    assert budget.allowed_pixels(1920, 1080, 3.0) == 0  # a larger camera: its full-size work fits in 3 periods
-    assert budget.allowed_pixels(1920, 1080, 0.5) > 0  # but not in half of one
+    assert budget.allowed_pixels(1600, 900, 3.0) == 0  # a somewhat larger frame: its full-size work fits
+    assert budget.allowed_pixels(1600, 900, 0.5) > 0  # but not in half a period
     allowed = budget.allowed_pixels(3500, 3500, 3.0)  # the JPEG bomb: bounded by its full-size work alone
     assert 1280 * 720 < allowed < 3500 * 3500 / 4
     side, usual = round(allowed**0.5), 960  # the running size at this frame's (square) aspect

@@ -70,13 +70,18 @@ def _in_chunks(step: Callable[..., Any], batch: int, *inputs: Tensor) -> Any:
 class _Planes:
     """One result's planes on their way back from the device (copies issued, not yet waited for)."""
 
-    def __init__(self, maps: Tensor, white_level: int, float_streak: bool) -> None:
+    def __init__(self, output: Tensor, maps: Tensor, white_level: int, float_streak: bool) -> None:
+        """``output``: the network's tiles at the working size; ``maps``: them composed at the frame's size.
+
+        Finiteness is checked on ``output``: composing blends, resizes and adds the finite frame, so finite
+        tiles make finite maps, and the check costs the working size, not the frame's.
+        """
         integer = torch.uint8 if white_level <= PLANE_SCALE else torch.int32
-        self.finite = torch.isfinite(maps).all().to("cpu", non_blocking=True)
-        image = quantize(maps[:3], white_level).permute(1, 2, 0).to(integer).contiguous()
+        self.finite = torch.isfinite(output).all().to("cpu", non_blocking=True)
+        image = quantize(maps[:3], white_level, integer).permute(1, 2, 0).contiguous()
         self.image = image.to("cpu", non_blocking=True)
-        self.mask = quantize(maps[3], PLANE_SCALE).to(torch.uint8).to("cpu", non_blocking=True)
-        self.streak = quantize(maps[4], PLANE_SCALE).to(torch.uint8).to("cpu", non_blocking=True)
+        self.mask = quantize(maps[3], PLANE_SCALE, torch.uint8).to("cpu", non_blocking=True)
+        self.streak = quantize(maps[4], PLANE_SCALE, torch.uint8).to("cpu", non_blocking=True)
         self.streak_mean = maps[4].nan_to_num(0.0).clamp_min(0.0).mean().to("cpu", non_blocking=True)
         self.streak_float = maps[4].to("cpu", non_blocking=True) if float_streak else None
 
@@ -393,7 +398,7 @@ class InferenceEngine:
             geometry = stream.geometry
             frame = self.upload(slot.frame) if geometry.resized else None  # the change goes back onto its pixels
             maps = geometry.compose(output, slot.tiles, frame, slot.white_level)  # (5, h, w) on the device
-            pending.append((stream, target, slot, _Planes(maps, slot.white_level, float_streak)))
+            pending.append((stream, target, slot, _Planes(output, maps, slot.white_level, float_streak)))
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
         results = [self._result(stream, target, slot, planes) for stream, target, slot, planes in pending]

@@ -262,6 +262,9 @@ class FrameGeometry:
         return back
 
 
-def quantize(values: torch.Tensor, white_level: int) -> torch.Tensor:
-    """Float values in [0, 1] -> integers 0..white_level, rounded half up and clipped (same device, int32)."""
-    return (values.clamp(0.0, 1.0) * white_level + 0.5).floor_().to(torch.int32)
+def quantize(values: torch.Tensor, white_level: int, dtype: torch.dtype = torch.int32) -> torch.Tensor:
+    """Float values in [0, 1] -> integers 0..white_level of ``dtype``, rounded half up and clipped (same device).
+
+    One new tensor (the clamp), the rest in place: at 3840x2160 each plane is a full-size pass.
+    """
+    return values.clamp(0.0, 1.0).mul_(white_level).add_(0.5).floor_().to(dtype)

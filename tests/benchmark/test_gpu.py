@@ -42,11 +42,13 @@ def test_full_plan_covers_the_targets_and_compiles_lite_first(tmp_path: Path) ->
         assert f"latency-{backend}-vimpnet_lite-1280x720-4cam-fp16" in ids
     first_compiled = ids.index("latency-compiled-vimpnet_lite-640x384-1cam-fp16")
     assert ids.index("latency-torch-vimpnet-1280x720-1cam-fp16") < first_compiled  # eager first, while compiling
-    # the node's default model as the engine runs it on the device (its stage-1 passes), eager
-    assert ids.index("latency-torch-vimpnet_lite_gated-1280x720-1cam-fp16") == first_compiled - 1
-    default = cases[first_compiled - 1]  # ... at the weights' scale, as the node runs it; the others at their size
-    assert default["working_scale"] == "weights" and all(
-        "working_scale" not in case for case in cases if case != default
+    # the node's default model as the engine runs it on the device (its stage-1 passes), eager, at 1280x720 and
+    # 3840x2160 (both inferred at the weights' scale: the difference is the work at the frame's own size)
+    assert ids.index("latency-torch-vimpnet_lite_gated-1280x720-1cam-fp16") == first_compiled - 2
+    assert ids.index("latency-torch-vimpnet_lite_gated-3840x2160-1cam-fp16") == first_compiled - 1
+    defaults = cases[first_compiled - 2 : first_compiled]  # at the weights' scale, as the node runs it
+    assert all(case["working_scale"] == "weights" for case in defaults) and all(
+        "working_scale" not in case for case in cases if case not in defaults
     )
     assert ids[-2:] == ["restart", "fidelity_compiled"]
     needed = {case["needs"] for case in cases if "needs" in case}
@@ -71,7 +73,7 @@ def test_no_budget_skips_everything_and_still_writes_the_files(tmp_path: Path) -
     doc = json.loads((tmp_path / "gpu.json").read_text())
     assert doc["complete"] is True and doc["machine"]["torch"] and doc["budget_s"] == 1.0
     statuses = {case["id"]: case["status"] for case in doc["cases"]}
-    assert set(statuses.values()) == {"skipped"} and len(statuses) == 10
+    assert set(statuses.values()) == {"skipped"} and len(statuses) == 11
     assert all(case["reason"] for case in doc["cases"])
     assert "| target | measured | met |" in (tmp_path / "gpu.md").read_text()
 

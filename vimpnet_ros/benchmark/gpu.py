@@ -15,8 +15,9 @@ What it measures (CUDA, fp16 unless ``--precisions`` says otherwise; random weig
   1280x720, with kernel launches per push (``torch.profiler``), peak GPU memory and, for the
   compiled backend, its load time from a warm cache and its difference from eager;
 - ``latency`` with 4 cameras of 1280x720 ``vimpnet_lite`` restored in one batch per push;
-- ``latency`` of the node's default model, ``vimpnet_lite_gated``, at 1280x720, eager, with the
-  stage-1 passes the engine picks on the device (two on CUDA);
+- ``latency`` of the node's default model, ``vimpnet_lite_gated``, at 1280x720 and 3840x2160, both
+  restored at its weights' scale as the node does, eager, with the stage-1 passes the engine picks on
+  the device (two on CUDA): the two differ by the work done at the frame's own size;
 - ``compile``: the compiled programs of each profile from a cold cache (these run in
   parallel child processes, niced, while the eager cases are timed);
 - ``restart``: a fresh process to its first restored frame with a warm cache (interpreter,
@@ -201,15 +202,17 @@ def build_plan(plan: Plan, cache_dir: Path) -> tuple[list[dict[str, Any]], list[
     precision = plan.precisions[0]
     # The node's default model as the node runs it there: stage-1 passes by device (two on CUDA), frames larger than
     # its weights' scale restored at that scale (working_scale weights), eager, beside the compilations, after the
-    # eager cases above.
+    # eager cases above; at the largest size and at three times its sides (3840x2160), both inferred alike, so the
+    # two rows give the work done at a frame's own size (the node's frame cost budget, FULL_SIZE_SHARE).
     from vimpnet_ros.engine import EngineConfig
 
     model = EngineConfig().model
-    default = {**common, "kind": "latency", "backend": "torch", "precision": precision, "model": model,
-               "size": list(largest), "cameras": 1, "working_scale": "weights",
-               "id": f"latency-torch-{model}-{largest[0]}x{largest[1]}-1cam-{precision}"}  # fmt: skip
+    defaults = [{**common, "kind": "latency", "backend": "torch", "precision": precision, "model": model,
+                 "size": [width, height], "cameras": 1, "working_scale": "weights",
+                 "id": f"latency-torch-{model}-{width}x{height}-1cam-{precision}"}
+                for width, height in (largest, (3 * largest[0], 3 * largest[1]))]  # fmt: skip
     first_compiled = next((i for i, case in enumerate(cases) if case.get("backend") == "compiled"), len(cases))
-    cases.insert(first_compiled, default)
+    cases[first_compiled:first_compiled] = defaults
     cases.append({**common, "id": "restart", "kind": "restart", "backend": "compiled", "precision": precision,
                   "model": plan.models[0], "size": list(largest), "cameras": 1,
                   "needs": compile_job(plan.models[0], largest, 1, precision)})  # fmt: skip

@@ -322,7 +322,7 @@ def test_managed_node_loads_in_configure_and_processes_after_activate(
 def test_deactivate_activate_in_a_tight_loop_mid_inference_never_runs_two_turns(
     start_node: Any, probe_factory: Any, checkpoint: Path
 ) -> None:
-    """1280x720 frames streaming (a CPU inference takes seconds) while deactivate/activate alternate.
+    """1280x720 frames streaming (a CPU inference at their own size takes seconds) while deactivate/activate alternate.
 
     A deactivate abandons the inference in flight after a bounded wait; the activate right after
     must not start a second one on the same streams (that raised IndexError in the worker, lost
@@ -331,7 +331,8 @@ def test_deactivate_activate_in_a_tight_loop_mid_inference_never_runs_two_turns(
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
 
-    node = _start(start_node, checkpoint, args=["--managed"], window_size=3, max_inference_pixels=0)
+    node = _start(start_node, checkpoint, args=["--managed"], window_size=3, max_inference_pixels=0,
+                  working_scale="native")  # fmt: skip
     probe = probe_factory()
     client = probe.node.create_client(ChangeState, "/vimpnet/change_state")
     assert probe.spin_until(client.service_is_ready, START_TIMEOUT), node.log()

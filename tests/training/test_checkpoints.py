@@ -1,4 +1,4 @@
-"""Where a run starts (``init_from``) and averaging the weights of several checkpoints (``ship_weights``)."""
+"""Where a run starts (``init_from``); averaging checkpoints and grafting a module into one (``ship_weights``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from vimpnet_ros.errors import CheckpointError
 from vimpnet_ros.model.checkpoint import build_model, load_model, shipped_checkpoint
 from vimpnet_ros.training import checkpoints
-from vimpnet_ros.training.checkpoints import average_models, resolve_init, save_model
+from vimpnet_ros.training.checkpoints import average_models, graft_modules, resolve_init, save_model
 from vimpnet_ros.training.config import load_train_config, packaged_configs
 
 
@@ -62,3 +62,24 @@ def test_checkpoints_of_different_models_are_refused(tmp_path: Path) -> None:
         average_models([lite, gated])
     with pytest.raises(CheckpointError, match="no checkpoint"):
         average_models([])
+
+
+def test_a_grafted_module_takes_the_donors_weights_and_nothing_else(tmp_path: Path) -> None:
+    base, donor = (_saved(tmp_path, f"w{seed}", "vimpnet_lite_gated", seed) for seed in (0, 1))
+    before, given = load_model(base).state_dict(), load_model(donor).state_dict()
+    grafted = graft_modules(load_model(base), {"drop_remover": donor}).state_dict()
+    assert grafted.keys() == before.keys()
+    for name, tensor in grafted.items():
+        assert torch.equal(tensor, (given if name.startswith("drop_remover.") else before)[name]), name
+    assert any(not torch.equal(before[name], given[name]) for name in before if name.startswith("drop_remover."))
+
+
+def test_a_graft_of_an_unknown_module_or_another_model_changes_nothing(tmp_path: Path) -> None:
+    base, lite = _saved(tmp_path, "gated", "vimpnet_lite_gated", 0), _saved(tmp_path, "lite", "vimpnet_lite", 1)
+    model = load_model(base)
+    with pytest.raises(CheckpointError, match=r"no module \['stage2'\].*drop_remover"):
+        graft_modules(model, {"stage2": base})
+    with pytest.raises(CheckpointError, match="cannot take drop_remover"):
+        graft_modules(model, {"drop_remover": lite})
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, load_model(base).state_dict()[name]), name

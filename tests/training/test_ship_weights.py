@@ -19,10 +19,12 @@ def test_ship_writes_the_file_and_scores_every_set_every_way(checkpoint: Path, t
     out = tmp_path / "weights"
     args = ["--checkpoint", str(checkpoint), "--model", model, "--output-dir", str(out)]
     args += ["--held-out", str(tmp_path / "sets" / "heldout"), "--held-out-videos", "1", "--held-out-frames", "4"]
+    args += ["--module-from", f"drop_head={checkpoint}"]
     assert main([*args, "--held-out-size", "48", "32"]) == 0
     load_model(out / f"{model}.pth", model)  # the shipped file loads
     record = json.loads((out / f"{model}.json").read_text())
     assert record["training"]["ship_command"].endswith("--held-out-size 48 32")
+    assert [(m["module"], m["file"]) for m in record["training"]["modules_from"]] == [("drop_head", checkpoint.name)]
     streamed, widest = record["test_sets_streamed"], record["test_sets_streamed_widest"]
     assert (streamed["window_size"], streamed["output_frame"]) == (EngineConfig().window_size, "latest")
     assert (widest["window_size"], widest["output_frame"]) == (MAX_WINDOW, "latest")
@@ -35,6 +37,13 @@ def test_ship_writes_the_file_and_scores_every_set_every_way(checkpoint: Path, t
     heldout = record["test_sets"]["heldout"]["psnr_restored"]
     assert streamed["heldout"]["psnr_restored"] != pytest.approx(heldout, abs=1e-6)
     assert widest["heldout"]["psnr_restored"] != pytest.approx(streamed["heldout"]["psnr_restored"], abs=1e-6)
+
+
+def test_a_module_source_must_name_a_module_and_a_checkpoint(checkpoint: Path) -> None:
+    for value in ("drop_remover", "=w.pth", "drop_remover="):
+        with pytest.raises(SystemExit) as stopped:
+            main(["--checkpoint", str(checkpoint), "--module-from", value])
+        assert stopped.value.code == 2
 
 
 def test_the_window_limit_defaults_to_the_longest_training_clip() -> None:

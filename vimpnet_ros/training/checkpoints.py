@@ -8,7 +8,7 @@ way to save and load weights.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from torch import nn
@@ -108,3 +108,30 @@ def average_models(paths: Sequence[str | Path], config_name: str | None = None) 
             raise CheckpointError(f"cannot average {path} ({model.config.name}) with {paths[0]} ({first.config.name})")
         averaged.update_parameters(model)
     return averaged.module.eval()
+
+
+def graft_modules(model: nn.Module, sources: Mapping[str, str | Path], config_name: str | None = None) -> nn.Module:
+    """``model`` with the weights of each named top-level module taken from another checkpoint, in place.
+
+    ``sources`` maps a module of the network (``drop_remover``: stage 2; ``drop_head``: the raindrop mask head;
+    any name of ``model.named_children()``) to the checkpoint whose weights it takes; every other weight stays
+    ``model``'s. A run that trains two modules together can improve one and lose on the other; grafting takes each
+    from where it is best (docs/training.md, "Stage 2 grafted from the long run").
+    Each file is loaded and checked as ``load_model`` does; an unknown module name or a checkpoint of another
+    model config is a CheckpointError, before any weight changes.
+    """
+    from vimpnet_ros.model.checkpoint import load_model
+
+    children = dict(model.named_children())
+    unknown = sorted(set(sources) - set(children))
+    if unknown:
+        raise CheckpointError(f"no module {unknown} in {model.config.name} (its modules: {sorted(children)})")
+    donors = {name: load_model(path, config_name) for name, path in sources.items()}
+    for name, donor in donors.items():
+        if donor.config != model.config:
+            raise CheckpointError(
+                f"cannot take {name} from {sources[name]} ({donor.config.name}) into {model.config.name}"
+            )
+    for name, donor in donors.items():
+        children[name].load_state_dict(dict(donor.named_children())[name].state_dict())
+    return model

@@ -4,7 +4,8 @@
         --config vimpnet_lite_gated --config vimpnet_lite_gated_drops
 
 1. Loads the checkpoint (several ``--checkpoint``: the uniform average of their weights, see
-   :func:`~vimpnet_ros.training.checkpoints.average_models`), writes it in our format to
+   :func:`~vimpnet_ros.training.checkpoints.average_models`; ``--module-from drop_remover=CKPT``: one module's
+   weights from another checkpoint, :func:`~vimpnet_ros.training.checkpoints.graft_modules`), writes it in our format to
    ``vimpnet_ros/weights/<model>.pth`` (fp16 tensors by default: half the size; the engine loads them into fp32).
 2. Renders the held-out test set (:func:`heldout_source`): procedural road scenes
    of the ``heldout`` preset with the shifted ``heldout`` rain ranges and seed 1000,
@@ -39,7 +40,7 @@ import torch
 from vimpnet_ros.engine import MAX_WINDOW, MIN_WINDOW, EngineConfig
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.model.checkpoint import SHIPPED_WEIGHTS_DIR
-from vimpnet_ros.training.checkpoints import average_models, save_model
+from vimpnet_ros.training.checkpoints import average_models, graft_modules, save_model
 
 if TYPE_CHECKING:
     from vimpnet_ros.training.config import TrainConfig
@@ -182,6 +183,19 @@ def trained_window(configs: Sequence[TrainConfig]) -> int:
     return max(MIN_WINDOW, min(MAX_WINDOW, odd))
 
 
+def file_record(path: Path) -> dict[str, str]:
+    """A checkpoint the shipped weights came from, as the record names it: its file name and SHA-256."""
+    return {"file": path.name, "sha256_file": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def module_source(value: str) -> tuple[str, Path]:
+    """``--module-from MODULE=CHECKPOINT`` -> (module, path)."""
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected MODULE=CHECKPOINT, got {value!r}")
+    return name, Path(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Ship a checkpoint and write its provenance and held-out scores."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,6 +205,15 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         action="append",
         help="trained checkpoint (e.g. <run>/final.pth); repeated: ship the uniform average of their weights",
+    )
+    parser.add_argument(
+        "--module-from",
+        action="append",
+        default=[],
+        type=module_source,
+        metavar="MODULE=CHECKPOINT",
+        help="take this top-level module's weights (drop_remover: stage 2; drop_head: the mask head) from another "
+        "checkpoint instead, after averaging; repeated for several modules",
     )
     parser.add_argument("--model", default=EngineConfig().model)
     parser.add_argument(
@@ -232,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     max_window = trained_window(train_configs) if args.max_window is None else args.max_window
     EngineConfig(window_size=max_window)  # a window the engine accepts, or a ConfigError naming the range
-    model = average_models(args.checkpoint, args.model)
+    model = graft_modules(average_models(args.checkpoint, args.model), dict(args.module_from), args.model)
     target = args.output_dir / f"{args.model}.pth"
     save_model(target, model, half=not args.fp32)
     started = time.perf_counter()
@@ -283,10 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             "wall_seconds": args.train_seconds,
             "machine": args.machine or f"{platform.machine()} CPU, torch {torch.__version__}",
             "ship_command": shlex.join(["python", "-m", "vimpnet_ros.training.ship_weights", *arguments]),
-            "averaged_from": [
-                {"file": path.name, "sha256_file": hashlib.sha256(path.read_bytes()).hexdigest()}
-                for path in args.checkpoint
-            ],
+            "averaged_from": [file_record(path) for path in args.checkpoint],
+            "modules_from": [{"module": name, **file_record(path)} for name, path in args.module_from],
         },
         "held_out": {
             "seed": args.seed,

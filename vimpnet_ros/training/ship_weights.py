@@ -184,7 +184,7 @@ def trained_window(configs: Sequence[TrainConfig]) -> int:
 
 
 def file_record(path: Path) -> dict[str, str]:
-    """A checkpoint the shipped weights came from, as the record names it: its file name and SHA-256."""
+    """A weights file as the record names it (the shipped file, each it came from): its file name and SHA-256."""
     return {"file": path.name, "sha256_file": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
@@ -288,8 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
     record = {
         "model": args.model,
-        "file": target.name,
-        "sha256_file": hashlib.sha256(target.read_bytes()).hexdigest(),
+        **file_record(target),
         "size_bytes": target.stat().st_size,
         "tensor_dtype": "float32" if args.fp32 else "float16",
         "max_window": max_window,

@@ -87,6 +87,12 @@ def test_presets_extend_their_base() -> None:
     assert heavy.drops == wide.drops != RainConfig().drops
     assert (heavy.streaks.density, heavy.streaks.intensity) == ((8.0, 30.0), (0.35, 0.85))
     assert half == dataclasses.replace(heavy, streaks=dataclasses.replace(heavy.streaks, probability=0.5))
+    # rain_wide_heavy_small_drops.yaml: small drops in every video, inside the wide ranges, under the same downpours.
+    small = load_rain_config("wide_heavy_small_drops")
+    assert small.streaks == heavy.streaks and small.sensor == heavy.sensor
+    assert small.drops.probability == 1.0 and small.drops.radius == (0.01, 0.035)
+    assert wide.drops.radius[0] <= small.drops.radius[0] and small.drops.radius[1] < wide.drops.radius[1]
+    assert wide.drops.density[0] <= small.drops.density[0] and small.drops.density[1] <= wide.drops.density[1]
 
 
 def test_a_user_config_extends_a_preset_or_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

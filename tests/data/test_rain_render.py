@@ -220,7 +220,16 @@ def test_held_out_preset_shifts_the_ranges() -> None:
     from vimpnet_ros.data.rain.config import load_rain_config, preset_path
 
     held_out = load_rain_config("heldout")
-    assert set(PRESETS) == {"default", "heldout", "light", "wide", "wide_heavy", "wide_heavy_half", "none"}
+    assert set(PRESETS) == {
+        "default",
+        "heldout",
+        "light",
+        "wide",
+        "wide_heavy",
+        "wide_heavy_half",
+        "wide_heavy_small_drops",
+        "none",
+    }
     assert all(preset_path(n).is_file() for n in PRESETS)
     wide, none = load_rain_config("wide"), load_rain_config("none")
     assert wide.drops.radius[1] == 0.10  # drops up to a fifth of the frame across

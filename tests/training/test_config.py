@@ -96,6 +96,17 @@ def test_trainable_reads_a_list_of_prefixes() -> None:
     assert config.model == "vimpnet_lite_gated" and config.init_from == "shipped:vimpnet_lite"
 
 
+def test_the_drop_head_config_trains_the_mask_head_alone_on_the_mask_terms() -> None:
+    config = load_train_config("vimpnet_lite_gated_drop_head_small")
+    assert config.optim.trainable == ("drop_head",) and config.init_from == "shipped:vimpnet_lite_gated"
+    assert config.data.train.rain_config == "wide_heavy_small_drops"
+    loss = config.loss
+    assert loss.mask > 0 and loss.mask_dice > 0
+    # Every image term reads modules that do not train: off, so the step costs the mask alone.
+    assert loss.stage1 == loss.streak == loss.gate == loss.output == loss.masked == 0.0
+    assert loss.image_l1 == loss.identity == loss.no_worse == loss.filled == 0.0
+
+
 def test_footage_is_an_online_source_option() -> None:
     from vimpnet_ros.training.config import DataSource
 

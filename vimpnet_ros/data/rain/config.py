@@ -5,8 +5,9 @@ defaults, which document each field). A user config may set any subset of the
 fields; the rest keep the defaults of the dataclasses, which equal the shipped file.
 ``rain_heldout.yaml`` shifts the ranges for the held-out test set; ``rain_light.yaml`` (mostly
 streak-free videos), ``rain_wide.yaml`` (larger drops) and ``rain_wide_heavy.yaml`` (those drops under the
-heavier half of the default streaks) and ``rain_wide_heavy_half.yaml`` (the same with half the videos streak-free)
-are for training (:data:`PRESETS`).
+heavier half of the default streaks), ``rain_wide_heavy_half.yaml`` (the same with half the videos streak-free)
+and ``rain_wide_heavy_small_drops.yaml`` (small drops in every video under those streaks) are for training
+(:data:`PRESETS`).
 
 PyYAML is imported only to read a file: the defaults (``load_rain_config(None)``)
 need no YAML, so training machines without PyYAML can render the default rain.
@@ -129,7 +130,8 @@ class RainConfig:
 #: The sections of a rain config and their dataclasses.
 _SECTIONS: dict[str, type[Any]] = {"streaks": StreakConfig, "drops": DropConfig, "sensor": SensorConfig}
 #: Rain configs shipped in the package, by name: the training default, the held-out test set's shifted ranges,
-#: light rain, wide drops, those under downpours, the same half streak-free (training) and none (the clean test set).
+#: light rain, wide drops, those under downpours, the same half streak-free, small drops in every video under downpours
+#: (training) and none (the clean test set).
 PRESETS: dict[str, str] = {
     "default": "rain_default.yaml",
     "heldout": "rain_heldout.yaml",
@@ -137,6 +139,7 @@ PRESETS: dict[str, str] = {
     "wide": "rain_wide.yaml",
     "wide_heavy": "rain_wide_heavy.yaml",
     "wide_heavy_half": "rain_wide_heavy_half.yaml",
+    "wide_heavy_small_drops": "rain_wide_heavy_small_drops.yaml",
     "none": "rain_none.yaml",
 }
 

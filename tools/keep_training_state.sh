@@ -3,8 +3,9 @@
 #
 #   tools/keep_training_state.sh [CONFIG]            # default CONFIG: vimpnet_lite_gated
 #
-# Copies the newest checkpoints/iter_*.pth of $VIMPNET_STATE_DIR/runs/CONFIG (see tools/train_background.sh) to
-# training_state/CONFIG.pth and writes training_state/CONFIG.json (step, source file, time). Commit both.
+# Copies the weights of the newest checkpoints/iter_*.pth of $VIMPNET_STATE_DIR/runs/CONFIG (see
+# tools/train_background.sh), in fp16 as the shipped weights are (half the size), to training_state/CONFIG.pth and
+# writes training_state/CONFIG.json (step, source file, time). Commit both.
 # Only weights travel (the optimizer state stays on the machine): train_background.sh on a new machine continues
 # the run from them at their step, with fresh optimizer moments (vimpnet-ros train --start-step).
 set -euo pipefail
@@ -19,8 +20,8 @@ if [ -z "$newest" ]; then
 fi
 step=$(basename "$newest" .pth | sed 's/^iter_0*//')
 mkdir -p training_state
-cp "$newest" "training_state/$config.pth.tmp"
-mv "training_state/$config.pth.tmp" "training_state/$config.pth"
+"$PWD/.venv/bin/python" -c 'import sys; from vimpnet_ros.training.checkpoints import keep_weights; keep_weights(*sys.argv[1:])' \
+    "$newest" "training_state/$config.pth"
 # Steps in all: this run's, plus those of the weights it started from (train_background.sh keeps their JSON).
 before=0
 if [ -f "$state/runs/$config/started_from.json" ]; then

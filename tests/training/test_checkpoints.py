@@ -10,7 +10,7 @@ import torch
 from vimpnet_ros.errors import CheckpointError
 from vimpnet_ros.model.checkpoint import build_model, load_model, shipped_checkpoint
 from vimpnet_ros.training import checkpoints
-from vimpnet_ros.training.checkpoints import average_models, graft_modules, resolve_init, save_model
+from vimpnet_ros.training.checkpoints import average_models, graft_modules, keep_weights, resolve_init, save_model
 from vimpnet_ros.training.config import load_train_config, packaged_configs
 
 
@@ -36,6 +36,20 @@ def test_init_from_names_shipped_kept_or_a_path(tmp_path: Path) -> None:
     assert resolve_init(str(tmp_path / "w.pth")) == tmp_path / "w.pth"
     with pytest.raises(CheckpointError, match=r"no kept weights.*keep_training_state"):
         resolve_init("kept:no_such_run")
+
+
+def test_kept_weights_are_the_runs_in_half_precision(tmp_path: Path) -> None:
+    # training_state/ travels with every clone: each run's newest weights at half the size, loading into fp32.
+    source = _saved(tmp_path, "run", "vimpnet_lite_gated", 0)
+    kept = keep_weights(source, tmp_path / "training_state" / "run.pth")
+    stored = torch.load(kept, weights_only=True)["state_dict"]
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    assert kept.stat().st_size < 0.6 * source.stat().st_size
+    original, continued = load_model(source).state_dict(), load_model(kept).state_dict()
+    for name, tensor in continued.items():
+        assert tensor.dtype == original[name].dtype, name
+        torch.testing.assert_close(tensor, original[name].half().to(tensor.dtype), rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(continued[name], original[name]) for name in original)  # rounded, not copied
 
 
 def test_the_average_is_the_mean_of_every_tensor(tmp_path: Path) -> None:

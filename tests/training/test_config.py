@@ -107,6 +107,16 @@ def test_the_drop_head_config_trains_the_mask_head_alone_on_the_mask_terms() -> 
     assert loss.image_l1 == loss.identity == loss.no_worse == loss.filled == 0.0
 
 
+def test_the_drop_remover_config_trains_stage_2_alone_on_the_long_runs_data() -> None:
+    config = load_train_config("vimpnet_lite_gated_drop_remover")
+    base = load_train_config("vimpnet_lite_gated_drops_long")
+    assert config.optim.trainable == ("drop_remover",) and config.init_from == "shipped:vimpnet_lite_gated"
+    # The long run's data and objective, another seed: only stage 2 learns, behind the shipped mask head.
+    assert config.data.train.rain_config == base.data.train.rain_config == "wide_heavy_half"
+    assert config.data.train.seed != base.data.train.seed and config.loss == base.loss
+    assert config.schedule.total_iters == 4000 and config.log.keep_every == 250
+
+
 def test_footage_is_an_online_source_option() -> None:
     from vimpnet_ros.training.config import DataSource
 

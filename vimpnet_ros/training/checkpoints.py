@@ -86,6 +86,18 @@ def load_weights_into(model: nn.Module, path: str | Path) -> str:
     )
 
 
+def keep_weights(source: str | Path, target: str | Path) -> Path:
+    """Write ``source``'s weights to ``target`` in fp16, for ``training_state/`` (atomic).
+
+    A run's newest weights travel with the repository so a new machine continues from them
+    (``tools/keep_training_state.sh``); stored as the shipped weights are, in half precision,
+    each copy is half the size. The file is our checkpoint format and loads into fp32 as any other.
+    """
+    from vimpnet_ros.model.checkpoint import load_model
+
+    return save_model(target, load_model(source), half=True)
+
+
 def average_models(paths: Sequence[str | Path], config_name: str | None = None) -> nn.Module:
     """The uniform average of the weights of several checkpoints of one model (eval mode, CPU, float32).
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.model import CONFIGS, VimpNet, VimpNetConfig, VimpNetOutput, get_config
-from vimpnet_ros.model.arch_util import conv3d_as_conv2d
+from vimpnet_ros.model.arch_util import conv3d_as_conv2d, fill_from_surroundings
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +338,59 @@ def test_the_working_scale_round_trips_and_is_not_a_size() -> None:
     assert gated.working_pixels == 256 * 160 and get_config("vimpnet").working_pixels is None
     assert VimpNetConfig.from_dict(gated.to_dict()) == gated
     assert gated.same_network(dataclasses.replace(gated, name="other", working_pixels=None))
+
+
+def test_the_fill_keeps_known_pixels_and_fills_holes_from_around_them() -> None:
+    """Known pixels bit for bit; a hole inside one colour takes that colour, a hole on a border lies between."""
+    frames = torch.zeros(2, 3, 151, 269)
+    frames[:, :, :, 135:] = 1.0  # left half black, right half white
+    holes = torch.zeros(2, 1, 151, 269)
+    holes[:, :, 60:90, 20:50] = 1.0  # inside the black half
+    holes[:, :, 60:90, 250:260] = 1.0  # inside the white half
+    holes[:, :, 60:90, 120:150] = 1.0  # across the border
+    filled = fill_from_surroundings(frames, holes)
+    known = holes.expand_as(frames) == 0
+    assert torch.equal(filled[known], frames[known])
+    assert filled[:, :, 60:90, 20:50].abs().max() < 1e-6
+    assert (filled[:, :, 60:90, 250:260] - 1.0).abs().max() < 1e-6
+    border = filled[:, :, 60:90, 120:150]
+    assert 0.0 < border.mean() < 1.0 and border[..., 0].mean() < border[..., -1].mean()
+    assert torch.equal(fill_from_surroundings(frames, torch.zeros_like(holes)), frames)
+    assert torch.isfinite(fill_from_surroundings(frames, torch.ones_like(holes))).all()
+
+
+def test_stage2_prefill_changes_stage_2s_input_only_where_a_drop_is_predicted() -> None:
+    """With the rule, stage 2 sees the drops filled; without a predicted drop its input and output are unchanged,
+    and the window step agrees with the whole clip."""
+    torch.manual_seed(0)
+    ruled = VimpNet(get_config("vimpnet_lite_gated")).eval()
+    plain = VimpNet(dataclasses.replace(get_config("vimpnet_lite_gated"), stage2_prefill=0.0)).eval()
+    plain.load_state_dict(ruled.state_dict())
+    assert ruled.config.stage2_prefill == 0.5 and get_config("vimpnet").stage2_prefill == 0.0
+    stage1 = torch.rand(1, 3, 3, 32, 48)
+    no_drops = torch.full((1, 3, 1, 32, 48), 0.4)
+    drops = no_drops.clone()
+    drops[:, 1, :, 8:20, 10:30] = 0.9
+    with torch.no_grad():
+        assert torch.equal(ruled.prefill_drops(stage1, no_drops), stage1)
+        torch.testing.assert_close(ruled.remove_drops(stage1, no_drops), plain.remove_drops(stage1, no_drops))
+        prefilled = ruled.prefill_drops(stage1, drops)
+        changed = (prefilled != stage1).any(dim=2)
+        assert changed[:, 1, 8:20, 10:30].all() and changed.sum() == 12 * 20
+        assert not torch.allclose(ruled.remove_drops(stage1, drops), plain.remove_drops(stage1, drops))
+        lqs = torch.rand(1, 5, 3, 32, 48)
+        flows_b, flows_f = ruled.compute_flows(lqs)
+        image, _, _ = ruled.restore_frame(lqs, ruled.extract_features(lqs), flows_b, flows_f, 2)
+        torch.testing.assert_close(image, ruled(lqs).output[:, 2], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, True, "0.5", None])
+def test_a_bad_stage2_prefill_fails_at_config_time(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"stage2_prefill must be a number in \[0, 1\]"):
+        dataclasses.replace(get_config("vimpnet_lite_gated"), stage2_prefill=value)
+
+
+def test_stage2_prefill_round_trips_and_is_not_a_size() -> None:
+    gated = get_config("vimpnet_lite_gated")
+    assert VimpNetConfig.from_dict(gated.to_dict()) == gated
+    assert gated.same_network(dataclasses.replace(gated, name="other", stage2_prefill=0.0))

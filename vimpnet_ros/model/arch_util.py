@@ -42,6 +42,30 @@ def flow_warp(x: Tensor, flow: Tensor, padding_mode: str = "zeros") -> Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
 
 
+def fill_from_surroundings(frames: Tensor, holes: Tensor) -> Tensor:
+    """Each hole pixel replaced by the mean of the known pixels around it, nearest first (pull-push).
+
+    frames (b, c, h, w), holes (b, 1, h, w) in {0, 1} (1 = unknown) -> (b, c, h, w); known pixels are kept.
+    Pull: halve the frame until it is one pixel high or wide, each coarse pixel the mean of the known fine
+    pixels under it (a coarse pixel is known when one of them is); push: from the coarsest level down, each
+    unknown pixel takes the bilinearly enlarged value of the level below. Written here rather than taken from
+    OpenCV (``cv2.inpaint``, which the engine's drop fill uses) because it runs inside the network: pooling and
+    interpolation only, the same on every backend, exported and compiled with the rest, no data-dependent branch.
+    """
+    known = 1.0 - holes
+    value = frames
+    levels: list[tuple[Tensor, Tensor]] = []
+    while min(value.shape[-2:]) > 1:
+        levels.append((value, known))
+        weight = F.avg_pool2d(known, 2, ceil_mode=True)  # 0 or at least 1/4: the known share of each 2x2 block
+        value = F.avg_pool2d(value * known, 2, ceil_mode=True) / weight.clamp_min(0.25)
+        known = (weight > 0).to(value.dtype)
+    for finer, finer_known in reversed(levels):
+        coarse = F.interpolate(value, size=finer.shape[-2:], mode="bilinear", align_corners=False)
+        value = finer * finer_known + coarse * (1.0 - finer_known)
+    return value
+
+
 class ResidualBlockNoBN(nn.Module):
     """conv3x3 - ReLU - conv3x3 plus identity (EDSR block without batch norm)."""
 

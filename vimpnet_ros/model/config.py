@@ -37,7 +37,7 @@ def check_stage1_passes(passes: object, where: str = "", auto: bool = False) -> 
 MIN_WORKING_PIXELS = 64 * 64
 
 #: Config fields that are rules on trained weights, not sizes: configs that differ only in them load the same weights.
-RULES = ("stage1_presence", "stage1_passes", "propagation_bound", "working_pixels")
+RULES = ("stage1_presence", "stage1_passes", "propagation_bound", "working_pixels", "stage2_prefill")
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,11 @@ class VimpNetConfig:
     frame), so weights trained on small renders leave the same rain in place at a camera's size; the engine
     restores a larger frame at the largest size of the same aspect within this area and maps the change back
     (``EngineConfig.working_scale``).
+    ``stage2_prefill`` (a rule on the trained weights too; 0 = off, as in the published network): stage 2 sees
+    stage 1's frames with the pixels of the predicted drops (mask >= the published threshold) moved this far, in
+    [0, 1], from the drop's own refracted picture towards the mean of the pixels around the drop
+    (:func:`~vimpnet_ros.model.arch_util.fill_from_surroundings`); a frame without a predicted drop reaches stage 2
+    unchanged.
     """
 
     name: str
@@ -102,6 +107,7 @@ class VimpNetConfig:
     stage1_passes: int = 1
     propagation_bound: float | None = None
     working_pixels: int | None = None
+    stage2_prefill: float = 0.0
 
     def __post_init__(self) -> None:
         """Reject sizes that cannot build (checked here so a bad config file fails before any tensor)."""
@@ -141,6 +147,10 @@ class VimpNetConfig:
             raise ConfigError(
                 f"model config {self.name!r}: propagation_bound must be a finite number > 0 or None, got {bound!r}"
             )
+
+        prefill = self.stage2_prefill
+        if isinstance(prefill, bool) or not isinstance(prefill, int | float) or not 0.0 <= prefill <= 1.0:
+            raise ConfigError(f"model config {self.name!r}: stage2_prefill must be a number in [0, 1], got {prefill!r}")
 
         pixels = self.working_pixels
         not_pixels = isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < MIN_WORKING_PIXELS
@@ -221,6 +231,7 @@ CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
     stage1_presence=(0.10, 0.12),
     propagation_bound=16.0,
     working_pixels=256 * 160,
+    stage2_prefill=0.5,
 )
 #: The architectures above ship (or shipped) weights; study candidates live in :mod:`.candidates`
 #: and are registered too, so their checkpoints load by name.

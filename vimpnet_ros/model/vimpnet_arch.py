@@ -74,8 +74,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vimpnet_ros.model.alignment import SecondOrderDeformableAlignment
-from vimpnet_ros.model.arch_util import ResidualBlocksWithInputConv, conv3d_frames, flow_warp
-from vimpnet_ros.model.config import VimpNetConfig, get_config
+from vimpnet_ros.model.arch_util import (
+    ResidualBlocksWithInputConv,
+    conv3d_frames,
+    fill_from_surroundings,
+    flow_warp,
+)
+from vimpnet_ros.model.config import MASK_THRESHOLD, VimpNetConfig, get_config
 from vimpnet_ros.model.heads import Reconstruction3D, make_gate_head, make_mask_head
 from vimpnet_ros.model.spynet import SPyNet
 from vimpnet_ros.model.transformer import MaskGuidedDualTransformer
@@ -323,9 +328,21 @@ class VimpNet(nn.Module):
 
     # -- stage 2: mask-guided dual transformer ---------------------------------------------------------
 
+    def prefill_drops(self, stage1: Tensor, drop_mask: Tensor) -> Tensor:
+        """Stage 2's input (``stage2_prefill`` = p): stage1 (n, t, 3, h, w) with its predicted drops (drop_mask
+        (n, t, 1, h, w) >= the published threshold) moved by p towards the fill from the pixels around them,
+        stage1 + p (fill - stage1) there; stage1 itself when p is 0."""
+        weight = self.config.stage2_prefill
+        if not weight:
+            return stage1
+        n, t, c, h, w = stage1.shape
+        holes = (drop_mask >= MASK_THRESHOLD).to(stage1.dtype)
+        filled = fill_from_surroundings(stage1.reshape(n * t, c, h, w), holes.reshape(n * t, 1, h, w))
+        return stage1 + weight * (filled.reshape(n, t, c, h, w) - stage1)
+
     def remove_drops(self, stage1: Tensor, drop_mask: Tensor) -> Tensor:
         """Stage 2 over a window: stage1 (n, t, 3, h, w), drop_mask (n, t, 1, h, w) -> output (n, t, 3, h, w)."""
-        return self.drop_remover(stage1, drop_mask)
+        return self.drop_remover(self.prefill_drops(stage1, drop_mask), drop_mask)
 
     # -- one output frame of a window (the streaming engine's window step) ---------------------------
 
@@ -339,7 +356,7 @@ class VimpNet(nn.Module):
         ``forward(lqs)`` at frame ``index``.
         """
         stage1, drop_mask, streaks, _ = self.remove_streaks(lqs, feats, flows_backward, flows_forward)
-        image = self.drop_remover.forward_frame(stage1, drop_mask, index)
+        image = self.drop_remover.forward_frame(self.prefill_drops(stage1, drop_mask), drop_mask, index)
         streak_map = self.upsample_streaks(streaks[:, index : index + 1])[:, 0]
         return image, drop_mask[:, index], streak_map
 

@@ -18,7 +18,8 @@
    the largest the engine accepts (``test_sets_streamed_widest``).
 4. Writes ``vimpnet_ros/weights/<model>.json``: provenance, the measured scores, ``max_window``
    (``--max-window``), the largest window the engine lets these weights run with, and the model config's
-   rules on the weights they were measured with (``stage1_presence``, ``propagation_bound``, ``working_pixels``).
+   rules on the weights they were measured with (``stage1_presence``, ``propagation_bound``, ``working_pixels``,
+   ``stage2_prefill``).
 """
 
 from __future__ import annotations
@@ -296,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "stage1_presence": None if model.config.stage1_presence is None else list(model.config.stage1_presence),
         "propagation_bound": model.config.propagation_bound,
         "working_pixels": model.config.working_pixels,
+        "stage2_prefill": model.config.stage2_prefill,
         "training": {
             "commands": args.command or [f"vimpnet-ros train --config {name}" for name in config_names],
             "configs": [f"vimpnet_ros/training/configs/{name}.yaml" for name in config_names],

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from vimpnet_ros.errors import ConfigError
-from vimpnet_ros.model import CONFIGS, VimpNet, VimpNetConfig, VimpNetOutput, get_config
+from vimpnet_ros.model import CONFIGS, MASK_THRESHOLD, VimpNet, VimpNetConfig, VimpNetOutput, get_config
 from vimpnet_ros.model.arch_util import conv3d_as_conv2d, fill_from_surroundings
 
 
@@ -360,23 +360,29 @@ def test_the_fill_keeps_known_pixels_and_fills_holes_from_around_them() -> None:
 
 
 def test_stage2_prefill_changes_stage_2s_input_only_where_a_drop_is_predicted() -> None:
-    """With the rule, stage 2 sees the drops filled; without a predicted drop its input and output are unchanged,
-    and the window step agrees with the whole clip."""
+    """With the rule, stage 2 sees the drops filled (from the mask's ``stage2_prefill_threshold``, below the
+    published threshold); without a predicted drop its input and output are unchanged, and the window step agrees
+    with the whole clip."""
     torch.manual_seed(0)
     ruled = VimpNet(get_config("vimpnet_lite_gated")).eval()
     plain = VimpNet(dataclasses.replace(get_config("vimpnet_lite_gated"), stage2_prefill=0.0)).eval()
+    published = VimpNet(dataclasses.replace(get_config("vimpnet_lite_gated"), stage2_prefill_threshold=MASK_THRESHOLD))
     plain.load_state_dict(ruled.state_dict())
     assert ruled.config.stage2_prefill == 0.5 and get_config("vimpnet").stage2_prefill == 0.0
+    assert ruled.config.stage2_prefill_threshold == 0.2 and get_config("vimpnet").stage2_prefill_threshold == 0.5
     stage1 = torch.rand(1, 3, 3, 32, 48)
-    no_drops = torch.full((1, 3, 1, 32, 48), 0.4)
+    no_drops = torch.full((1, 3, 1, 32, 48), 0.1)
     drops = no_drops.clone()
     drops[:, 1, :, 8:20, 10:30] = 0.9
+    drops[:, 2, :, 4:8, 30:40] = 0.3  # a faint drop: under the published threshold, over the prefill's
     with torch.no_grad():
         assert torch.equal(ruled.prefill_drops(stage1, no_drops), stage1)
         torch.testing.assert_close(ruled.remove_drops(stage1, no_drops), plain.remove_drops(stage1, no_drops))
         prefilled = ruled.prefill_drops(stage1, drops)
         changed = (prefilled != stage1).any(dim=2)
-        assert changed[:, 1, 8:20, 10:30].all() and changed.sum() == 12 * 20
+        assert changed[:, 1, 8:20, 10:30].all() and changed[:, 2, 4:8, 30:40].all()
+        assert changed.sum() == 12 * 20 + 4 * 10
+        assert (published.prefill_drops(stage1, drops) != stage1).any(dim=2).sum() == 12 * 20
         assert not torch.allclose(ruled.remove_drops(stage1, drops), plain.remove_drops(stage1, drops))
         lqs = torch.rand(1, 5, 3, 32, 48)
         flows_b, flows_f = ruled.compute_flows(lqs)
@@ -390,7 +396,14 @@ def test_a_bad_stage2_prefill_fails_at_config_time(value: object) -> None:
         dataclasses.replace(get_config("vimpnet_lite_gated"), stage2_prefill=value)
 
 
+@pytest.mark.parametrize("value", [0.0, 1.5, True, "0.2", None])
+def test_a_bad_stage2_prefill_threshold_fails_at_config_time(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"stage2_prefill_threshold must be a number in \(0, 1\]"):
+        dataclasses.replace(get_config("vimpnet_lite_gated"), stage2_prefill_threshold=value)
+
+
 def test_stage2_prefill_round_trips_and_is_not_a_size() -> None:
     gated = get_config("vimpnet_lite_gated")
     assert VimpNetConfig.from_dict(gated.to_dict()) == gated
-    assert gated.same_network(dataclasses.replace(gated, name="other", stage2_prefill=0.0))
+    other = dataclasses.replace(gated, name="other", stage2_prefill=0.0, stage2_prefill_threshold=0.5)
+    assert gated.same_network(other)

@@ -66,6 +66,7 @@ def test_yaml_file_path_works(tmp_path: Path) -> None:
         (["data.train.type=folder"], "data type must be"),
         (["stage1_passes=0"], r"stage1_passes must be in 1\.\.3"),
         (["stage1_passes=4"], r"stage1_passes must be in 1\.\.3"),
+        (["stage2_prefill=1.5"], r"stage2_prefill must be a number in \[0, 1\]"),
     ],
 )
 def test_mistakes_raise_config_error(overrides: list[str], message: str) -> None:
@@ -115,6 +116,19 @@ def test_the_drop_remover_config_trains_stage_2_alone_on_the_long_runs_data() ->
     assert config.data.train.rain_config == base.data.train.rain_config == "wide_heavy_half"
     assert config.data.train.seed != base.data.train.seed and config.loss == base.loss
     assert config.schedule.total_iters == 4000 and config.log.keep_every == 250
+
+
+def test_the_prefill_configs_train_stage_2_behind_the_rule_on_the_drop_removers_data() -> None:
+    base = load_train_config("vimpnet_lite_gated_drop_remover")
+    for name, prefill in [
+        ("vimpnet_lite_gated_drop_remover_prefill", 0.5),
+        ("vimpnet_lite_gated_drop_remover_prefill_full", 1.0),
+    ]:
+        config = load_train_config(name)
+        assert config.stage2_prefill == prefill and base.stage2_prefill is None
+        assert config.optim.trainable == ("drop_remover",) and config.init_from == base.init_from
+        assert config.data.train.rain_config == base.data.train.rain_config and config.loss == base.loss
+        assert config.data.train.seed != base.data.train.seed
 
 
 def test_footage_is_an_online_source_option() -> None:

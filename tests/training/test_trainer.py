@@ -156,6 +156,16 @@ def test_two_stage1_passes_train_unrolled(tiny_train_root: Path, tmp_path: Path,
     assert load_model(tmp_path / "b" / "final.pth", twice.config.model).stage1_passes == 1
 
 
+def test_stage2_prefill_trains_stage_2_behind_the_rule(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
+    """``stage2_prefill`` trains with the drops filled that much before stage 2 (the model's rule otherwise); the
+    weights it saves load as the registered network, with the registered rule."""
+    plain = _trainer(make_config(tiny_train_root, tmp_path / "a"))
+    filled = _trainer(make_config(tiny_train_root, tmp_path / "b", stage2_prefill=1.0))
+    assert (plain.model.config.stage2_prefill, filled.model.config.stage2_prefill) == (0.0, 1.0)
+    filled.train(max_steps=1)
+    assert load_model(tmp_path / "b" / "final.pth", filled.config.model).config.stage2_prefill == 0.0
+
+
 def test_zero_flow_init_gives_zero_flows(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
     trainer = _trainer(make_config(tiny_train_root, tmp_path, zero_flow_init=True))
     frames = torch.rand(1, 3, 3, 32, 32)

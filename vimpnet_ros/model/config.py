@@ -32,12 +32,26 @@ def check_stage1_passes(passes: object, where: str = "", auto: bool = False) -> 
         raise ConfigError(f"{where}stage1_passes must be in {low}..{MAX_STAGE1_PASSES}{meaning}, got {passes!r}")
 
 
+def check_stage2_prefill(prefill: object, where: str = "") -> None:
+    """The one rule on ``stage2_prefill`` (model and training configs): a number in [0, 1]; else a ConfigError whose
+    message starts with ``where``."""
+    if isinstance(prefill, bool) or not isinstance(prefill, int | float) or not 0.0 <= prefill <= 1.0:
+        raise ConfigError(f"{where}stage2_prefill must be a number in [0, 1], got {prefill!r}")
+
+
 #: The smallest ``working_pixels`` a config may name (a 64x64 frame: below it the quarter-resolution features
 #: and the 7x7 soft split have almost nothing to see).
 MIN_WORKING_PIXELS = 64 * 64
 
 #: Config fields that are rules on trained weights, not sizes: configs that differ only in them load the same weights.
-RULES = ("stage1_presence", "stage1_passes", "propagation_bound", "working_pixels", "stage2_prefill")
+RULES = (
+    "stage1_presence",
+    "stage1_passes",
+    "propagation_bound",
+    "working_pixels",
+    "stage2_prefill",
+    "stage2_prefill_threshold",
+)
 
 
 @dataclass(frozen=True)
@@ -75,10 +89,12 @@ class VimpNetConfig:
     restores a larger frame at the largest size of the same aspect within this area and maps the change back
     (``EngineConfig.working_scale``).
     ``stage2_prefill`` (a rule on the trained weights too; 0 = off, as in the published network): stage 2 sees
-    stage 1's frames with the pixels of the predicted drops (mask >= the published threshold) moved this far, in
-    [0, 1], from the drop's own refracted picture towards the mean of the pixels around the drop
+    stage 1's frames with the pixels of the predicted drops (mask >= ``stage2_prefill_threshold``) moved this far,
+    in [0, 1], from the drop's own refracted picture towards the mean of the pixels around the drop
     (:func:`~vimpnet_ros.model.arch_util.fill_from_surroundings`); a frame without a predicted drop reaches stage 2
-    unchanged.
+    unchanged. ``stage2_prefill_threshold`` (in (0, 1]; the published mask threshold unless set): the mask's level
+    from which a pixel counts as a drop for that fill. The mask head is unsure of faint drops, so a level below the
+    published one reaches drops the published mask leaves out.
     """
 
     name: str
@@ -108,6 +124,7 @@ class VimpNetConfig:
     propagation_bound: float | None = None
     working_pixels: int | None = None
     stage2_prefill: float = 0.0
+    stage2_prefill_threshold: float = MASK_THRESHOLD
 
     def __post_init__(self) -> None:
         """Reject sizes that cannot build (checked here so a bad config file fails before any tensor)."""
@@ -148,9 +165,12 @@ class VimpNetConfig:
                 f"model config {self.name!r}: propagation_bound must be a finite number > 0 or None, got {bound!r}"
             )
 
-        prefill = self.stage2_prefill
-        if isinstance(prefill, bool) or not isinstance(prefill, int | float) or not 0.0 <= prefill <= 1.0:
-            raise ConfigError(f"model config {self.name!r}: stage2_prefill must be a number in [0, 1], got {prefill!r}")
+        check_stage2_prefill(self.stage2_prefill, f"model config {self.name!r}: ")
+        level = self.stage2_prefill_threshold
+        if isinstance(level, bool) or not isinstance(level, int | float) or not 0.0 < level <= 1.0:
+            raise ConfigError(
+                f"model config {self.name!r}: stage2_prefill_threshold must be a number in (0, 1], got {level!r}"
+            )
 
         pixels = self.working_pixels
         not_pixels = isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < MIN_WORKING_PIXELS
@@ -232,6 +252,7 @@ CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
     propagation_bound=16.0,
     working_pixels=256 * 160,
     stage2_prefill=0.5,
+    stage2_prefill_threshold=0.2,
 )
 #: The architectures above ship (or shipped) weights; study candidates live in :mod:`.candidates`
 #: and are registered too, so their checkpoints load by name.

@@ -80,7 +80,7 @@ from vimpnet_ros.model.arch_util import (
     fill_from_surroundings,
     flow_warp,
 )
-from vimpnet_ros.model.config import MASK_THRESHOLD, VimpNetConfig, get_config
+from vimpnet_ros.model.config import VimpNetConfig, get_config
 from vimpnet_ros.model.heads import Reconstruction3D, make_gate_head, make_mask_head
 from vimpnet_ros.model.spynet import SPyNet
 from vimpnet_ros.model.transformer import MaskGuidedDualTransformer
@@ -159,6 +159,11 @@ class VimpNet(nn.Module):
     def set_stage1_passes(self, passes: int) -> None:
         """Run stage 1 ``passes`` times from now on (a rule, no weights change; validated by the config)."""
         self.config = dataclasses.replace(self.config, stage1_passes=passes)
+
+    def set_stage2_prefill(self, prefill: float) -> None:
+        """Fill the drops by ``prefill`` before stage 2 from now on (a rule, no weights change; see
+        :meth:`prefill_drops`; validated by the config)."""
+        self.config = dataclasses.replace(self.config, stage2_prefill=prefill)
 
     def set_propagation_bound(self, bound: float | None) -> None:
         """Bound the propagated features at ``bound`` from now on (None: unbounded); see :meth:`bound_features`."""
@@ -330,13 +335,13 @@ class VimpNet(nn.Module):
 
     def prefill_drops(self, stage1: Tensor, drop_mask: Tensor) -> Tensor:
         """Stage 2's input (``stage2_prefill`` = p): stage1 (n, t, 3, h, w) with its predicted drops (drop_mask
-        (n, t, 1, h, w) >= the published threshold) moved by p towards the fill from the pixels around them,
+        (n, t, 1, h, w) >= ``stage2_prefill_threshold``) moved by p towards the fill from the pixels around them,
         stage1 + p (fill - stage1) there; stage1 itself when p is 0."""
         weight = self.config.stage2_prefill
         if not weight:
             return stage1
         n, t, c, h, w = stage1.shape
-        holes = (drop_mask >= MASK_THRESHOLD).to(stage1.dtype)
+        holes = (drop_mask >= self.config.stage2_prefill_threshold).to(stage1.dtype)
         filled = fill_from_surroundings(stage1.reshape(n * t, c, h, w), holes.reshape(n * t, 1, h, w))
         return stage1 + weight * (filled.reshape(n, t, c, h, w) - stage1)
 

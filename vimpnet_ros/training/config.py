@@ -20,7 +20,7 @@ from typing import Any
 
 from vimpnet_ros.config_files import read_extended
 from vimpnet_ros.errors import ConfigError
-from vimpnet_ros.model.config import check_stage1_passes
+from vimpnet_ros.model.config import check_stage1_passes, check_stage2_prefill
 from vimpnet_ros.training.losses import LossWeights
 
 #: Folder of the packaged training configs.
@@ -214,13 +214,16 @@ class TrainConfig:
     activations in NHWC memory order (faster convolutions on recent GPUs).
     ``stage1_passes``: train the model with stage 1 run that many times, unrolled (the losses see the
     last pass's frames; :class:`~vimpnet_ros.model.VimpNet`), so later passes learn to finish what the
-    first leaves.
+    first leaves. ``stage2_prefill``: train with the drops filled that much before stage 2
+    (:meth:`~vimpnet_ros.model.VimpNet.prefill_drops`); null: the model's own rule. Saved weights load as the same
+    network: the rule they ship with is the registered model's.
     """
 
     name: str = "vimpnet"
     seed: int = 0
     model: str = "vimpnet"
     stage1_passes: int = 1
+    stage2_prefill: float | None = None
     init_from: str | None = None
     zero_flow_init: bool = True
     device: str = "auto"
@@ -241,6 +244,8 @@ class TrainConfig:
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ConfigError(f"cpu_threads must be >= 1 or null (= torch's default), got {self.cpu_threads}")
         check_stage1_passes(self.stage1_passes)
+        if self.stage2_prefill is not None:
+            check_stage2_prefill(self.stage2_prefill)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), written next to the checkpoints for provenance."""

@@ -19,7 +19,7 @@
 4. Writes ``vimpnet_ros/weights/<model>.json``: provenance, the measured scores, ``max_window``
    (``--max-window``), the largest window the engine lets these weights run with, and the model config's
    rules on the weights they were measured with (``stage1_presence``, ``propagation_bound``, ``working_pixels``,
-   ``stage2_prefill``).
+   ``stage2_prefill``, ``stage2_prefill_threshold``).
 """
 
 from __future__ import annotations
@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "propagation_bound": model.config.propagation_bound,
         "working_pixels": model.config.working_pixels,
         "stage2_prefill": model.config.stage2_prefill,
+        "stage2_prefill_threshold": model.config.stage2_prefill_threshold,
         "training": {
             "commands": args.command or [f"vimpnet-ros train --config {name}" for name in config_names],
             "configs": [f"vimpnet_ros/training/configs/{name}.yaml" for name in config_names],

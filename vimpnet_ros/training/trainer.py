@@ -222,6 +222,8 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             model = VimpNet(get_config(cfg.model))
         model.set_stage1_passes(cfg.stage1_passes)
+        if cfg.stage2_prefill is not None:
+            model.set_stage2_prefill(cfg.stage2_prefill)
         if cfg.init_from and resume is None:
             report = checkpoints.load_weights_into(model, checkpoints.resolve_init(cfg.init_from))
             self.log(f"initialised from {cfg.init_from}: {report}")

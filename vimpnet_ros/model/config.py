@@ -243,6 +243,8 @@ CONFIGS["vimpnet_lite_v1"] = dataclasses.replace(
 #: vimpnet_lite_gated`` on the shipped weights), so wide smooth areas of a camera frame raise no false drops.
 #: Its weights learned rain on 224x160 renders: frames larger than the demo drive's 256x160 are restored at that
 #: area (``working_pixels``; docs/training.md, "Camera-size frames: restore at the weights' scale").
+#: Stage 2 sees the drops the mask gives 0.2 or more half filled from their surroundings (``stage2_prefill``,
+#: ``stage2_prefill_threshold``; docs/training.md, "Stage 2's input: the drops filled first").
 #: The default model; its shipped weights leave clean frames alone and gain on light rain.
 CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
     CONFIGS["vimpnet_lite"],

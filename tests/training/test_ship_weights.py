@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from vimpnet_ros.engine import MAX_WINDOW, EngineConfig
+from vimpnet_ros.model import get_config
 from vimpnet_ros.model.checkpoint import load_model
+from vimpnet_ros.model.config import RECORDED_RULES
 from vimpnet_ros.training.config import load_train_config
 from vimpnet_ros.training.ship_weights import QUALITY_SETS, main, trained_window
 
@@ -29,6 +31,9 @@ def test_ship_writes_the_file_and_scores_every_set_every_way(checkpoint: Path, t
     assert (streamed["window_size"], streamed["output_frame"]) == (EngineConfig().window_size, "latest")
     assert (widest["window_size"], widest["output_frame"]) == (MAX_WINDOW, "latest")
     assert record["max_window"] == load_train_config(model).data.clip_length == 5  # trained on 5-frame clips
+    rules = get_config(model).to_dict()  # the rules the figures were measured with, the pass count the engine's
+    assert {rule: record[rule] for rule in RECORDED_RULES} == {rule: rules[rule] for rule in RECORDED_RULES}
+    assert "stage1_passes" not in record
     for name, spec in QUALITY_SETS.items():
         for scores in (record["test_sets"][name], streamed[name], widest[name]):
             assert scores["seed"] == spec.seed and scores["output_vs_input_psnr"] > 0

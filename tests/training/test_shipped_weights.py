@@ -24,6 +24,7 @@ from vimpnet_ros.evaluation.metrics import capped_psnr, to_uint8
 from vimpnet_ros.evaluation.vrds_eval import evaluate_vrds
 from vimpnet_ros.model import MASK_THRESHOLD, get_config
 from vimpnet_ros.model.checkpoint import load_model, shipped_max_window, shipped_record
+from vimpnet_ros.model.config import RECORDED_RULES
 from vimpnet_ros.training.calibrate_presence import kind_configs
 from vimpnet_ros.training.data import prepare_source
 from vimpnet_ros.training.ship_weights import WEIGHTS_DIR, heldout_source, quality_set_source
@@ -192,6 +193,8 @@ def test_the_default_weights_record_names_the_rules_they_run_with() -> None:
     assert record["stage2_prefill"] == config.stage2_prefill
     assert record["stage2_prefill_threshold"] == config.stage2_prefill_threshold
     assert record["working_pixels"] == config.working_pixels
+    recorded = {rule: value for rule, value in config.to_dict().items() if rule in RECORDED_RULES}
+    assert {rule: record[rule] for rule in RECORDED_RULES} == recorded
 
 
 @pytest.fixture(scope="module")

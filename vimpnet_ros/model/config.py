@@ -52,6 +52,9 @@ RULES = (
     "stage2_prefill",
     "stage2_prefill_threshold",
 )
+#: The rules a shipped weights file's record carries, as its figures were measured with them: all but the pass
+#: count, which the engine picks per device.
+RECORDED_RULES = tuple(rule for rule in RULES if rule != "stage1_passes")
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@
    the largest the engine accepts (``test_sets_streamed_widest``).
 4. Writes ``vimpnet_ros/weights/<model>.json``: provenance, the measured scores, ``max_window``
    (``--max-window``), the largest window the engine lets these weights run with, and the model config's
-   rules on the weights they were measured with (``stage1_presence``, ``propagation_bound``, ``working_pixels``,
-   ``stage2_prefill``, ``stage2_prefill_threshold``).
+   rules on the weights they were measured with (:data:`~vimpnet_ros.model.config.RECORDED_RULES`:
+   ``stage1_presence``, ``propagation_bound``, ``working_pixels``, ``stage2_prefill``, ...).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import torch
 from vimpnet_ros.engine import MAX_WINDOW, MIN_WINDOW, EngineConfig
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.model.checkpoint import SHIPPED_WEIGHTS_DIR
+from vimpnet_ros.model.config import RECORDED_RULES
 from vimpnet_ros.training.checkpoints import average_models, graft_modules, save_model
 
 if TYPE_CHECKING:
@@ -293,12 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         "size_bytes": target.stat().st_size,
         "tensor_dtype": "float32" if args.fp32 else "float16",
         "max_window": max_window,
-        # The frame-level rule on stage 1's gate the figures below were measured with (the model's config).
-        "stage1_presence": None if model.config.stage1_presence is None else list(model.config.stage1_presence),
-        "propagation_bound": model.config.propagation_bound,
-        "working_pixels": model.config.working_pixels,
-        "stage2_prefill": model.config.stage2_prefill,
-        "stage2_prefill_threshold": model.config.stage2_prefill_threshold,
+        # The rules on the weights the figures below were measured with (the model's config).
+        **{rule: value for rule, value in model.config.to_dict().items() if rule in RECORDED_RULES},
         "training": {
             "commands": args.command or [f"vimpnet-ros train --config {name}" for name in config_names],
             "configs": [f"vimpnet_ros/training/configs/{name}.yaml" for name in config_names],

@@ -8,7 +8,7 @@ import pytest
 
 from tests.engine.conftest import CPU_ENV
 from vimpnet_ros.data import load_rain_config, make_road_clip, render_video
-from vimpnet_ros.engine import EngineConfig, InferenceEngine, fill_drops
+from vimpnet_ros.engine import DropHistory, EngineConfig, InferenceEngine, fill_drops
 from vimpnet_ros.engine.drop_fill import FILL_RADIUS, MASK_LEVEL, MAX_FILL_FRACTION, MAX_FILL_PIXELS
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.model import MASK_THRESHOLD
@@ -96,7 +96,8 @@ def test_a_bad_weight_fails_at_start(weight: object) -> None:
 
 
 def test_the_engine_fills_its_own_results() -> None:
-    """Shipped weights on a rainy drive: each result is the unfilled result with fill_drops applied, nothing else."""
+    """Shipped weights on a rainy drive: each result is the unfilled result with fill_drops applied, then its drops
+    filled from the stream's earlier results (DropHistory, in order), nothing else."""
     rng = np.random.default_rng(5)
     clean = make_road_clip(6, (256, 160), rng)
     rainy = render_video(clean, load_rain_config("wide"), rng).lq
@@ -108,9 +109,11 @@ def test_the_engine_fills_its_own_results() -> None:
         stream = engine.open_stream("cam")
         results[weight] = [engine.push(stream, frame, k * FRAME_NS) for k, frame in enumerate(rainy)]
     filled_any = False
+    history = DropHistory(base.drop_fill_frames)
     for plain, filled in zip(results[0.0], results[0.5], strict=True):
         assert plain is not None and filled is not None
         np.testing.assert_array_equal(filled.drop_mask, plain.drop_mask)
-        np.testing.assert_array_equal(filled.image, fill_drops(plain.image, plain.drop_mask, 0.5))
+        expected = history.fill(fill_drops(plain.image, plain.drop_mask, 0.5), plain.drop_mask, 0.5)
+        np.testing.assert_array_equal(filled.image, expected)
         filled_any |= bool((filled.image != plain.image).any())
     assert filled_any, "the drive's drops were not found: the test needs frames with drops"

@@ -12,12 +12,23 @@ from skimage.metrics import peak_signal_noise_ratio
 from torch import Tensor, nn
 
 from tests.engine.conftest import CPU_ENV, moving_frames, random_model
-from vimpnet_ros.data.layout import write_vrds
+from vimpnet_ros.data.layout import scan_vrds, write_vrds
 from vimpnet_ros.data.rain.compose import render_video
-from vimpnet_ros.engine import EngineConfig, InferenceEngine
+from vimpnet_ros.data.rain.config import load_rain_config
+from vimpnet_ros.data.road_scene import make_road_clip
+from vimpnet_ros.engine import (
+    DROP_FILL_BLEND,
+    DROP_FILL_FRAMES,
+    DropHistory,
+    EngineConfig,
+    InferenceEngine,
+    fill_drops,
+)
 from vimpnet_ros.errors import ConfigError
-from vimpnet_ros.evaluation.vrds_eval import clip_starts, evaluate_vrds, model_windows, restore_video
+from vimpnet_ros.evaluation.metrics import to_uint8
+from vimpnet_ros.evaluation.vrds_eval import clip_starts, evaluate_vrds, load_video, model_windows, restore_video
 from vimpnet_ros.model import VimpNetOutput
+from vimpnet_ros.model.checkpoint import load_model, shipped_checkpoint
 
 
 class ClipStartModel(nn.Module):
@@ -190,3 +201,27 @@ def test_the_frames_made_worse_are_counted_per_video_and_over_the_set(tiny_test_
     assert sum(video["frames_worse"] for video in black.videos) == 10
     summary = set_summary(QUALITY_SETS["heldout"], black.to_dict())
     assert summary["frames_worse"] == 10 and summary["worst_psnr_gain"] == black.frames_worse["worst_psnr_gain"]
+
+
+def test_the_drops_are_filled_as_a_stream_fills_them(tmp_path: Path) -> None:
+    """Shipped weights on a rainy drive: each saved frame is the network's output with the engine's two drop fills,
+    the spatial one and then the one from the earlier frames, in order; the history changes some drop pixels."""
+    import cv2
+
+    rng = np.random.default_rng(8)
+    clean = make_road_clip(8, (256, 160), rng)
+    write_vrds(tmp_path / "set", "drive", render_video(clean, load_rain_config("wide"), rng), streams=("lq", "gt"))
+    model = load_model(shipped_checkpoint("vimpnet_lite_gated"), "vimpnet_lite_gated")
+    result = evaluate_vrds(model, tmp_path / "set", output_frame="latest", save_frames=tmp_path / "saved")
+    assert result.to_dict()["settings"]["drop_fill_frames"] == DROP_FILL_FRAMES
+    lq = load_video(scan_vrds(tmp_path / "set", ("lq", "gt")).videos[0], "lq")  # as evaluate reads it
+    streamed = restore_video(model, torch.from_numpy(lq).permute(0, 3, 1, 2).contiguous(), output_frame="latest")
+    history = DropHistory(DROP_FILL_FRAMES)
+    changed = 0
+    for k, (output, mask) in enumerate(zip(to_uint8(streamed.output), to_uint8(streamed.drop_mask), strict=True)):
+        spatial = fill_drops(output, mask, DROP_FILL_BLEND)
+        expected = history.fill(spatial.copy(), mask, DROP_FILL_BLEND)
+        saved = cv2.imread(str(tmp_path / "saved" / "drive" / f"{k:08d}.png"))[..., ::-1]
+        np.testing.assert_array_equal(saved, expected)
+        changed += int((expected != spatial).any())
+    assert changed > 0, "no drop was filled from an earlier frame: the drive needs drops and motion"

@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vimpnet_ros.engine import DROP_FILL_BLEND
+from vimpnet_ros.engine import DROP_FILL_BLEND, DROP_FILL_FRAMES
 
 if TYPE_CHECKING:
     import torch
@@ -75,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"node's drop_fill parameter (default {DROP_FILL_BLEND}); 0 = score the network's output alone",
     )
     parser.add_argument(
+        "--drop-fill-frames",
+        type=int,
+        default=DROP_FILL_FRAMES,
+        help="earlier frames each frame's drops are also filled from, in order, as the node's drop_fill_frames "
+        f"parameter (default {DROP_FILL_FRAMES}); 0 = from the frame's own pixels only",
+    )
+    parser.add_argument(
         "--stage1-passes",
         type=int,
         default=0,
@@ -100,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.data is None) == (not args.sets):
         raise ConfigError("give either --data FOLDER or one or more --set NAME")
     specs = [quality_set(name) for name in args.sets]  # unknown names fail before any work
-    EngineConfig(drop_fill=args.drop_fill, stage1_passes=args.stage1_passes)  # what the engine refuses fails here
+    # What the engine refuses fails here.
+    EngineConfig(drop_fill=args.drop_fill, drop_fill_frames=args.drop_fill_frames, stage1_passes=args.stage1_passes)
     if args.output_frame is not None:
         EngineConfig(window_size=args.clip_length, output_frame=args.output_frame)
     model_name = args.model or (None if args.checkpoint else EngineConfig().model)
@@ -153,6 +161,7 @@ def _evaluate(
         save_frames=save_frames,
         output_frame=args.output_frame,
         drop_fill=args.drop_fill,
+        drop_fill_frames=args.drop_fill_frames,
         progress=lambda videos: iter(tqdm(videos, desc="evaluate", unit="video")),
     )
 

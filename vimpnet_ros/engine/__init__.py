@@ -23,6 +23,8 @@ if TYPE_CHECKING:
         AUTO_STAGE1_PASSES,
         BACKENDS,
         DROP_FILL_BLEND,
+        DROP_FILL_FRAMES,
+        MAX_DROP_FILL_FRAMES,
         MAX_STAGE1_PASSES,
         MAX_WINDOW,
         MIN_WINDOW,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
         resolve_stage1_passes,
     )
     from vimpnet_ros.engine.drop_fill import MASK_LEVEL, fill_drops
+    from vimpnet_ros.engine.drop_history import DropHistory
     from vimpnet_ros.engine.engine import InferenceEngine
     from vimpnet_ros.engine.geometry import FrameGeometry
     from vimpnet_ros.engine.hardware import (
@@ -60,6 +63,7 @@ _EXPORTS = {
     "fit_pixels": "config",
     "fill_drops": "drop_fill",
     "MASK_LEVEL": "drop_fill",
+    "DropHistory": "drop_history",
     # the engine's choices and ranges (the node's parameter table offers them)
     "BACKENDS": "config",
     "PRECISIONS": "config",
@@ -69,6 +73,8 @@ _EXPORTS = {
     "MIN_WINDOW": "config",
     "MAX_WINDOW": "config",
     "DROP_FILL_BLEND": "config",
+    "DROP_FILL_FRAMES": "config",
+    "MAX_DROP_FILL_FRAMES": "config",
     "AUTO_STAGE1_PASSES": "config",
     "MAX_STAGE1_PASSES": "config",
     "resolve_stage1_passes": "config",
@@ -92,7 +98,9 @@ __all__ = [
     "AUTO_STAGE1_PASSES",
     "BACKENDS",
     "DROP_FILL_BLEND",
+    "DROP_FILL_FRAMES",
     "MASK_LEVEL",
+    "MAX_DROP_FILL_FRAMES",
     "MAX_STAGE1_PASSES",
     "MAX_WINDOW",
     "MIN_WINDOW",
@@ -102,6 +110,7 @@ __all__ = [
     "PRECISIONS",
     "REGISTRY",
     "WORKING_SCALES",
+    "DropHistory",
     "EngineConfig",
     "Environment",
     "FrameGeometry",

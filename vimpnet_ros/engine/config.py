@@ -37,6 +37,9 @@ DEVICE_SYNTAX = "auto, cpu, cuda or cuda:N (N a GPU index)"
 MIN_TILE_SIZE = 32
 #: Default weight of the inpainting inside the predicted drops (``drop_fill``; engine/drop_fill.py).
 DROP_FILL_BLEND = 0.5
+#: Default number of earlier restored frames a drop is filled from (``drop_fill_frames``; engine/drop_history.py),
+#: and the most a stream may keep.
+DROP_FILL_FRAMES, MAX_DROP_FILL_FRAMES = 8, 32
 #: Layers need height and width to be multiples of this (two stride-2 stages).
 SIZE_MULTIPLE = 4
 #: Stage-1 passes when ``stage1_passes`` is 0 (auto), by the engine's device kind, for models whose frames without
@@ -135,6 +138,9 @@ class EngineConfig:
     #: Inside the predicted drops, the weight of an inpainting from the drop's surroundings against the
     #: network's restoration (``engine/drop_fill.py``); 0 = the network's restoration alone.
     drop_fill: float = DROP_FILL_BLEND
+    #: How many earlier restored frames of a stream the drops are also filled from, where they saw the scene the
+    #: drops hide (``engine/drop_history.py``; at the ``drop_fill`` weight); 0 = from the frame's own pixels only.
+    drop_fill_frames: int = DROP_FILL_FRAMES
     #: How many times stage 1 runs on each window (``VimpNet``'s module docstring); 0 = by device and model
     #: (:data:`AUTO_STAGE1_PASSES`).
     stage1_passes: int = 0
@@ -157,6 +163,11 @@ class EngineConfig:
         fill = self.drop_fill
         if isinstance(fill, bool) or not isinstance(fill, int | float) or not 0.0 <= fill <= 1.0:
             raise ConfigError(f"engine drop_fill must be a number in [0, 1] (0 = off); got {fill!r}")
+        frames = self.drop_fill_frames
+        if isinstance(frames, bool) or not isinstance(frames, int) or not 0 <= frames <= MAX_DROP_FILL_FRAMES:
+            raise ConfigError(
+                f"engine drop_fill_frames must be an integer in 0..{MAX_DROP_FILL_FRAMES} (0 = off); got {frames!r}"
+            )
         check_stage1_passes(self.stage1_passes, "engine ", auto=True)
         for name in ("background_build", "reuse_cpu_memory", "cuda_graphs"):
             if not isinstance(getattr(self, name), bool):

@@ -41,10 +41,10 @@ MASK_LEVEL = math.ceil(MASK_THRESHOLD * PLANE_SCALE)
 FILL_MARGIN = FILL_RADIUS + 2
 
 
-def drop_region(drop_mask: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray] | None:
+def drop_region(drop_mask: np.ndarray, level: int = MASK_LEVEL) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """Where to fill, from a quantised mask (h, w) uint8: the drops' bounding box grown by :data:`FILL_MARGIN`, and
-    the drops inside it (uint8 0/1); None for no drop or too many."""
-    drops = drop_mask >= MASK_LEVEL
+    the drops inside it (uint8 0/1); None for no drop or too many. A drop is a mask value of at least ``level``."""
+    drops = drop_mask >= level
     count = int(np.count_nonzero(drops))
     if count == 0 or count > MAX_FILL_PIXELS or count > MAX_FILL_FRACTION * drops.size:
         return None

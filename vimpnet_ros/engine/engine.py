@@ -212,7 +212,7 @@ class InferenceEngine:
 
     def open_stream(self, name: str = "default") -> Stream:
         """A new ring buffer for one camera; streams share this engine's model and backend."""
-        stream = Stream(name, self.config.window_size, self.config.output_index)
+        stream = Stream(name, self.config.window_size, self.config.output_index, self.config.drop_fill_frames)
         self._streams.add(stream)
         return stream
 
@@ -423,6 +423,7 @@ class InferenceEngine:
             streak_intensity = 0.0
         else:
             image = fill_drops(image, mask, self.config.drop_fill, in_place=True)  # the result owns these planes
+            image = stream.drop_history.fill(image, mask, self.config.drop_fill, slot.white_level)
         return FrameResult(
             stamp_ns=slot.stamp_ns,
             image=image,

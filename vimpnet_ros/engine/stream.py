@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from vimpnet_ros.engine.drop_history import DropHistory
 from vimpnet_ros.errors import EngineError
 
 if TYPE_CHECKING:
@@ -141,10 +142,12 @@ class FeatureCache:
 class Stream:
     """Ring buffer and feature cache of one camera; make one with :meth:`InferenceEngine.open_stream`."""
 
-    def __init__(self, name: str, window_size: int, output_index: int) -> None:
+    def __init__(self, name: str, window_size: int, output_index: int, drop_fill_frames: int = 0) -> None:
         self.name = name
         #: Features and flows of the buffered frames (the engine fills it while restoring).
         self.cache = FeatureCache()
+        #: The last restored frames, which the engine fills the next frame's drops from.
+        self.drop_history = DropHistory(drop_fill_frames)
         self._window_size = window_size
         self._output_index = output_index
         self._slots: deque[FrameSlot] = deque(maxlen=window_size)
@@ -228,6 +231,7 @@ class Stream:
         had_frames = bool(self._slots)
         self._slots.clear()
         self.cache.clear()
+        self.drop_history.clear()
         self._geometry = None
         self._last_stamp_ns = None
         if had_frames or reason == "requested":
@@ -247,6 +251,7 @@ class Stream:
             return False
         self._slots.clear()
         self.cache.clear()
+        self.drop_history.clear()
         self._geometry = None
         self._last_stamp_ns = None
         return True

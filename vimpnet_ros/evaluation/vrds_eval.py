@@ -38,7 +38,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vimpnet_ros.data.layout import TEST_STREAMS, VideoEntry, frame_name, read_frame, scan_vrds, write_png
-from vimpnet_ros.engine import DROP_FILL_BLEND, EngineConfig, fill_drops, window_indices
+from vimpnet_ros.engine import (
+    DROP_FILL_BLEND,
+    DROP_FILL_FRAMES,
+    DropHistory,
+    EngineConfig,
+    fill_drops,
+    window_indices,
+)
 from vimpnet_ros.errors import ConfigError, InputError
 from vimpnet_ros.evaluation.metrics import (
     MASK_THRESHOLD,
@@ -258,14 +265,17 @@ def evaluate_vrds(
     progress: Callable[[Sequence[VideoEntry]], Iterator[VideoEntry]] | None = None,
     output_frame: str | None = None,
     drop_fill: float = DROP_FILL_BLEND,
+    drop_fill_frames: int = DROP_FILL_FRAMES,
 ) -> EvaluationResult:
     """Score ``model`` on a VRDS-layout test folder (``lq`` and ``gt``; ``01drop`` used for IoU if present).
 
     ``output_frame`` None: the reference test (clips averaged); ``latest`` / ``center``: streamed, each
     frame restored as the node restores it (see :func:`restore_video`). ``save_frames``: write restored
     frames as ``<dir>/<video>/00000000.png``. ``drop_fill``: the engine's last step, the drops' inpainting
-    blended in at this weight (:func:`~vimpnet_ros.engine.fill_drops`; 0 = the network's output alone).
-    Returns restored and rainy-input scores (the input's score is the baseline to beat).
+    blended in at this weight (:func:`~vimpnet_ros.engine.fill_drops`; 0 = the network's output alone), then
+    each frame's drops filled from the ``drop_fill_frames`` frames before it, in order, as a stream's
+    (:class:`~vimpnet_ros.engine.DropHistory`; 0 = not). Returns restored and rainy-input scores (the input's
+    score is the baseline to beat).
     """
     root = Path(root)
     streams = list(TEST_STREAMS)
@@ -293,6 +303,8 @@ def evaluate_vrds(
             if drop_fill > 0.0:  # the engine's last step, on the same quantised planes
                 drops = to_uint8(result.drop_mask)
                 output = np.stack([fill_drops(out, drop, drop_fill) for out, drop in zip(output, drops, strict=True)])
+                history = DropHistory(drop_fill_frames)
+                output = np.stack([history.fill(out, drop, drop_fill) for out, drop in zip(output, drops, strict=True)])
             rest, inp = VideoScores(video.name), VideoScores(video.name)
             lq_u8 = to_uint8(lq)
             target = load_video(video, "01drop", max_frames) >= 0.5 if with_masks else None
@@ -346,6 +358,7 @@ def evaluate_vrds(
             "temporal_stride": stride if output_frame is None else None,
             "output_frame": output_frame,
             "drop_fill": drop_fill,
+            "drop_fill_frames": drop_fill_frames if drop_fill > 0.0 else 0,
             "stage1_passes": getattr(getattr(model, "config", None), "stage1_passes", 1),
             "spatial": "whole frame, edge-padded to multiples of 4",
             "metric": "RGB PSNR/SSIM on uint8 (data range 255), per frame -> per video mean -> mean over videos",

@@ -17,6 +17,8 @@ from vimpnet_ros.engine import (
     AUTO_STAGE1_PASSES,
     BACKENDS,
     DROP_FILL_BLEND,
+    DROP_FILL_FRAMES,
+    MAX_DROP_FILL_FRAMES,
     MAX_STAGE1_PASSES,
     MAX_WINDOW,
     MIN_WINDOW,
@@ -152,6 +154,16 @@ ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
         "network's restoration (their mean at 0.5); 0 = the network's restoration alone",
         read_only=True,
         float_range=(0.0, 1.0),
+    ),
+    ParamSpec(
+        "drop_fill_frames",
+        "int",
+        DROP_FILL_FRAMES,
+        "earlier restored frames of each camera the raindrops are also filled from, where they saw the road the drops "
+        "hide (at the drop_fill weight; a drop there is a probability of 0.2 or more); 0 = from the frame's own "
+        "pixels only",
+        read_only=True,
+        int_range=(0, MAX_DROP_FILL_FRAMES, 1),
     ),
     ParamSpec(
         "stage1_passes",

@@ -58,6 +58,8 @@ FLOW_SCALE = 0.5
 #: Frames whose flow copy has a shorter side are not filled from earlier ones (DIS's 8 px patches at its finest
 #: scale, half the copy's size, need at least this; smaller copies make OpenCV refuse them).
 MIN_FLOW_SIDE = 16
+#: Points sampled per row of the maps :func:`_sample` hands to cv2.remap (whose maps must have under 32767 rows).
+SAMPLE_ROW = 1024
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class DropHistory:
         count, labels = cv2.connectedComponents(cv2.dilate(holes.astype(np.uint8), np.ones((3, 3), np.uint8)))
         grown = cv2.dilate(labels.astype(np.float32), np.ones((2 * RING_WIDTH + 1,) * 2, np.uint8)).astype(np.int32)
         ring = (labels == 0) & (grown > 0) & ~holes
-        # Only these pixels are read: the drops' and the rings' (x, y), as (n, 1) maps for cv2.remap.
+        # Only these pixels are read, the drops' and the rings' (x, y), in every kept frame through _sample.
         ys, xs = np.nonzero(holes | ring)
         in_hole, drop_of = holes[ys, xs], np.where(holes[ys, xs], labels[ys, xs], grown[ys, xs])
         on_ring = ~in_hole
@@ -186,10 +188,6 @@ def _read(field: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: tuple[int, in
     map_x = ((xs + 0.5) * (field.shape[1] / width) - 0.5).astype(np.float32)
     map_y = ((ys + 0.5) * (field.shape[0] / height) - 0.5).astype(np.float32)
     return _sample(np.ascontiguousarray(field), map_x, map_y, cv2.BORDER_REPLICATE)
-
-
-#: Points sampled per row of the maps :func:`_sample` hands to cv2.remap (whose maps must have under 32767 rows).
-SAMPLE_ROW = 1024
 
 
 def _sample(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, border: int, value: float = 0.0) -> np.ndarray:

@@ -87,7 +87,6 @@ class DropHistory:
     def clear(self) -> None:
         """Forget the kept frames (the stream was reset)."""
         self._kept.clear()
-        self._size = None
 
     def fill(self, image: np.ndarray, drop_mask: np.ndarray, blend: float, white_level: int = 255) -> np.ndarray:
         """``image`` (h, w, 3) uint8/uint16 with its drops blended towards the earlier frames' view; then kept.
@@ -99,7 +98,7 @@ class DropHistory:
             return image
         if self._size != image.shape:
             self.clear()
-            self._size = image.shape
+            self._size = image.shape  # the kept frames are working copies: the frame's own size is kept apart
         frame = _working_copy(image, drop_mask, white_level)
         if min(frame.gray.shape) < MIN_FLOW_SIDE:
             return image
@@ -113,7 +112,6 @@ class DropHistory:
             except cv2.error as error:  # never the frame's loss: it keeps the spatial fill, the history starts over
                 LOGGER.warning("drop fill from earlier frames skipped, history cleared: %s", error)
                 self.clear()
-                self._size = image.shape
         self._kept.append(frame)
         return image
 

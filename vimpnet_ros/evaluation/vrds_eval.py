@@ -302,9 +302,13 @@ def evaluate_vrds(
             output = to_uint8(result.output)
             if drop_fill > 0.0:  # the engine's last step, on the same quantised planes
                 drops = to_uint8(result.drop_mask)
-                output = np.stack([fill_drops(out, drop, drop_fill) for out, drop in zip(output, drops, strict=True)])
                 history = DropHistory(drop_fill_frames)
-                output = np.stack([history.fill(out, drop, drop_fill) for out, drop in zip(output, drops, strict=True)])
+                output = np.stack(
+                    [
+                        history.fill(fill_drops(out, drop, drop_fill), drop, drop_fill)
+                        for out, drop in zip(output, drops, strict=True)
+                    ]
+                )
             rest, inp = VideoScores(video.name), VideoScores(video.name)
             lq_u8 = to_uint8(lq)
             target = load_video(video, "01drop", max_frames) >= 0.5 if with_masks else None

@@ -33,9 +33,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from vimpnet_ros.engine.drop_fill import drop_region
 from vimpnet_ros.engine.result import PLANE_SCALE
+from vimpnet_ros.model.arch_util import fill_from_surroundings
 
 LOGGER = logging.getLogger(__name__)
 
@@ -163,15 +165,19 @@ class DropHistory:
         had moved since it (x, y), in working-size pixels.
 
         Estimated on the gray copies at :data:`FLOW_SCALE`; inside the drops grown by :data:`FLOW_HOLE_MARGIN`, where
-        the flow follows the drop and not the road, filled from around them (one pull-push over the stacked fields,
-        at the flow's size), then read at the pixels asked for (bilinear, as an enlargement would)."""
+        the flow follows the drop and not the road, filled from around them (the model's pull-push,
+        :func:`~vimpnet_ros.model.arch_util.fill_from_surroundings`, over the stacked fields at the flow's size),
+        then read at the pixels asked for (bilinear, as an enlargement would)."""
         assert self._flow is not None
         height, width = holes.shape
         small = frame.gray.shape[1], frame.gray.shape[0]
         grown = cv2.dilate(holes.astype(np.uint8), np.ones((2 * FLOW_HOLE_MARGIN + 1,) * 2, np.uint8))
-        flow_holes = (cv2.resize(grown.astype(np.float32), small, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+        flow_holes = (cv2.resize(grown.astype(np.float32), small, interpolation=cv2.INTER_AREA) > 0).astype(np.float32)
         flows = np.concatenate([self._flow.calc(frame.gray, earlier.gray, None) for earlier in self._kept], axis=2)
-        flows = _fill_holes(flows, flow_holes)
+        with torch.inference_mode():
+            stacked = torch.from_numpy(flows).permute(2, 0, 1)[None]
+            unknown = torch.from_numpy(flow_holes)[None, None]
+            flows = fill_from_surroundings(stacked, unknown)[0].permute(1, 2, 0).contiguous().numpy()
         read = [_read(flows[..., start : start + 4], ys, xs, (height, width)) for start in range(0, flows.shape[2], 4)]
         scale = np.float32(width / small[0]), np.float32(height / small[1])
         return np.concatenate(read, axis=1) * np.tile(scale, len(self._kept))
@@ -224,31 +230,3 @@ def _working_copy(image: np.ndarray, drop_mask: np.ndarray, white_level: int) ->
     flow_size = (max(round(small.shape[1] * FLOW_SCALE), 1), max(round(small.shape[0] * FLOW_SCALE), 1))
     gray = cv2.resize(gray, flow_size, interpolation=cv2.INTER_AREA)
     return _Frame(small, np.clip(np.rint(gray), 0, 255).astype(np.uint8), drop_mask)
-
-
-def _fill_holes(field: np.ndarray, holes: np.ndarray) -> np.ndarray:
-    """``field`` (h, w, c) float32 with the pixels where ``holes`` (h, w) is set taken from around them (pull-push).
-
-    Area means of the known pixels are pulled down a pyramid and pushed back up into the holes: for a
-    smooth field such as a flow, a fraction of an inpainting's cost. (The model's ``fill_from_surroundings``
-    does the same to tensors on the network's device; this one runs on the frames after it, in NumPy.)
-    """
-    known = (holes == 0).astype(np.float32)
-    values, weights = [field * known[..., None]], [known[..., None]]
-    while min(weights[-1].shape[:2]) > 1:
-        size = (max(weights[-1].shape[1] // 2, 1), max(weights[-1].shape[0] // 2, 1))
-        values.append(_resize(values[-1], size, cv2.INTER_AREA))
-        weights.append(_resize(weights[-1], size, cv2.INTER_AREA))
-    estimate = values[-1] / np.maximum(weights[-1], 1e-6)
-    for value, weight in zip(values[-2::-1], weights[-2::-1], strict=True):
-        estimate = value + (1.0 - weight) * _resize(estimate, (weight.shape[1], weight.shape[0]), cv2.INTER_LINEAR)
-    return np.where(holes[..., None] > 0, estimate, field).astype(np.float32)
-
-
-def _resize(array: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
-    """``array`` (h, w, c) resized to ``size`` (w, h), any number of channels (OpenCV takes at most 4 at a time)."""
-    parts = [
-        cv2.resize(np.ascontiguousarray(array[..., start : start + 4]), size, interpolation=interpolation)
-        for start in range(0, array.shape[2], 4)
-    ]
-    return np.concatenate([part.reshape(size[1], size[0], -1) for part in parts], axis=2)

@@ -51,6 +51,7 @@ def fill_from_surroundings(frames: Tensor, holes: Tensor) -> Tensor:
     unknown pixel takes the bilinearly enlarged value of the level below. Written here rather than taken from
     OpenCV (``cv2.inpaint``, which the engine's drop fill uses) because it runs inside the network: pooling and
     interpolation only, the same on every backend, exported and compiled with the rest, no data-dependent branch.
+    The engine's fill from earlier frames fills its optical flow inside the drops with it too.
     """
     known = 1.0 - holes
     value = frames

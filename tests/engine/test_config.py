@@ -38,6 +38,7 @@ def test_defaults_match_the_contract() -> None:
         ("device", "cuda:x", "cuda:N"),
         ("inference_size", (640,), "(width, height)"),
         ("working_scale", "camera", "weights, native"),
+        ("change_upsampling", "nearest", "guided, bilinear"),
         ("inference_size", (2, 480), "(width, height)"),
         ("tile_size", 30, "multiple of 4"),
         ("tile_size", 130, "multiple of 4"),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from vimpnet_ros.data import make_road_clip
 from vimpnet_ros.engine import EngineConfig
 from vimpnet_ros.engine.geometry import FrameGeometry, quantize, tile_starts, validate_frame, working_size
 from vimpnet_ros.errors import InputError
@@ -78,6 +80,7 @@ def test_inference_size_resizes_and_maps_back() -> None:
     "config",
     [
         EngineConfig(inference_size=(320, 180)),
+        EngineConfig(inference_size=(320, 180), change_upsampling="bilinear"),
         EngineConfig(max_inference_pixels=320 * 180, tile_size=128, tile_overlap=16),
     ],
 )
@@ -100,6 +103,37 @@ def test_a_smaller_working_size_maps_back_the_change_on_the_frames_own_pixels(co
     brighter[:, :3] += 0.1
     changed = geometry.compose(brighter, inputs, torch.from_numpy(frame))
     torch.testing.assert_close(changed[:3], back[:3] + 0.1, atol=1e-5, rtol=0)
+
+
+#: How much closer to the clean frame the guided enlargement brings a 1280x720 frame with thin streaks than the
+#: bilinear one, from the same ideal restoration at the weights' scale (measured: 42.0 against 34.7 dB).
+GUIDED_OVER_BILINEAR_DB = 5.0
+
+
+def test_the_change_is_enlarged_along_the_frames_own_edges() -> None:
+    """A 1280x720 road frame with 2 px streaks, restored perfectly at the weights' scale (269x151, where a streak is
+    under a pixel wide): enlarged by the guided filter, the change lands on the streaks and the frame comes much
+    closer to the clean one than with the bilinear enlargement, which smears it over the pixels around them; far
+    from any streak both bring the frame back bit for bit."""
+    rng = np.random.default_rng(7)
+    clean = make_road_clip(1, (1280, 720), rng)[0]
+    streaks = np.zeros((720, 1280), np.uint8)
+    for x, y, length in zip(rng.integers(0, 1280, 40), rng.integers(0, 720, 40), rng.integers(20, 60, 40), strict=True):
+        cv2.line(streaks, (int(x), int(y)), (int(x + length // 5), int(y + length)), 1, 2)
+    rainy = np.clip(clean.astype(np.int32) + 90 * streaks[..., None], 0, 255).astype(np.uint8)
+    far = cv2.dilate(streaks, np.ones((97, 97), np.uint8)) == 0
+    assert far.mean() > 0.3
+    scores = {}
+    for upsampling in ("guided", "bilinear"):
+        geometry = FrameGeometry.plan(720, 1280, EngineConfig(change_upsampling=upsampling), 256 * 160)
+        assert geometry.work_size == (151, 269)
+        restored = geometry.to_tiles(torch.from_numpy(clean))
+        outputs = torch.cat([restored, torch.zeros_like(restored[:, :2])], dim=1)
+        back = geometry.compose(outputs, geometry.to_tiles(torch.from_numpy(rainy)), torch.from_numpy(rainy))
+        image = quantize(back[:3], 255, torch.uint8).permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(image[far], rainy[far])
+        scores[upsampling] = cv2.PSNR(image, clean)
+    assert scores["guided"] >= scores["bilinear"] + GUIDED_OVER_BILINEAR_DB, scores
 
 
 def test_frames_larger_than_the_weights_scale_work_at_it_with_their_aspect() -> None:

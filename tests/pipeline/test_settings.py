@@ -30,7 +30,7 @@ def test_defaults_are_valid_and_map_to_engine_config() -> None:
     config = settings.engine
     assert config.checkpoint is None and config.inference_size is None and config.engine_cache_dir is None
     assert config.max_inference_pixels == 1920 * 1080 and config.oversize_policy == "resize"
-    assert config.working_scale == "weights"
+    assert config.working_scale == "weights" and config.change_upsampling == "guided"
 
 
 def test_settings_fields_are_the_table() -> None:
@@ -90,6 +90,7 @@ def test_every_parameter_has_a_description_and_a_default_of_its_type() -> None:
         ({"model": "vimpnet_tiny"}, "unknown model config 'vimpnet_tiny'"),
         ({"oversize_policy": "crop"}, "oversize_policy"),
         ({"working_scale": "full"}, "working_scale"),
+        ({"change_upsampling": "bicubic"}, "change_upsampling"),
         ({"mask_threshold": 1.5}, "mask_threshold"),
         ({"jpeg_quality": 0}, "jpeg_quality"),
         ({"inference_width": 320}, "inference_height"),

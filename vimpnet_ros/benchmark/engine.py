@@ -62,6 +62,7 @@ class EngineBenchOptions:
     cameras: tuple[int, ...]
     stage1_passes: tuple[int, ...]  # 0 = by device and model, as the engine picks
     working_scale: str  # native: the network at the sizes named; weights: at the weights' scale (as the node runs)
+    change_upsampling: str  # how the change made at a smaller working size is enlarged onto the frame
     tile_above: int  # frames with more pixels are tiled (native working scale)
     tile_size: int
     tile_overlap: int
@@ -105,6 +106,7 @@ class EngineCase:
     cameras: int = 1
     stage1_passes: int = 0
     working_scale: str = "native"
+    change_upsampling: str = "guided"
 
 
 # -- cases (run in a child process) ----------------------------------------------------------------------
@@ -134,7 +136,7 @@ def _stream_case(case: EngineCase) -> dict[str, Any]:
         window_size=case.window, output_frame=case.output_frame, tile_size=case.tile_size,
         tile_overlap=case.tile_overlap, tile_batch=max(case.tile_batch, cameras),
         engine_cache_dir=case.cache_dir, cpu_threads=case.threads, stage1_passes=case.stage1_passes,
-        working_scale=case.working_scale,
+        working_scale=case.working_scale, change_upsampling=case.change_upsampling,
     )  # fmt: skip
     engine = InferenceEngine(config).load(_model(case.model, case.checkpoint))
     bench = StreamBench(engine, width, height, cameras, case.frames + 2)
@@ -284,6 +286,7 @@ def build_cases(options: EngineBenchOptions) -> list[EngineCase]:
                 tile_batch=options.tile_batch, device=options.device, checkpoint=options.checkpoint,
                 frames=options.frames, baseline_frames=options.baseline_frames, threads=options.threads,
                 cache_dir=str(options.cache_dir) if options.cache_dir else None, working_scale=options.working_scale,
+                change_upsampling=options.change_upsampling,
             )  # fmt: skip
             for backend in options.backends:
                 runs = REGISTRY[backend].precisions if backend in REGISTRY else options.precisions

@@ -53,7 +53,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``vimpnet-ros benchmark engine``; defaults cover the full table (slow on CPU: narrow them)."""
     from vimpnet_ros.benchmark.engine import DEFAULT_BACKENDS, DEFAULT_MODELS, DEFAULT_PRECISIONS, DEFAULT_SIZES
-    from vimpnet_ros.engine import WORKING_SCALES
+    from vimpnet_ros.engine import CHANGE_UPSAMPLINGS, WORKING_SCALES, EngineConfig
 
     parser.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated model configs")
     parser.add_argument("--backends", default=DEFAULT_BACKENDS,
@@ -68,6 +68,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--working-scale", default="native", choices=WORKING_SCALES,
                         help="native: the network at the sizes named (default); weights: at the weights' scale, as "
                         "the node runs, the change mapped back onto each size")  # fmt: skip
+    parser.add_argument("--change-upsampling", default=EngineConfig.change_upsampling, choices=CHANGE_UPSAMPLINGS,
+                        help="how the change made at a smaller working size is enlarged onto each frame (the "
+                        "node's change_upsampling)")  # fmt: skip
     parser.add_argument("--tile-above", type=int, default=640 * 384,
                         help="tile frames with more pixels than this (native working scale)")  # fmt: skip
     parser.add_argument("--tile-size", type=int, default=256, help="tile size for tiled sizes")
@@ -145,7 +148,8 @@ def _engine_options(args: argparse.Namespace) -> Any:
     return EngineBenchOptions(
         models=_names(args.models), backends=_names(args.backends), precisions=_names(args.precisions),
         sizes=tuple(args.sizes), cameras=tuple(args.cameras), stage1_passes=tuple(args.stage1_passes),
-        working_scale=args.working_scale, tile_above=args.tile_above, tile_size=args.tile_size,
+        working_scale=args.working_scale, change_upsampling=args.change_upsampling, tile_above=args.tile_above,
+        tile_size=args.tile_size,
         tile_overlap=args.tile_overlap, tile_batch=args.tile_batch, window=args.window,
         output_frame=args.output_frame, device=args.device, threads=args.threads, frames=args.frames,
         baseline_frames=args.baseline_frames, baselines=not args.no_baselines, checkpoint=args.checkpoint,

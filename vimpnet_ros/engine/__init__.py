@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from vimpnet_ros.engine.config import (
         AUTO_STAGE1_PASSES,
         BACKENDS,
+        CHANGE_UPSAMPLINGS,
         DROP_FILL_BLEND,
         DROP_FILL_FRAMES,
         MAX_DROP_FILL_FRAMES,
@@ -70,6 +71,7 @@ _EXPORTS = {
     "OUTPUT_FRAMES": "config",
     "OVERSIZE_POLICIES": "config",
     "WORKING_SCALES": "config",
+    "CHANGE_UPSAMPLINGS": "config",
     "MIN_WINDOW": "config",
     "MAX_WINDOW": "config",
     "DROP_FILL_BLEND": "config",
@@ -97,6 +99,7 @@ _EXPORTS = {
 __all__ = [
     "AUTO_STAGE1_PASSES",
     "BACKENDS",
+    "CHANGE_UPSAMPLINGS",
     "DROP_FILL_BLEND",
     "DROP_FILL_FRAMES",
     "MASK_LEVEL",

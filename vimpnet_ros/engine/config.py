@@ -29,6 +29,9 @@ OVERSIZE_POLICIES: tuple[str, ...] = ("resize", "tile")
 #: Where a frame larger than the weights' scale is restored: at that scale (the model's ``working_pixels``, aspect
 #: kept, the change mapped back onto the frame), or at its own size.
 WORKING_SCALES: tuple[str, ...] = ("weights", "native")
+#: How the change made at a smaller working size is enlarged onto the frame: by a guided filter that follows the
+#: frame's own edges (engine/geometry.py, :func:`~vimpnet_ros.engine.geometry.guided_enlarge`), or bilinear.
+CHANGE_UPSAMPLINGS: tuple[str, ...] = ("guided", "bilinear")
 #: Tile side and overlap used when the engine tiles on its own (oversize frames, after an out-of-memory error).
 FALLBACK_TILE_SIZE, FALLBACK_TILE_OVERLAP = 256, 32
 #: What a device name may be (see :func:`parse_device`).
@@ -113,6 +116,9 @@ class EngineConfig:
     #: Without ``inference_size``: ``weights`` restores a frame larger than the weights' scale (the model's
     #: ``working_pixels``) at that scale, ``native`` at its own size (engine/geometry.py).
     working_scale: str = "weights"
+    #: A frame restored at a smaller working size gets the network's change enlarged ``guided`` (following its own
+    #: edges: a streak or a drop's rim at the camera's resolution) or ``bilinear`` (engine/geometry.py).
+    change_upsampling: str = "guided"
     tile_size: int = 0
     tile_overlap: int = 32
     #: Frames with more pixels (after ``inference_size``) are resized to this budget or tiled
@@ -154,6 +160,7 @@ class EngineConfig:
         _check_choice("output_frame", self.output_frame, OUTPUT_FRAMES)
         _check_choice("oversize_policy", self.oversize_policy, OVERSIZE_POLICIES)
         _check_choice("working_scale", self.working_scale, WORKING_SCALES)
+        _check_choice("change_upsampling", self.change_upsampling, CHANGE_UPSAMPLINGS)
         parse_device(self.device)
         self._check_window()
         self._check_inference_size()

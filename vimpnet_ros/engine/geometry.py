@@ -5,7 +5,10 @@ weights' scale (the model's ``working_pixels``, under ``working_scale: weights``
 kept; then a frame over ``max_inference_pixels`` is resized to that budget or tiled (``oversize_policy``).
 
 A frame restored at a smaller working size gets back the network's change, enlarged, on its own pixels
-(:meth:`FrameGeometry.compose`), not an enlarged image: what the network leaves alone keeps its detail.
+(:meth:`FrameGeometry.compose`), not an enlarged image: what the network leaves alone keeps its detail. The change
+is enlarged by a guided filter (:func:`guided_enlarge`, ``change_upsampling: guided``): at the working size a
+streak is a pixel wide and a drop's rim a pixel's blur, and the filter puts the change back where the frame's own
+edges are instead of smearing it over the pixels around them.
 
 Camera frames have any size (641x359, 1920x1080) while the network needs sides that
 are multiples of 4 and memory that grows with the area. A :class:`FrameGeometry`
@@ -33,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from vimpnet_ros.engine.config import (
+    CHANGE_UPSAMPLINGS,
     FALLBACK_TILE_OVERLAP,
     FALLBACK_TILE_SIZE,
     SIZE_MULTIPLE,
@@ -43,6 +47,10 @@ from vimpnet_ros.errors import InputError
 
 #: Frame dtypes the engine takes: 8-bit, or 16-bit with a white level (e.g. 4095 for a 12-bit camera).
 FRAME_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+#: The guided enlargement's window radius, in working-size pixels, and its regulariser (on [0, 1] values: edges
+#: of more than about 1 % contrast, 2.5 grey levels, are followed). Chosen on 1280x720 drives (docs/training.md,
+#: "Camera-size frames: the change enlarged along the frame's edges").
+GUIDE_RADIUS, GUIDE_EPS = 2, 1e-4
 
 
 def validate_frame(frame: object, white_level: int | None = None) -> tuple[np.ndarray, int]:
@@ -120,6 +128,43 @@ def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> np.nda
     return weight
 
 
+def _box(values: torch.Tensor, radius: int) -> torch.Tensor:
+    """(1, c, h, w) -> the mean over each pixel's (2r + 1)^2 window, edges replicated (same shape); a depthwise
+    convolution, on a CPU several times faster than average pooling at stride 1."""
+    side, channels = 2 * radius + 1, values.shape[1]
+    kernel = torch.full((channels, 1, side, side), 1.0 / side**2, dtype=values.dtype, device=values.device)
+    return F.conv2d(F.pad(values, (radius,) * 4, mode="replicate"), kernel, groups=channels)
+
+
+def _enlarge(planes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(c, h, w) -> (c, H, W) bilinear, each plane on its own (on a CPU a 3-plane image takes a slower path)."""
+    return F.interpolate(planes[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def guided_enlarge(
+    guide: torch.Tensor, change: torch.Tensor, frame: torch.Tensor, radius: int = GUIDE_RADIUS, eps: float = GUIDE_EPS
+) -> torch.Tensor:
+    """The change made at the working size, enlarged to ``frame``'s size along ``frame``'s own edges.
+
+    guide (c, h, w): the network's input at the working size; change (c, h, w): its output minus that input;
+    frame (c, H, W): the frame at its own size, on the same scale -> (c, H, W). The guided filter of He, Sun and
+    Tang (TPAMI 2013, eqs. 5-8), per channel: in each window the change is fitted as ``a * guide + b``, the
+    coefficients averaged over the windows holding a pixel, then, as in He and Sun's fast guided filter (2015),
+    enlarged bilinearly and applied to the full-size frame: ``a * frame + b``. A change of zero stays zero
+    everywhere, so a frame the network leaves alone comes back as it came.
+    Written here rather than taken from OpenCV contrib (``cv2.ximgproc.guidedFilter``, one resolution, on the
+    CPU's NumPy arrays): its coefficients come from the working size and it runs on the engine's device, a few
+    convolutions and interpolations like the rest of the composition.
+    """
+    channels = guide.shape[0]
+    means = _box(torch.cat([guide, change, guide * change, guide * guide])[None], radius)[0]
+    mean_guide, mean_change, mean_product, mean_square = means.split(channels)
+    slope = (mean_product - mean_guide * mean_change) / (mean_square - mean_guide * mean_guide + eps)
+    coefficients = _box(torch.cat([slope, mean_change - slope * mean_guide])[None], radius)[0]
+    enlarged = _enlarge(coefficients, tuple(frame.shape[-2:]))
+    return enlarged[:channels].mul_(frame).add_(enlarged[channels:])
+
+
 def working_size(height: int, width: int, config: EngineConfig, working_pixels: int | None = None) -> tuple[int, int]:
     """(height, width) the network restores (height, width) frames at (the module docstring's order of rules).
 
@@ -155,6 +200,7 @@ class FrameGeometry:
     overlap: int
     weights: np.ndarray = field(repr=False)  # (n_tiles, th, tw) float32
     weight_sum: np.ndarray = field(repr=False)  # (hw, ww) float32
+    change_upsampling: str = CHANGE_UPSAMPLINGS[0]
     _device_weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -181,7 +227,7 @@ class FrameGeometry:
             weight_sum[y : y + tile_h, x : x + tile_w] += weights[i]
         padded = (-(-tile_h // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-tile_w // SIZE_MULTIPLE) * SIZE_MULTIPLE)
         return cls((height, width), (work_h, work_w), (tile_h, tile_w), padded, origins, overlap,
-                   weights, weight_sum)  # fmt: skip
+                   weights, weight_sum, config.change_upsampling)  # fmt: skip
 
     @property
     def num_tiles(self) -> int:
@@ -246,9 +292,10 @@ class FrameGeometry:
 
         At another working size the maps are resized back (bilinear). The image (the first 3 channels) is then
         mapped back as the change the network made, given its input ``inputs`` (the :meth:`to_tiles` of
-        ``frame``) and ``frame`` (h, w, 3) itself: ``frame + resize(output - input)``, so what the network left
+        ``frame``) and ``frame`` (h, w, 3) itself: ``frame + enlarge(output - input)``, so what the network left
         alone keeps the camera's full detail (a frame without rain comes back as it came) instead of being
-        replaced by an enlarged image. Without them the image itself is resized.
+        replaced by an enlarged image; ``enlarge`` is :func:`guided_enlarge` (``change_upsampling: guided``) or
+        bilinear. Without them the image itself is resized.
         """
         merged = self.merge(tiles)
         if not self.resized:
@@ -256,9 +303,14 @@ class FrameGeometry:
         size = self.input_size
         if inputs is None or frame is None:
             return F.interpolate(merged[None], size=size, mode="bilinear", align_corners=False)[0]
-        change = torch.cat([merged[:3] - self.merge(inputs), merged[3:]])  # resized with the maps in one call
-        back = F.interpolate(change[None], size=size, mode="bilinear", align_corners=False)[0]
-        back[:3] += frame.permute(2, 0, 1).float().div_(float(white_level))
+        image = frame.permute(2, 0, 1).float().div_(float(white_level))
+        low = self.merge(inputs)
+        if self.change_upsampling == "bilinear":
+            change = torch.cat([merged[:3] - low, merged[3:]])  # resized with the maps in one call
+            back = F.interpolate(change[None], size=size, mode="bilinear", align_corners=False)[0]
+        else:
+            back = torch.cat([guided_enlarge(low, merged[:3] - low, image), _enlarge(merged[3:], size)])
+        back[:3] += image
         return back
 
 

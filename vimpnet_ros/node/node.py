@@ -365,6 +365,7 @@ class DerainCore:
                     ("engines_loaded", str(1 + engine.reloads)),
                     ("tile_size", str(engine.config.tile_size)),
                     ("working_scale", f"{engine.config.working_scale} ({engine.working_pixels or 'none'} pixels)"),
+                    ("change_upsampling", engine.config.change_upsampling),
                     ("working_sizes", engine.working_sizes()),
                     ("cameras", ", ".join(c.pipeline.label for c in self.cameras.values())),
                     ("pending_frames", str(self.worker.pending_count() if self.worker else 0)),

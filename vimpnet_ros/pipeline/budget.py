@@ -32,8 +32,11 @@ Inferred = Callable[[int, int], int]
 #: a size the camera does not send, what the budget prices, costs more: its buffers are new memory, touched for
 #: the first time. ``pytest -m slow tests/node/test_hostile.py -k "3500 and weights"`` on the same CPU: a
 #: 2272x2272 frame among 1280x720 ones took 0.57 s against 0.24 s, ~7.8e-8 s per extra declared pixel against
-#: ~5.1e-6 s per unit of work: 0.015. Not yet measured on a GPU (taken alike there).
-FULL_SIZE_SHARE = 0.015
+#: ~5.1e-6 s per unit of work: 0.015. With the change enlarged by the guided filter (``change_upsampling: guided``,
+#: six full-size coefficient planes; 283 / 353 / 714 ms steady at 1280x720 / 1920x1080 / 3840x2160 by the command
+#: above, against 275 / 324 / 605 ms bilinear), the same test's 1794x1794 frame took 0.45 s against 0.21 s, ~1.0e-7
+#: s per extra declared pixel against ~5.2e-6 s: 0.020. Not yet measured on a GPU (taken alike there).
+FULL_SIZE_SHARE = 0.02
 #: Seconds per unit of work (an inferred pixel) assumed before the device has restored a frame (then measured): a
 #: 2-core AVX-512 CPU needs ~5e-6 with vimpnet_lite at 640x480; GPUs are about a thousand times faster.
 PRIOR_SECONDS_PER_PIXEL: dict[str, float] = {"cpu": 5e-6, "cuda": 5e-9}

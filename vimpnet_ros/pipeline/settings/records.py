@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from vimpnet_ros.engine import (
     AUTO_STAGE1_PASSES,
     BACKENDS,
+    CHANGE_UPSAMPLINGS,
     DROP_FILL_BLEND,
     DROP_FILL_FRAMES,
     MAX_DROP_FILL_FRAMES,
@@ -123,6 +124,15 @@ ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
         "restores it at its own size",
         read_only=True,
         choices=WORKING_SCALES,
+    ),
+    ParamSpec(
+        "change_upsampling",
+        "string",
+        _ENGINE.change_upsampling,
+        "how the change the network made at a smaller working size is enlarged onto the frame: guided (a guided "
+        "filter, so it follows the frame's own edges: streaks and drop rims at the camera's resolution) or bilinear",
+        read_only=True,
+        choices=CHANGE_UPSAMPLINGS,
     ),
     ParamSpec(
         "tile_size", "int", 0, "spatial tile size in pixels (0 = whole frame)", read_only=True, int_range=(0, 8192, 0)

@@ -103,10 +103,10 @@ class EngineCase:
     baseline_frames: int
     threads: int
     cache_dir: str | None
+    change_upsampling: str  # the engine's: how the change made at a smaller working size is enlarged
     cameras: int = 1
     stage1_passes: int = 0
     working_scale: str = "native"
-    change_upsampling: str = "guided"
 
 
 # -- cases (run in a child process) ----------------------------------------------------------------------

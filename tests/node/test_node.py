@@ -375,9 +375,9 @@ def test_deactivate_activate_in_a_tight_loop_mid_inference_never_runs_two_turns(
     assert probe.count("/rain_status") >= resumed + 2, log[-3000:]  # processing resumed after the loop
     assert "Traceback" not in log and "IndexError" not in log and "unexpected error" not in log, log[-3000:]
     assert node.alive()
-    # One inference's working set at a time: two at once held over 1 GB more; one at a time measured up to +490 MB
-    # (an idle AMX CPU, the allocator keeping freed buffers for reuse).
-    assert peak[0] < single + 700, f"peak RSS {peak[0]:.0f} MB, {single:.0f} MB with one inference at a time"
+    # One inference's working set at a time: two at once held over 1 GB more; one at a time measured +360 to +780 MB
+    # (an AMX CPU, idle or shared with a niced training run, the allocator keeping freed buffers for reuse).
+    assert peak[0] < single + 900, f"peak RSS {peak[0]:.0f} MB, {single:.0f} MB with one inference at a time"
     _assert_ok_shutdown(node)
 
 

@@ -96,7 +96,7 @@ class DropHistory:
         ``drop_mask`` (h, w) uint8 is the probability x 255. Returns ``image`` itself, filled in place (the
         engine's planes are the caller's own). A frame of another size than the kept ones clears them first.
         """
-        if self._flow is None or min(drop_mask.shape) < MIN_FLOW_SIDE:
+        if self._flow is None:
             return image
         if self._size != image.shape:
             self.clear()

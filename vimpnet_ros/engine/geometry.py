@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 
 from vimpnet_ros.engine.config import (
-    CHANGE_UPSAMPLINGS,
     FALLBACK_TILE_OVERLAP,
     FALLBACK_TILE_SIZE,
     SIZE_MULTIPLE,
@@ -200,7 +199,7 @@ class FrameGeometry:
     overlap: int
     weights: np.ndarray = field(repr=False)  # (n_tiles, th, tw) float32
     weight_sum: np.ndarray = field(repr=False)  # (hw, ww) float32
-    change_upsampling: str = CHANGE_UPSAMPLINGS[0]
+    change_upsampling: str  # EngineConfig.change_upsampling
     _device_weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @classmethod

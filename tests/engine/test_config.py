@@ -86,12 +86,12 @@ def test_cache_dir_default_and_explicit(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_stage1_passes_by_device_and_model() -> None:
-    """0 (the default) picks by device for a model whose streak-free frames pass stage 1 whole: two passes where a
-    GPU has the time, one on a CPU; one for any other model (the published network); a number is kept."""
+    """0 (the default) picks by device for a model whose streak-free frames pass stage 1 whole: two passes on a GPU
+    and on a CPU; one for any other model (the published network); a number is kept."""
     assert EngineConfig().stage1_passes == 0
     ruled, published = get_config(EngineConfig().model), get_config("vimpnet")
     assert ruled.stage1_presence is not None and published.stage1_presence is None
-    assert resolve_stage1_passes(0, "cpu", ruled) == AUTO_STAGE1_PASSES["cpu"] == 1
+    assert resolve_stage1_passes(0, "cpu", ruled) == AUTO_STAGE1_PASSES["cpu"] == 2
     assert resolve_stage1_passes(0, "cuda:1", ruled) == resolve_stage1_passes(0, "cuda", ruled) == 2
     assert AUTO_STAGE1_PASSES["cuda"] == 2
     assert resolve_stage1_passes(0, "cuda", published) == resolve_stage1_passes(0, "cpu", published) == 1

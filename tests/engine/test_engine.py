@@ -242,6 +242,34 @@ def test_cameras_of_one_size_share_each_step_call(lite_model: VimpNet) -> None:
     assert calls == {"frame": 3, "flow": 3, "window": 3}
 
 
+def test_auto_stage1_passes_are_two_at_a_frames_own_size_and_one_at_the_weights_scale() -> None:
+    """``stage1_passes`` 0 on the default model: a frame restored at its own size runs two passes, a camera frame
+    restored at the weights' scale one (a second pass's change, enlarged, darkens its clean pixels); one engine
+    serves both, each window with its size's count, and the working sizes say which size runs another count."""
+    model = random_model("vimpnet_lite_gated")
+    assert model.config.stage1_presence is not None
+    config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3, drop_fill=0.0)
+    engine = InferenceEngine(config, environment=CPU_ENV).load(model)
+    assert (engine.stage1_passes, engine.stage1_passes_for(64, 48), engine.stage1_passes_for(1280, 720)) == (2, 2, 1)
+    reconstructions: list[str] = []
+    hook = model.reconstruction.register_forward_hook(lambda *_: reconstructions.append(current))
+    try:
+        small, camera = engine.open_stream("small"), engine.open_stream("camera")
+        for k, (small_frame, camera_frame) in enumerate(zip(moving_frames(3, 48, 64), moving_frames(3, 720, 1280),
+                                                            strict=True)):  # fmt: skip
+            current = "small"
+            assert engine.push(small, small_frame, k * FRAME_NS) is not None
+            current = "camera"
+            assert engine.push(camera, camera_frame, k * FRAME_NS) is not None
+    finally:
+        hook.remove()
+    assert reconstructions.count("small") == 2 * 3 and reconstructions.count("camera") == 3
+    assert engine.working_sizes() == "64x48 at 64x48, 1280x720 at 269x151 (stage 1 x1)"
+    explicit = InferenceEngine(EngineConfig(device="cpu", stage1_passes=2), environment=CPU_ENV).load(
+        random_model("vimpnet_lite_gated"))  # fmt: skip
+    assert explicit.stage1_passes_for(1280, 720) == explicit.stage1_passes_for(64, 48) == 2
+
+
 def test_out_of_memory_degrades_to_tiles_then_stops_and_keeps_the_stream(lite_model: VimpNet) -> None:
     """The engine's policy: whole frame -> 256 px tiles (buffered frames kept); already tiled on CPU -> nothing."""
     config = EngineConfig(device="cpu", backend="torch", precision="fp32", window_size=3)

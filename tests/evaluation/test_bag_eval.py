@@ -65,8 +65,8 @@ def _images(bag: Path, topic: str) -> dict[int, np.ndarray]:
 def test_report_matches_independent_metrics(storage: str, evaluated: Callable[[str], Path]) -> None:
     root = evaluated(storage)
     report = json.loads((root / f"report_{storage}" / "report.json").read_text())
-    assert report["stage1_passes"] == 1  # what the engine ran: one pass on a CPU
-    assert "stage-1 passes 1," in (root / f"report_{storage}" / "report.md").read_text()
+    assert report["stage1_passes"] == 2  # what the engine ran: two passes on a CPU
+    assert "stage-1 passes 2," in (root / f"report_{storage}" / "report.md").read_text()
     assert report["working_sizes"] == "64x48 at 64x48"  # below the default weights' scale: its own size
     assert "frames restored 64x48 at 64x48" in (root / f"report_{storage}" / "report.md").read_text()
     (topic,) = report["topics"]

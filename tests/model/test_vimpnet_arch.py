@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from vimpnet_ros.errors import ConfigError
 from vimpnet_ros.model import CONFIGS, MASK_THRESHOLD, VimpNet, VimpNetConfig, VimpNetOutput, get_config
-from vimpnet_ros.model.arch_util import conv3d_as_conv2d, fill_from_surroundings
+from vimpnet_ros.model.arch_util import conv3d_as_conv2d, fill_from_surroundings, use_channels_last
 
 
 @pytest.fixture(scope="module")
@@ -213,11 +213,33 @@ def test_stage1_presence_is_per_frame() -> None:
         ({"name": "ungated", "stage1_presence": (0.1, 0.2)}, "needs gated_residuals"),
         ({"gated_residuals": True, "stage1_presence": (0.2, 0.1)}, "0 <= low < high <= 1"),
         ({"gated_residuals": True, "stage1_presence": (0.5, 1.5)}, "0 <= low < high <= 1"),
+        ({"name": "ungated", "stage1_repass_presence": (0.4, 0.5)}, "stage1_repass_presence needs gated_residuals"),
+        ({"gated_residuals": True, "stage1_repass_presence": (0.5, 0.4)}, "0 <= low < high <= 1"),
     ],
 )
 def test_bad_stage1_presence_fails_at_config_time(changes: dict[str, object], reason: str) -> None:
     with pytest.raises(ConfigError, match=reason):
         dataclasses.replace(get_config("vimpnet_lite"), **changes)
+
+
+def test_channels_last_weights_compute_the_same_function() -> None:
+    """use_channels_last moves every convolution to NHWC weights (the engine's choice on a CPU): the model's output
+    is the same within float rounding, and its weights hash the same (the compiled-program cache keys on them)."""
+    torch.manual_seed(0)
+    model = VimpNet("vimpnet_lite_gated").eval()
+    model.set_stage1_passes(2)
+    lqs = torch.rand(1, 3, 3, 64, 48)
+    with torch.no_grad():
+        before = model(lqs)
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    use_channels_last(model)
+    assert model.feat_extract[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.reconstruction.input_conv.channels_last
+    with torch.no_grad():
+        after = model(lqs)
+    for old, new in zip(before, after, strict=True):
+        torch.testing.assert_close(new, old, atol=1e-5, rtol=1e-4)
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in state.items())
 
 
 def test_stage1_presence_round_trips_and_is_not_a_size() -> None:
@@ -227,9 +249,10 @@ def test_stage1_presence_round_trips_and_is_not_a_size() -> None:
     assert not gated.same_network(get_config("vimpnet_lite"))
 
 
-def test_a_second_stage1_pass_runs_stage1_on_the_first_passs_frames_and_keeps_its_mask(lite: VimpNet) -> None:
-    """stage1_passes 2: stage 1 again on pass 1's frames with their features and pass 1's flows; the drop mask and
-    streak map are pass 1's, stage 2 reads pass 2's frames; the streaming window step agrees with the whole clip."""
+def test_a_second_stage1_pass_reconstructs_the_first_passs_frames_and_keeps_its_mask(lite: VimpNet) -> None:
+    """stage1_passes 2: pass 1's frames get their own features and the reconstruction reads them with pass 1's
+    propagated features; the drop mask and streak map are pass 1's, stage 2 reads pass 2's frames; the streaming
+    window step agrees with the whole clip."""
     twice = VimpNet(get_config("vimpnet_lite")).eval()
     twice.load_state_dict(lite.state_dict())
     twice.set_stage1_passes(2)
@@ -239,7 +262,9 @@ def test_a_second_stage1_pass_runs_stage1_on_the_first_passs_frames_and_keeps_it
         once = lite(lqs)
         out = twice(lqs)
         flows_b, flows_f = lite.compute_flows(lqs)
-        again = lite.remove_streaks_again(once.stage1, flows_b, flows_f)
+        feats = lite.extract_features(lqs)
+        backward, forward = lite.propagate(feats, flows_b, flows_f, lite.estimate_streaks(feats))
+        again = lite.remove_streaks_again(once.stage1, backward, forward, None)
         image, mask, streak = twice.restore_frame(lqs, twice.extract_features(lqs), flows_b, flows_f, 3)
     torch.testing.assert_close(out.stage1, again)
     assert not torch.allclose(out.stage1, once.stage1)  # the second pass changed the frames
@@ -250,6 +275,36 @@ def test_a_second_stage1_pass_runs_stage1_on_the_first_passs_frames_and_keeps_it
     torch.testing.assert_close(image, out.output[:, 3], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(mask, out.drop_mask[:, 3])
     torch.testing.assert_close(streak, out.streak_map[:, 3])
+
+
+def test_a_second_stage1_pass_runs_no_propagation_and_no_heads() -> None:
+    """What makes a later pass cheap: the alignment, the backbones, the drop and gate heads and the streak head run
+    once however many passes; the feature extractor and the reconstruction once per pass."""
+    torch.manual_seed(0)
+    model = VimpNet("vimpnet_lite_gated").eval()
+    parts = {"deform_align": model.deform_align, "backbone": model.backbone, "drop_head": model.drop_head,
+             "change_gate": model.change_gate, "streak_head": model.streak_head,
+             "feat_extract": model.feat_extract, "reconstruction": model.reconstruction}  # fmt: skip
+    lqs = torch.rand(1, 3, 3, 32, 32)
+
+    def calls(passes: int) -> dict[str, int]:
+        counts = dict.fromkeys(parts, 0)
+        leaves = [(name, module) for name, part in parts.items() for module in part.modules()
+                  if not list(module.children())]  # fmt: skip
+        hooks = [module.register_forward_hook(lambda *_, name=name: counts.__setitem__(name, counts[name] + 1))
+                 for name, module in leaves]  # fmt: skip
+        model.set_stage1_passes(passes)
+        with torch.no_grad():
+            model(lqs)
+        for hook in hooks:
+            hook.remove()
+        return counts
+
+    one, two = calls(1), calls(2)
+    for name in ("deform_align", "backbone", "drop_head", "change_gate", "streak_head"):
+        assert two[name] == one[name] > 0, name
+    for name in ("feat_extract", "reconstruction"):
+        assert two[name] == 2 * one[name] > 0, name
 
 
 def test_a_frame_without_streaks_passes_every_stage1_pass_whole() -> None:
@@ -263,6 +318,32 @@ def test_a_frame_without_streaks_passes_every_stage1_pass_whole() -> None:
         model.change_gate[-1].bias.fill_(math.log(0.05 / 0.95))  # gate 0.05 everywhere: presence 0
         lqs = torch.rand(1, 3, 3, 32, 32)
         assert torch.equal(model(lqs).stage1, lqs)
+
+
+@pytest.mark.parametrize(("gate", "repass"), [(0.3, 0.0), (0.45, 0.5), (0.6, 1.0)])
+def test_later_stage1_passes_scale_by_the_first_passs_repass_presence(gate: float, repass: float) -> None:
+    """With ``stage1_repass_presence = (0.4, 0.5)`` and a uniform first-pass gate g, the second pass adds
+    clamp((g - 0.4) / 0.1, 0, 1) times the change it adds without the rule: a frame below 0.4 (light rain, or a
+    texture taken for streaks) gets one pass, bit for bit; one pass is the same with or without the rule."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(get_config("vimpnet_lite_gated"), stage1_repass_presence=(0.4, 0.5))
+    ruled, plain = VimpNet(config).eval(), VimpNet(dataclasses.replace(config, stage1_repass_presence=None)).eval()
+    assert ruled.change_gate is not None
+    with torch.no_grad():
+        ruled.change_gate[-1].weight.zero_()
+        ruled.change_gate[-1].bias.fill_(math.log(gate / (1.0 - gate)))
+    plain.load_state_dict(ruled.state_dict())
+    lqs = torch.rand(1, 3, 3, 32, 32)
+    with torch.no_grad():
+        once = ruled(lqs).stage1
+        assert torch.equal(once, plain(lqs).stage1)
+        ruled.set_stage1_passes(2)
+        plain.set_stage1_passes(2)
+        twice, reference = ruled(lqs).stage1, plain(lqs).stage1
+    if repass == 0.0:
+        assert torch.equal(twice, once)
+    assert not torch.allclose(reference, once)
+    torch.testing.assert_close(twice - once, repass * (reference - once), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("passes", [0, 4, -1])

@@ -282,9 +282,10 @@ def test_two_cameras_share_one_model(start_node: Any, probe_factory: Any, checkp
     engine = next(s for name, s in statuses.items() if name.endswith("engine"))
     values = {kv.key: kv.value for kv in engine.values}
     assert values["engines_loaded"] == "1" and values["cameras"] == "front, rear"
-    # the default model's scale: the 1280x720 camera is restored at 269x151, the small one at its own size
-    assert values["working_scale"] == "weights (40960 pixels)"
-    assert values["working_sizes"] == f"{SIZE[0]}x{SIZE[1]} at {SIZE[0]}x{SIZE[1]}, 1280x720 at 269x151"
+    # the default model's scale: the 1280x720 camera is restored at 269x151 with one stage-1 pass, the small one at
+    # its own size with the two the engine picks
+    assert values["working_scale"] == "weights (40960 pixels)" and values["stage1_passes"] == "2"
+    assert values["working_sizes"] == f"{SIZE[0]}x{SIZE[1]} at {SIZE[0]}x{SIZE[1]}, 1280x720 at 269x151 (stage 1 x1)"
     assert any(name.endswith("front") for name in statuses) and any(name.endswith("rear") for name in statuses)
     _assert_ok_shutdown(node)
 

@@ -166,6 +166,19 @@ def test_stage2_prefill_trains_stage_2_behind_the_rule(tiny_train_root: Path, tm
     assert load_model(tmp_path / "b" / "final.pth", filled.config.model).config.stage2_prefill == 0.0
 
 
+def test_channels_last_trains_the_same_network(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
+    """``channels_last: true`` trains with NHWC convolution weights (Conv3d ones included) and the same loss; the
+    weights it saves load as the registered network."""
+    plain = _trainer(make_config(tiny_train_root, tmp_path / "a"))
+    last = _trainer(make_config(tiny_train_root, tmp_path / "b", channels_last=True))
+    last.model.load_state_dict(plain.model.state_dict())
+    assert last.model.feat_extract[0].weight.is_contiguous(memory_format=torch.channels_last)
+    batch = next(iter(plain.loader))
+    torch.testing.assert_close(last.train_step(batch)["loss"], plain.train_step(batch)["loss"], atol=1e-4, rtol=1e-4)
+    last.train(max_steps=1)
+    assert load_model(tmp_path / "b" / "final.pth", last.config.model).config.name == last.config.model
+
+
 def test_zero_flow_init_gives_zero_flows(tiny_train_root: Path, tmp_path: Path, make_config: Any) -> None:
     trainer = _trainer(make_config(tiny_train_root, tmp_path, zero_flow_init=True))
     frames = torch.rand(1, 3, 3, 32, 32)

@@ -141,7 +141,8 @@ def _stream_case(case: EngineCase) -> dict[str, Any]:
     engine = InferenceEngine(config).load(_model(case.model, case.checkpoint))
     bench = StreamBench(engine, width, height, cameras, case.frames + 2)
     record = {**bench.record(case.frames), "prepare_s": bench.prepare_s, "cameras": cameras,
-              "stage1_passes": engine.stage1_passes, "working_size": engine.working_size(width, height)}  # fmt: skip
+              "stage1_passes": engine.stage1_passes_for(width, height),
+              "working_size": engine.working_size(width, height)}  # fmt: skip
     if case.backend == "torch":
         with FlopCounterMode(display=False) as counter:
             bench.push()

@@ -16,8 +16,8 @@ What it measures (CUDA, fp16 unless ``--precisions`` says otherwise; random weig
   compiled backend, its load time from a warm cache and its difference from eager;
 - ``latency`` with 4 cameras of 1280x720 ``vimpnet_lite`` restored in one batch per push;
 - ``latency`` of the node's default model, ``vimpnet_lite_gated``, at 1280x720 and 3840x2160, both
-  restored at its weights' scale as the node does, eager, with the stage-1 passes the engine picks on
-  the device (two on CUDA): the two differ by the work done at the frame's own size;
+  restored at its weights' scale as the node does, eager, with the stage-1 passes the engine picks
+  there (one at the weights' scale): the two differ by the work done at the frame's own size;
 - ``compile``: the compiled programs of each profile from a cold cache (these run in
   parallel child processes, niced, while the eager cases are timed);
 - ``restart``: a fresh process to its first restored frame with a warm cache (interpreter,
@@ -200,7 +200,7 @@ def build_plan(plan: Plan, cache_dir: Path) -> tuple[list[dict[str, Any]], list[
                     case["needs"] = compile_job(model, size, cameras, precision)
                 cases.append(case)
     precision = plan.precisions[0]
-    # The node's default model as the node runs it there: stage-1 passes by device (two on CUDA), frames larger than
+    # The node's default model as the node runs it there: stage-1 passes by device and frame size, frames larger than
     # its weights' scale restored at that scale (working_scale weights), eager, beside the compilations, after the
     # eager cases above; at the largest size and at three times its sides (3840x2160), both inferred alike, so the
     # two rows give the work done at a frame's own size (the node's frame cost budget, FULL_SIZE_SHARE).
@@ -612,7 +612,7 @@ def _latency_worker(case: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {"status": "ok", **bench.record(case["frames"]), "load_s": load_s}
     record.update(device_memory(engine.device))
     record["engine"] = engine.backend.describe()
-    record["stage1_passes"] = engine.stage1_passes
+    record["stage1_passes"] = engine.stage1_passes_for(width, height)
     record["working_sizes"] = engine.working_sizes()
     if case["backend"] == "compiled":
         status = engine.backend.status()

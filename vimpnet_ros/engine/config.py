@@ -47,9 +47,15 @@ DROP_FILL_FRAMES, MAX_DROP_FILL_FRAMES = 8, 32
 SIZE_MULTIPLE = 4
 #: Stage-1 passes when ``stage1_passes`` is 0 (auto), by the engine's device kind, for models whose frames without
 #: streaks pass stage 1 whole (``stage1_presence``, as the default model): a second pass removes more of heavy rain
-#: (docs/training.md, "Two stage-1 passes") for about twice stage 1's time, which a GPU has to spare and a CPU does
-#: not. Other models make one pass (the published network; a model without the rule would change clean frames again).
-AUTO_STAGE1_PASSES: dict[str, int] = {"cuda": 2, "cpu": 1}
+#: (docs/training.md, "Two stage-1 passes") for a feature extraction and a reconstruction more, which both a GPU and
+#: a CPU have time for within the latency target (docs/benchmarks.md). Other models make one pass (the published
+#: network; a model without the rule would change clean frames again).
+AUTO_STAGE1_PASSES: dict[str, int] = {"cuda": 2, "cpu": 2}
+#: Stage-1 passes under auto for frames restored at another size than their own (a camera frame at the weights'
+#: scale): the change is enlarged back to the frame, and a second pass's share of it darkens the pixels between the
+#: streaks there (a 1280x720 downpour -1.0 dB, photographs -0.8 dB with 5 frames worse; docs/training.md, "Two
+#: stage-1 passes").
+RESIZED_STAGE1_PASSES = 1
 
 
 def fit_pixels(width: int, height: int, max_pixels: int, min_side: int = 1) -> tuple[int, int]:
@@ -72,15 +78,18 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"engine {name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def resolve_stage1_passes(passes: int, device: str, model: VimpNetConfig) -> int:
+def resolve_stage1_passes(passes: int, device: str, model: VimpNetConfig, resized: bool = False) -> int:
     """``passes``, or for 0 (auto) what :data:`AUTO_STAGE1_PASSES` gives ``device`` (``cpu``, ``cuda:N``) for a
-    ``model`` with ``stage1_presence``, and 1 for one without."""
+    ``model`` with ``stage1_presence`` (:data:`RESIZED_STAGE1_PASSES` for frames restored at another size than
+    their own, ``resized``), and 1 for one without."""
     kind = parse_device(device)[0]
     if kind == "auto":
         raise ValueError("resolve_stage1_passes needs a resolved device (cpu or cuda[:N]), not auto")
     if passes:
         return passes
-    return AUTO_STAGE1_PASSES[kind] if model.stage1_presence is not None else 1
+    if model.stage1_presence is None:
+        return 1
+    return RESIZED_STAGE1_PASSES if resized else AUTO_STAGE1_PASSES[kind]
 
 
 def parse_device(device: object) -> tuple[str, int]:

@@ -101,6 +101,8 @@ class InferenceEngine:
         self.backend: Backend | None = None
         self.selection: Selection | None = None
         self.model: VimpNet | None = None
+        #: Stage-1 passes for frames restored at their own size (False) and at another (True), once loaded.
+        self._stage1_passes: dict[bool, int] = {}
         #: How many times :meth:`recover` reloaded the model (diagnostics).
         self.reloads = 0
 
@@ -123,8 +125,16 @@ class InferenceEngine:
 
     @property
     def stage1_passes(self) -> int:
-        """Stage-1 passes per window actually run (auto resolved); the configured value (0 = auto) before loading."""
-        return self.model.stage1_passes if self.model is not None else self.config.stage1_passes
+        """Stage-1 passes per window run on frames restored at their own size (auto resolved); the configured value
+        (0 = auto) before loading. :meth:`stage1_passes_for` gives any frame size's."""
+        return self._stage1_passes[False] if self.model is not None else self.config.stage1_passes
+
+    def stage1_passes_for(self, width: int, height: int) -> int:
+        """Stage-1 passes per window run on (width, height) frames (auto resolved: fewer when they are restored at
+        the weights' scale, ``RESIZED_STAGE1_PASSES``); the configured value before loading."""
+        if self.model is None:
+            return self.config.stage1_passes
+        return self._stage1_passes[self.geometry_for(height, width).resized]
 
     @property
     def device(self) -> torch.device:
@@ -154,7 +164,11 @@ class InferenceEngine:
             if selection.device == "cpu" and self.config.reuse_cpu_memory:
                 keep_freed_memory()  # process-wide too
             model = model.eval().requires_grad_(False)
-            model.set_stage1_passes(resolve_stage1_passes(self.config.stage1_passes, selection.device, model.config))
+            self._stage1_passes = {
+                resized: resolve_stage1_passes(self.config.stage1_passes, selection.device, model.config, resized)
+                for resized in (False, True)
+            }
+            model.set_stage1_passes(self._stage1_passes[False])
             device = torch.device(selection.device)
             model.to(device)
             if self.backend is not None:
@@ -290,7 +304,19 @@ class InferenceEngine:
         """``64x48 at 64x48, 1280x720 at 269x151``: each frame size planned so far and the size it is restored at
         (diagnostics, reports); ``none yet`` before the first frame."""
         sizes = sorted((w, h, g.work_size[1], g.work_size[0]) for (h, w), g in list(self._geometries.items()))
-        return ", ".join(f"{w}x{h} at {ww}x{wh}" for w, h, ww, wh in sizes) or "none yet"
+        return ", ".join(f"{w}x{h} at {ww}x{wh}{self._passes_note(w, h)}" for w, h, ww, wh in sizes) or "none yet"
+
+    def _passes_note(self, width: int, height: int) -> str:
+        """`` (stage 1 xN)`` where (width, height) frames run another pass count than :attr:`stage1_passes`."""
+        passes = self.stage1_passes_for(width, height)
+        return f" (stage 1 x{passes})" if passes != self.stage1_passes else ""
+
+    def _use_stage1_passes(self, passes: int) -> None:
+        """Run the window step with ``passes`` stage-1 passes from now on (under the lock; backends key their
+        programs on the model's rules, so each count has its own)."""
+        assert self.model is not None
+        if self.model.stage1_passes != passes:
+            self.model.set_stage1_passes(passes)
 
     def geometry_for(self, height: int, width: int) -> FrameGeometry:
         """Tiling/padding plan for (height, width) frames, computed once per size."""
@@ -312,6 +338,7 @@ class InferenceEngine:
         backend = self.require_loaded()
         ph, pw = self.geometry_for(height, width).padded_shape
         with self._lock:
+            self._use_stage1_passes(self.stage1_passes_for(width, height))
             backend.prepare_profiles(
                 [(batch, self.config.window_size, ph, pw) for batch in self.batch_sizes(width, height, streams)]
             )
@@ -339,10 +366,12 @@ class InferenceEngine:
         windows = [stream.window_for(target) for stream, target in jobs]
         outputs: list[Tensor | None] = [None] * len(jobs)
         groups: dict[tuple[int, ...], list[int]] = {}
-        for index, window in enumerate(windows):
-            groups.setdefault(tuple(window[0].tiles.shape[1:]), []).append(index)
+        for index, (window, (stream, _)) in enumerate(zip(windows, jobs, strict=True)):
+            passes = self._stage1_passes[stream.geometry is not None and stream.geometry.resized]
+            groups.setdefault((passes, *window[0].tiles.shape[1:]), []).append(index)
         with self._lock:
-            for members in groups.values():
+            for (passes, *_), members in groups.items():
+                self._use_stage1_passes(passes)
                 streams = [jobs[i][0] for i in members]
                 self._fill_features(backend, batch, streams, [windows[i] for i in members])
                 self._fill_flows(backend, batch, streams, [windows[i] for i in members])

@@ -18,7 +18,7 @@ from vimpnet_ros.model.candidates import candidate_configs
 
 #: Probability at which the raindrop mask is binarised (the published threshold; evaluation, node and drop fill).
 MASK_THRESHOLD = 0.5
-#: Most stage-1 passes a config may ask for (``stage1_passes``; each costs about one more stage 1).
+#: Most stage-1 passes a config may ask for (``stage1_passes``; each costs a feature extraction and a reconstruction).
 MAX_STAGE1_PASSES = 3
 
 
@@ -47,11 +47,15 @@ MIN_WORKING_PIXELS = 64 * 64
 RULES = (
     "stage1_presence",
     "stage1_passes",
+    "stage1_repass_presence",
     "propagation_bound",
     "working_pixels",
     "stage2_prefill",
     "stage2_prefill_threshold",
 )
+#: What the rules compute, numbered: a new number when one of them computes something else for the same value
+#: (compiled programs carry it in their keys, so those built under the old meaning are rebuilt).
+RULES_VERSION = 2
 #: The rules a shipped weights file's record carries, as its figures were measured with them: all but the pass
 #: count, which the engine picks per device.
 RECORDED_RULES = tuple(rule for rule in RULES if rule != "stage1_passes")
@@ -78,7 +82,10 @@ class VimpNetConfig:
     unchanged. Calibrated for a model's weights by ``python -m vimpnet_ros.training.calibrate_presence``.
     ``stage1_passes`` (a rule on the trained weights too): how many times stage 1 runs, each later pass on
     the previous pass's frames (see :class:`~vimpnet_ros.model.VimpNet`); the published network makes one.
-    The engine sets it per device (``EngineConfig.stage1_passes``).
+    The engine sets it per device and frame size (``EngineConfig.stage1_passes``).
+    ``stage1_repass_presence`` (gated configs only; a rule on the trained gate): ``(low, high)`` of the same
+    presence formula for the later passes, so they act only on frames whose first-pass gate averages above
+    ``low`` (heavy streaks), full from ``high``; None lets them act wherever the first pass did.
     ``propagation_bound`` (a rule on the trained weights too; None in the published network): the largest L2
     norm one pixel's propagated stage-1 feature may take; a longer one is scaled back to it after each step
     of both propagation passes. Weights trained on small crops never meet the wide smooth areas of a camera
@@ -124,6 +131,7 @@ class VimpNetConfig:
     gated_residuals: bool = False
     stage1_presence: tuple[float, float] | None = None
     stage1_passes: int = 1
+    stage1_repass_presence: tuple[float, float] | None = None
     propagation_bound: float | None = None
     working_pixels: int | None = None
     stage2_prefill: float = 0.0
@@ -152,13 +160,16 @@ class VimpNetConfig:
             )
         if self.max_residue_magnitude <= 0:
             raise ConfigError(f"model config {self.name!r}: max_residue_magnitude must be > 0")
-        if self.stage1_presence is not None:
+        for field_name in ("stage1_presence", "stage1_repass_presence"):
+            bounds = getattr(self, field_name)
+            if bounds is None:
+                continue
             if not self.gated_residuals:
-                raise ConfigError(f"model config {self.name!r}: stage1_presence needs gated_residuals")
-            if len(self.stage1_presence) != 2 or not 0.0 <= self.stage1_presence[0] < self.stage1_presence[1] <= 1.0:
+                raise ConfigError(f"model config {self.name!r}: {field_name} needs gated_residuals")
+            if len(bounds) != 2 or not 0.0 <= bounds[0] < bounds[1] <= 1.0:
                 raise ConfigError(
-                    f"model config {self.name!r}: stage1_presence must be (low, high) with 0 <= low < high <= 1, "
-                    f"got {self.stage1_presence}"
+                    f"model config {self.name!r}: {field_name} must be (low, high) with 0 <= low < high <= 1, "
+                    f"got {bounds}"
                 )
         bound = self.propagation_bound
         if bound is not None and (
@@ -248,12 +259,16 @@ CONFIGS["vimpnet_lite_v1"] = dataclasses.replace(
 #: area (``working_pixels``; docs/training.md, "Camera-size frames: restore at the weights' scale").
 #: Stage 2 sees the drops the mask gives 0.2 or more half filled from their surroundings (``stage2_prefill``,
 #: ``stage2_prefill_threshold``; docs/training.md, "Stage 2's input: the drops filled first").
+#: A second stage-1 pass acts on frames whose first-pass gate averages 0.4 or more, fully from 0.5
+#: (``stage1_repass_presence``): the held-out heavy rain averages 0.32-0.81, photographs whose textures the
+#: first pass takes for streaks 0.10-0.47 (docs/training.md, "Two stage-1 passes").
 #: The default model; its shipped weights leave clean frames alone and gain on light rain.
 CONFIGS["vimpnet_lite_gated"] = dataclasses.replace(
     CONFIGS["vimpnet_lite"],
     name="vimpnet_lite_gated",
     gated_residuals=True,
     stage1_presence=(0.10, 0.12),
+    stage1_repass_presence=(0.40, 0.50),
     propagation_bound=16.0,
     working_pixels=256 * 160,
     stage2_prefill=0.5,

@@ -31,16 +31,23 @@ the frame's streak presence, so a frame where stage 1 finds no streaks passes it
     g_t <- p_t * g_t,   p_t = clamp((mean_hw(g_t) - low) / (high - low), 0, 1)   (n, t, 1, 1, 1)
 
 Stage-1 passes (``config.stage1_passes``, a rule on trained weights that the engine sets per
-device; the published network makes one). Stage 1 may run again on its own frames, with
-features taken afresh from them and the first pass's flows (the scene moves as it did; the
-streaks were never motion); the drop mask, streak map and gate stay those of the first
-pass, which reads the rain in the input:
+device; the published network makes one). Stage 1 may run again on its own frames: features are
+taken afresh from them (F), and the reconstruction (R, conv_last) reads them with the first pass's
+propagated features b, f; the change is added under the first pass's gate w = p * g (1 for ungated
+configs), times the frame's repass presence q_t (``config.stage1_repass_presence`` = (low, high), the
+presence formula again) where set. The drop mask and streak map stay the first pass's, which reads the
+rain in the input:
 
-    stage1^(k+1) = S1(stage1^(k); flows(lqs)),   stage1^(1) = S1(lqs; flows(lqs)),
+    stage1^(k+1) = stage1^(k) + q * w * R(F(stage1^(k)), b, f),   stage1^(1) = S1(lqs; flows(lqs)),
     output = stage2(stage1^(K), m^(1))
 
-A heavy streak the lite model only thins is thinned again; with ``stage1_presence`` a frame
-without streaks passes every pass whole (its presence p_t is 0 in each).
+A frame whose first-pass gate averages below that ``low`` (light rain, or textures stage 1 takes for
+streaks, which a second pass would take further) gets one pass.
+
+A heavy streak the lite model only thins is thinned again, for the cost of the feature extractor and
+the reconstruction (no propagation, no mask or gate heads: +20 % of a streamed frame's FLOPs, where a whole
+second stage 1, which gained as much on heavy rain, adds 71 %: docs/training.md); with ``stage1_presence``
+a frame without streaks passes every pass whole (its w is 0).
 
 Bounded propagation (``config.propagation_bound`` B, a rule on trained weights; the published
 network has none). After each step of both propagation passes every pixel's feature vector
@@ -282,17 +289,35 @@ class VimpNet(nn.Module):
 
         The gate returned is the per-pixel one the gate loss trains, before the frame's streak presence.
         """
-        volume = torch.cat([feats, backward, forward], dim=2).transpose(1, 2)
-        hidden = self.reconstruction(volume)
+        stage1, drop_mask, gate, _ = self._reconstruct(lqs, feats, backward, forward)
+        return stage1, drop_mask, gate
+
+    def _reconstruct(
+        self, lqs: Tensor, feats: Tensor, backward: Tensor, forward: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """:meth:`reconstruct_gated` plus the weight w = p * g (n, 1, t, h, w) the change was added under (None
+        when ungated), which later stage-1 passes reuse."""
+        hidden = self.reconstruction(self.reconstruction_volume(feats, backward, forward))
         drop_mask = torch.sigmoid(self.drop_head(hidden)).transpose(1, 2)
-        residual = self.conv_last(hidden)
-        gate = None
+        gate = weight = None
         if self.change_gate is not None:
             gate = torch.sigmoid(self.change_gate(hidden))  # (n, 1, t, h, w)
-            residual = residual * (gate if self.stage1_presence is None else gate * self.streak_presence(gate))
+            weight = gate if self.stage1_presence is None else gate * self.streak_presence(gate)
             gate = gate.transpose(1, 2)
-        stage1 = residual.transpose(1, 2) + lqs
-        return stage1, drop_mask, gate
+        return self.add_change(lqs, hidden, weight), drop_mask, gate, weight
+
+    @staticmethod
+    def reconstruction_volume(feats: Tensor, backward: Tensor, forward: Tensor) -> Tensor:
+        """[features, backward, forward], each (n, t, c, h/4, w/4) -> the reconstruction's (n, 3c, t, h/4, w/4)."""
+        return torch.cat([feats, backward, forward], dim=2).transpose(1, 2)
+
+    def add_change(self, frames: Tensor, hidden: Tensor, weight: Tensor | None) -> Tensor:
+        """frames (n, t, 3, h, w) plus conv_last(hidden) (hidden (n, u, t, h, w)), weighted by ``weight``
+        (n, 1, t, h, w) when given."""
+        residual = self.conv_last(hidden)
+        if weight is not None:
+            residual = residual * weight
+        return residual.transpose(1, 2) + frames
 
     def remove_streaks(
         self, lqs: Tensor, feats: Tensor, flows_backward: Tensor, flows_forward: Tensor
@@ -305,23 +330,27 @@ class VimpNet(nn.Module):
         """
         streaks = self.estimate_streaks(feats)
         backward, forward = self.propagate(feats, flows_backward, flows_forward, streaks)
-        stage1, drop_mask, gate = self.reconstruct_gated(lqs, feats, backward, forward)
+        stage1, drop_mask, gate, weight = self._reconstruct(lqs, feats, backward, forward)
+        if self.stage1_passes > 1 and gate is not None and self.config.stage1_repass_presence is not None:
+            weight = weight * self.streak_presence(gate.transpose(1, 2), self.config.stage1_repass_presence)
         for _ in range(1, self.stage1_passes):
-            stage1 = self.remove_streaks_again(stage1, flows_backward, flows_forward)
+            stage1 = self.remove_streaks_again(stage1, backward, forward, weight)
         return stage1, drop_mask, streaks, gate
 
-    def remove_streaks_again(self, frames: Tensor, flows_backward: Tensor, flows_forward: Tensor) -> Tensor:
-        """One more stage-1 pass on stage-1 frames (n, t, 3, h, w) -> same, with their own features and the given
-        flows (n, t-1, 2, h/4, w/4) each."""
+    def remove_streaks_again(self, frames: Tensor, backward: Tensor, forward: Tensor, weight: Tensor | None) -> Tensor:
+        """One more stage-1 pass (module docstring) on stage-1 frames (n, t, 3, h, w) -> same: their own features,
+        the first pass's propagated features (n, t, c, h/4, w/4) each and its weight w (n, 1, t, h, w) or None."""
         feats = self.extract_features(frames)
-        backward, forward = self.propagate(feats, flows_backward, flows_forward, self.estimate_streaks(feats))
-        return self.reconstruct_gated(frames, feats, backward, forward)[0]
+        hidden = self.reconstruction(self.reconstruction_volume(feats, backward, forward))
+        return self.add_change(frames, hidden, weight)
 
-    def streak_presence(self, gate: Tensor) -> Tensor:
-        """Each frame's streak presence p_t from its gate (module docstring): (n, 1, t, h, w) -> (n, 1, t, 1, 1)."""
-        if self.stage1_presence is None:
+    def streak_presence(self, gate: Tensor, bounds: tuple[float, float] | None = None) -> Tensor:
+        """Each frame's streak presence p_t from its gate (module docstring) between ``bounds`` (``stage1_presence``
+        unless given): (n, 1, t, h, w) -> (n, 1, t, 1, 1)."""
+        bounds = bounds or self.stage1_presence
+        if bounds is None:
             raise ValueError(f"model config {self.config.name!r} has no stage1_presence")
-        low, high = self.stage1_presence
+        low, high = bounds
         return ((gate.mean(dim=(3, 4), keepdim=True) - low) / (high - low)).clamp(0.0, 1.0)
 
     @staticmethod

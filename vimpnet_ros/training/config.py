@@ -210,8 +210,8 @@ class TrainConfig:
     random flows of an untrained SPyNet; no pretrained SPyNet is available offline.
     ``cpu_threads``: torch intra-op threads on CPU (1 is fastest on a busy 2-core machine).
     ``compile``: run the model through ``torch.compile`` (forward and backward; the
-    first steps pay the compile time). ``channels_last``: keep 2-D conv weights and
-    activations in NHWC memory order (faster convolutions on recent GPUs).
+    first steps pay the compile time). ``channels_last``: run every convolution with NHWC
+    weights (``arch_util.use_channels_last``; faster on recent GPUs and on CPUs).
     ``stage1_passes``: train the model with stage 1 run that many times, unrolled (the losses see the
     last pass's frames; :class:`~vimpnet_ros.model.VimpNet`), so later passes learn to finish what the
     first leaves. ``stage2_prefill``: train with the drops filled that much before stage 2

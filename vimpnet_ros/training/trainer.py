@@ -216,6 +216,7 @@ class Trainer:
         random.seed(cfg.seed + self.ctx.rank)
 
         from vimpnet_ros.model import VimpNet, get_config
+        from vimpnet_ros.model.arch_util import use_channels_last
 
         # Same initial weights on every rank (DDP also broadcasts rank 0's, this keeps it explicit).
         with torch.random.fork_rng(devices=[]):
@@ -230,7 +231,7 @@ class Trainer:
         elif cfg.zero_flow_init:
             zero_flow_output(model)
         if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            use_channels_last(model)  # Module.to(memory_format) rejects the 5-D Conv3d weights
         self.model = model.to(self.device)
         self.criterion = VimpNetLoss(cfg.loss)
         self._build_optimizer(start_step)

@@ -92,21 +92,21 @@ def test_steps_trace_as_one_graph(name: str) -> None:
 def test_key_material_covers_what_invalidates_a_program(lite_model: VimpNet, tmp_path: Path) -> None:
     backend = _backend(lite_model, tmp_path)
     shapes = backend.profile_shapes(1, 3, 32, 40)
-    material = backend.key_material(("window", shapes["window"]))
+    material = backend.key_material(("window", shapes["window"], 1))
     assert material["input_shapes"] == [[1, 3, 3, 32, 40], [1, 3, 32, 8, 10], [1, 2, 2, 8, 10], [1, 2, 2, 8, 10]]
     assert material["precision"] == "fp32" and material["output_index"] == 2 and material["device"] == "cpu"
     assert material["torch"] == torch.__version__ and material["device_name"]  # the CPU model on CPU
-    assert {"weights_sha256", "input_dtypes", "format", "model"} <= set(material)
-    latest = _backend(lite_model, tmp_path, output_index=4).key_material(("window", shapes["window"]))
+    assert {"weights_sha256", "input_dtypes", "format", "model", "rules_version"} <= set(material)
+    latest = _backend(lite_model, tmp_path, output_index=4).key_material(("window", shapes["window"], 1))
     assert backend.cache.entry("w", material).program != backend.cache.entry("w", latest).program
     assert material["stage1_passes"] == 1
     twice = random_model()
     twice.set_stage1_passes(2)  # the same weights, another program
-    passes = _backend(twice, tmp_path).key_material(("window", shapes["window"]))
+    passes = _backend(twice, tmp_path).key_material(("window", shapes["window"], 2))
     assert passes["stage1_passes"] == 2 and passes["weights_sha256"] == material["weights_sha256"]
     assert backend.cache.entry("w", material).program != backend.cache.entry("w", passes).program
     bf16 = CompiledBackend(StepModules(lite_model, 2), torch.device("cpu"), "bf16", tmp_path)
-    assert bf16.key_material(("frame", shapes["frame"]))["output_dtypes"] == ["torch.bfloat16", "torch.float32"]
+    assert bf16.key_material(("frame", shapes["frame"], 0))["output_dtypes"] == ["torch.bfloat16", "torch.float32"]
 
 
 def test_build_parallelism_leaves_cores_to_the_engine() -> None:
@@ -143,7 +143,7 @@ def test_corrupt_entry_is_rebuilt_in_the_background_while_eager_serves(
 ) -> None:
     backend = _backend(lite_model, tmp_path)
     frames = _frames()
-    key = ("frame", tuple(tuple(s) for s in backend.profile_shapes(1, 3, *frames.shape[2:])["frame"]))
+    key = ("frame", tuple(tuple(s) for s in backend.profile_shapes(1, 3, *frames.shape[2:])["frame"]), 0)
     name, material = backend.program_name(key), backend.key_material(key)
     backend.cache.load_or_build(name, material, lambda: b"not a package", lambda d, p: p.write_bytes(d), lambda p: p)
     assert backend.cache.is_fresh(name, material)
@@ -162,7 +162,7 @@ def test_corrupt_entry_is_rebuilt_in_the_background_while_eager_serves(
 def test_stale_entry_is_rebuilt(lite_model: VimpNet, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     backend = _backend(lite_model, tmp_path)
     frames = _frames()
-    key = ("frame", tuple(tuple(s) for s in backend.profile_shapes(1, 3, *frames.shape[2:])["frame"]))
+    key = ("frame", tuple(tuple(s) for s in backend.profile_shapes(1, 3, *frames.shape[2:])["frame"]), 0)
     name, material = backend.program_name(key), backend.key_material(key)
     entry = backend.cache.entry(name, material)
     entry.program.parent.mkdir(parents=True)

@@ -120,7 +120,7 @@ def test_probe_describes_this_machine() -> None:
 
 
 def test_channels_last_torch_backend_matches(lite_model: VimpNet) -> None:
-    """The channels-last layout (used on CUDA) computes the same features; 5-D Conv3d weights are left alone."""
+    """The channels-last layout (the torch backend's, on a CPU and on CUDA) computes the same features."""
     import copy
 
     import torch

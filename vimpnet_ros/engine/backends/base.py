@@ -19,6 +19,7 @@ from torch import Tensor
 
 from vimpnet_ros.engine.hardware import autocast_dtype
 from vimpnet_ros.engine.steps import StepModules
+from vimpnet_ros.model.arch_util import use_channels_last
 
 if TYPE_CHECKING:
     from vimpnet_ros.engine.config import EngineConfig
@@ -98,11 +99,8 @@ class TorchBackend(Backend):
     def __init__(self, steps: StepModules, device: torch.device, precision: str, channels_last: bool = False) -> None:
         super().__init__(steps, device, precision)
         self.channels_last = channels_last
-        if channels_last:  # 4-D weights only: Module.to(memory_format) rejects the 5-D Conv3d weights
-            with torch.no_grad():
-                for parameter in self.steps.parameters():
-                    if parameter.dim() == 4:
-                        parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
+        if channels_last:
+            use_channels_last(self.steps.model)
 
     @contextlib.contextmanager
     def _context(self) -> Iterator[None]:
@@ -133,5 +131,6 @@ class TorchBackend(Backend):
 
 def create_torch(steps: StepModules, device: torch.device, precision: str, _config: EngineConfig,
                  _env: object) -> Backend:  # fmt: skip
-    """The registry's factory: eager PyTorch (channels-last layout on CUDA)."""
-    return TorchBackend(steps, device, precision, channels_last=device.type == "cuda")
+    """The registry's factory: eager PyTorch, every convolution in channels-last layout (on a CPU and on CUDA;
+    ``use_channels_last``)."""
+    return TorchBackend(steps, device, precision, channels_last=True)

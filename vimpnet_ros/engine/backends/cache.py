@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
-from vimpnet_ros.model.config import RULES
+from vimpnet_ros.model.config import RULES, RULES_VERSION
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +56,8 @@ class ProfileMaterial:
         self._fingerprint: str | None = None
 
     def __call__(self, step: str, shapes: Sequence[Sequence[int]], **extra: Any) -> dict[str, Any]:
-        """Model name, weights and the rules on them (stage-1 passes, presence, propagation bound), step (with the
+        """Model name, weights and the rules on them (stage-1 passes, presence, propagation bound) with what they
+        compute (``RULES_VERSION``), step (with the
         described frame for the window step), input shapes, ``extra``."""
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.steps.model)
@@ -64,6 +65,7 @@ class ProfileMaterial:
             "model": self.steps.model.config.name,
             "weights_sha256": self._fingerprint,
             **{rule: getattr(self.steps.model.config, rule) for rule in RULES},
+            "rules_version": RULES_VERSION,
             "step": step,
             "output_index": self.steps.window.output_index if step == "window" else None,
             "input_shapes": [list(shape) for shape in shapes],

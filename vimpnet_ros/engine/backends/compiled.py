@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from vimpnet_ros.engine.backends.base import Backend, TorchBackend
 from vimpnet_ros.engine.backends.cache import EngineCache, ProfileMaterial
-from vimpnet_ros.engine.backends.static import ChildBuiltBackend, ProfileKey
+from vimpnet_ros.engine.backends.static import ChildBuiltBackend, ProfileKey, profile_key
 from vimpnet_ros.engine.hardware import autocast_dtype, compute_dtype, device_identity
 from vimpnet_ros.engine.steps import StepModules
 
@@ -262,7 +262,7 @@ class CompiledBackend(ChildBuiltBackend):
 
     def __init__(self, steps: StepModules, device: torch.device, precision: str, cache_dir: str | Path,
                  background_build: bool = True, cuda_graphs: bool = True) -> None:  # fmt: skip
-        fallback = TorchBackend(steps, device, precision, channels_last=device.type == "cuda")
+        fallback = TorchBackend(steps, device, precision, channels_last=True)
         cache = EngineCache(Path(cache_dir) / "aoti", AOTI_SUFFIX)
         super().__init__(steps, device, precision, cache, background_build, build_parallelism(), fallback)
         self.cuda_graphs = cuda_graphs and device.type == "cuda"
@@ -278,7 +278,7 @@ class CompiledBackend(ChildBuiltBackend):
         """Everything that invalidates a compiled program: weights, step, shapes, dtypes, precision, torch, device."""
         if self._device_name is None:
             self._device_name = device_identity(self.device)
-        step, shapes = key
+        step, shapes, _ = key
         inputs, outputs = step_dtypes(step, self.precision)
         return self._key(
             step,
@@ -295,14 +295,14 @@ class CompiledBackend(ChildBuiltBackend):
 
     def program_name(self, key: ProfileKey) -> str:
         """Readable file-name prefix of a profile's cache entry (``vimpnet_lite-window-1x5x3x384x640-fp16``)."""
-        step, shapes = key
+        step, shapes, _ = key
         return f"{self.steps.model.config.name}-{step}-{'x'.join(map(str, shapes[0]))}-{self.precision}"
 
     # -- building and loading -------------------------------------------------------------------------
 
     def _open(self, key: ProfileKey, path: Path) -> EagerCallProgram | GraphedProgram:
         """Load a package and, on CUDA, capture its graph (a capture that fails leaves plain calls, logged)."""
-        step, shapes = key
+        step, shapes, _ = key
         dtypes = step_dtypes(step, self.precision)[0]
         runner = load_package(path, self.device)
         program: EagerCallProgram | GraphedProgram = EagerCallProgram(runner, dtypes)
@@ -341,7 +341,7 @@ class CompiledBackend(ChildBuiltBackend):
 
     def _build_here(self, key: ProfileKey) -> None:
         """Compile ``key`` in this process (``background_build`` off): the caller waits; a failure is logged once."""
-        step, shapes = key
+        step, shapes, _ = key
         dtypes = step_dtypes(step, self.precision)[0]
         inputs = tuple(torch.rand(*s, device=self.device).to(d) for s, d in zip(shapes, dtypes, strict=True))
         module = precise_step(self.steps, step, self.precision, self.device)
@@ -391,7 +391,7 @@ class CompiledBackend(ChildBuiltBackend):
 
         A program that cannot be built is logged and left to eager PyTorch, as at run time.
         """
-        keys = list(dict.fromkeys((step, shapes) for profile in profiles
+        keys = list(dict.fromkeys(profile_key(self.steps, step, shapes) for profile in profiles
                                   for step, shapes in self.profile_shapes(*profile).items()))  # fmt: skip
         todo = [key for key in keys if key not in self._programs and key not in self._failed]
         if self.background_build:
@@ -427,7 +427,7 @@ class CompiledBackend(ChildBuiltBackend):
 
     def _run(self, step: str, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
         """Outputs of ``step`` through its program, or None when eager PyTorch must serve this call."""
-        key: ProfileKey = (step, tuple(tuple(x.shape) for x in inputs))
+        key = profile_key(self.steps, step, tuple(tuple(x.shape) for x in inputs))
         program = self._program(key, block=False)
         if program is None:
             self.counts.eager += 1

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from vimpnet_ros.engine.backends.base import Backend, TorchBackend
 from vimpnet_ros.engine.backends.cache import EngineCache, ProfileMaterial
 from vimpnet_ros.engine.backends.registry import REGISTRY
-from vimpnet_ros.engine.backends.static import ChildBuiltBackend, ProfileKey
+from vimpnet_ros.engine.backends.static import ChildBuiltBackend, ProfileKey, profile_key
 from vimpnet_ros.engine.steps import StepModules
 
 if TYPE_CHECKING:
@@ -111,17 +111,17 @@ class OnnxRuntimeBackend(ChildBuiltBackend):
 
     def program_name(self, key: ProfileKey) -> str:
         """``vimpnet_lite-frame-1x3x32x40``: model, step, first input shape."""
-        step, shapes = key
+        step, shapes, _ = key
         return f"{self.steps.model.config.name}-{step}-{'x'.join(map(str, shapes[0]))}"
 
     def key_material(self, key: ProfileKey) -> dict[str, Any]:
         """Everything that makes a cached ONNX model of this profile invalid when it changes."""
-        step, shapes = key
+        step, shapes, _ = key
         return self._key(step, shapes, torch=torch.__version__, onnxruntime=self._ort.__version__)
 
     def _session(self, step: str, inputs: tuple[Tensor, ...], block: bool) -> Any | None:
         """The session of this profile, or None while (or because) its background export runs (or failed)."""
-        key: ProfileKey = (step, tuple(tuple(x.shape) for x in inputs))
+        key = profile_key(self.steps, step, tuple(tuple(x.shape) for x in inputs))
         if key in self._sessions:
             return self._sessions[key]
         if key in self._failed and not block:

@@ -25,8 +25,14 @@ from vimpnet_ros.engine.backends.registry import REGISTRY
 from vimpnet_ros.engine.steps import StepModules
 
 LOGGER = logging.getLogger(__name__)
-#: A shape profile of one step: (step name, input shapes).
-ProfileKey = tuple[str, Shapes]
+#: A shape profile of one step: (step name, input shapes, stage-1 passes the window step runs; 0 for the others).
+ProfileKey = tuple[str, Shapes, int]
+
+
+def profile_key(steps: StepModules, step: str, shapes: Shapes) -> ProfileKey:
+    """The profile of ``step`` at ``shapes`` with the model's pass count now (the engine sets it per frame size, and
+    each count is another window program)."""
+    return step, shapes, steps.model.stage1_passes if step == "window" else 0
 
 
 class ChildBuiltBackend(Backend):
@@ -79,7 +85,7 @@ class ChildBuiltBackend(Backend):
     def _start_build(self, key: ProfileKey) -> bool:
         """Build ``key`` in a child process (the caller keeps serving); a failure to start is logged once."""
         assert self.cache is not None
-        step, shapes = key
+        step, shapes, _ = key
         name = self.program_name(key)
         options, environment = self.child_job(key)
         builder = REGISTRY[self.name].child_builder

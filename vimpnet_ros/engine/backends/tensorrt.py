@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from vimpnet_ros.engine.backends.base import Backend
 from vimpnet_ros.engine.backends.cache import EngineCache, ProfileMaterial
 from vimpnet_ros.engine.backends.registry import REGISTRY
+from vimpnet_ros.engine.backends.static import ProfileKey, profile_key
 from vimpnet_ros.engine.hardware import Environment, compute_dtype, device_identity, installed_version
 from vimpnet_ros.engine.steps import StepModules
 
@@ -68,7 +69,7 @@ class TensorRTBackend(Backend):
         super().__init__(steps, device, precision)
         self.cache = EngineCache(cache_dir)
         self.environment = environment
-        self._programs: dict[tuple[str, tuple[tuple[int, ...], ...]], Any] = {}
+        self._programs: dict[ProfileKey, Any] = {}
         self._material = ProfileMaterial(steps)
 
     # -- what gets compiled (tested without TensorRT) ------------------------------------------------
@@ -102,7 +103,7 @@ class TensorRTBackend(Backend):
         return REGISTRY[self.name].import_module()
 
     def _program(self, unit: CompileUnit) -> Any:
-        key = (unit.step, tuple(tuple(s) for s in unit.shapes))
+        key = profile_key(self.steps, unit.step, tuple(tuple(s) for s in unit.shapes))
         if key in self._programs:
             return self._programs[key]
         trt = self._trt()

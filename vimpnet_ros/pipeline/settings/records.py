@@ -26,6 +26,7 @@ from vimpnet_ros.engine import (
     OUTPUT_FRAMES,
     OVERSIZE_POLICIES,
     PRECISIONS,
+    RESIZED_STAGE1_PASSES,
     WORKING_SCALES,
     EngineConfig,
 )
@@ -179,9 +180,11 @@ ENGINE_PARAMETERS: tuple[ParamSpec, ...] = (
         "stage1_passes",
         "int",
         _ENGINE.stage1_passes,
-        "times stage 1 (the streaks) runs on each window, each pass on the previous pass's frames; more removes more "
-        "of heavy rain for about one stage 1 more each; 0 = by device for a model with stage1_presence such as the "
-        "default (" + ", ".join(f"{n} on {kind.upper()}" for kind, n in AUTO_STAGE1_PASSES.items()) + "), else 1",
+        "times stage 1 (the streaks) runs on each window, each later pass reconstructing the previous pass's frames "
+        "where the first found heavy streaks; more removes more of heavy rain for a feature extraction and a "
+        "reconstruction more each; 0 = by device for a model with stage1_presence such as the default ("
+        + ", ".join(f"{n} on {kind.upper()}" for kind, n in AUTO_STAGE1_PASSES.items())
+        + f", {RESIZED_STAGE1_PASSES} on frames restored at the weights' scale), else 1",
         read_only=True,
         int_range=(0, MAX_STAGE1_PASSES, 1),
     ),

@@ -172,19 +172,26 @@ def test_gated_residuals_start_open_and_a_closed_gate_returns_the_input() -> Non
         assert torch.equal(image, lqs[:, 1])
 
 
-@pytest.mark.parametrize(("gate", "presence"), [(0.05, 0.0), (0.15, 0.5), (0.5, 1.0)])
-def test_stage1_presence_scales_a_frames_change_by_its_mean_gate(gate: float, presence: float) -> None:
-    """With ``stage1_presence = (0.1, 0.2)`` and a uniform gate g, stage 1 changes each frame by
-    clamp((g - 0.1) / 0.1, 0, 1) times what it changes without the rule (at 0: the input itself); the gate returned
-    for training is the per-pixel one; the streaming window step agrees with the whole clip."""
+def _uniform_gate_models(rule: str, bounds: tuple[float, float], gate: float) -> tuple[VimpNet, VimpNet]:
+    """The gated lite model with ``rule`` set to ``bounds`` and the same weights without it, stage 1's gate ``gate``
+    at every pixel (seeded)."""
     torch.manual_seed(0)
-    config = dataclasses.replace(get_config("vimpnet_lite_gated"), stage1_presence=(0.1, 0.2))
-    ruled, plain = VimpNet(config).eval(), VimpNet(dataclasses.replace(config, stage1_presence=None)).eval()
+    config = dataclasses.replace(get_config("vimpnet_lite_gated"), **{rule: bounds})
+    ruled, plain = VimpNet(config).eval(), VimpNet(dataclasses.replace(config, **{rule: None})).eval()
     assert ruled.change_gate is not None
     with torch.no_grad():
         ruled.change_gate[-1].weight.zero_()
         ruled.change_gate[-1].bias.fill_(math.log(gate / (1.0 - gate)))
     plain.load_state_dict(ruled.state_dict())
+    return ruled, plain
+
+
+@pytest.mark.parametrize(("gate", "presence"), [(0.05, 0.0), (0.15, 0.5), (0.5, 1.0)])
+def test_stage1_presence_scales_a_frames_change_by_its_mean_gate(gate: float, presence: float) -> None:
+    """With ``stage1_presence = (0.1, 0.2)`` and a uniform gate g, stage 1 changes each frame by
+    clamp((g - 0.1) / 0.1, 0, 1) times what it changes without the rule (at 0: the input itself); the gate returned
+    for training is the per-pixel one; the streaming window step agrees with the whole clip."""
+    ruled, plain = _uniform_gate_models("stage1_presence", (0.1, 0.2), gate)
     lqs = torch.rand(1, 3, 3, 32, 32)
     with torch.no_grad():
         out, returned = ruled(lqs, with_gate=True)
@@ -325,14 +332,7 @@ def test_later_stage1_passes_scale_by_the_first_passs_repass_presence(gate: floa
     """With ``stage1_repass_presence = (0.4, 0.5)`` and a uniform first-pass gate g, the second pass adds
     clamp((g - 0.4) / 0.1, 0, 1) times the change it adds without the rule: a frame below 0.4 (light rain, or a
     texture taken for streaks) gets one pass, bit for bit; one pass is the same with or without the rule."""
-    torch.manual_seed(0)
-    config = dataclasses.replace(get_config("vimpnet_lite_gated"), stage1_repass_presence=(0.4, 0.5))
-    ruled, plain = VimpNet(config).eval(), VimpNet(dataclasses.replace(config, stage1_repass_presence=None)).eval()
-    assert ruled.change_gate is not None
-    with torch.no_grad():
-        ruled.change_gate[-1].weight.zero_()
-        ruled.change_gate[-1].bias.fill_(math.log(gate / (1.0 - gate)))
-    plain.load_state_dict(ruled.state_dict())
+    ruled, plain = _uniform_gate_models("stage1_repass_presence", (0.4, 0.5), gate)
     lqs = torch.rand(1, 3, 3, 32, 32)
     with torch.no_grad():
         once = ruled(lqs).stage1

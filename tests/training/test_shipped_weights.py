@@ -205,7 +205,7 @@ def held_out_all(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 #: What a second stage-1 pass (the node's ``stage1_passes`` 2, its choice on a GPU and a CPU) adds at least to the
 #: default weights' held-out gain on these clips, over the whole frame and inside the drops (measured: +5.56 ->
-#: +6.41 dB, in the drops +3.64 -> +4.22 dB; light rain +2.99 dB, clean frames unchanged).
+#: +6.45 dB, in the drops +3.64 -> +4.24 dB; light rain +2.74 dB, as with one pass, clean frames unchanged).
 TWO_PASS_EXTRA_GAIN, TWO_PASS_EXTRA_DROP_GAIN = 0.6, 0.1
 
 

@@ -102,9 +102,14 @@ def test_key_material_covers_what_invalidates_a_program(lite_model: VimpNet, tmp
     assert material["stage1_passes"] == 1
     twice = random_model()
     twice.set_stage1_passes(2)  # the same weights, another program
-    passes = _backend(twice, tmp_path).key_material(("window", shapes["window"], 2))
+    twice_backend = _backend(twice, tmp_path)
+    passes = twice_backend.key_material(("window", shapes["window"], 2))
     assert passes["stage1_passes"] == 2 and passes["weights_sha256"] == material["weights_sha256"]
     assert backend.cache.entry("w", material).program != backend.cache.entry("w", passes).program
+    # the key's count, not the model's now (the engine switches it per frame size while a build runs)
+    assert backend.key_material(("window", shapes["window"], 2)) == passes
+    frame = ("frame", shapes["frame"], 0)
+    assert backend.key_material(frame) == twice_backend.key_material(frame)  # the frame step runs no stage 1
     bf16 = CompiledBackend(StepModules(lite_model, 2), torch.device("cpu"), "bf16", tmp_path)
     assert bf16.key_material(("frame", shapes["frame"], 0))["output_dtypes"] == ["torch.bfloat16", "torch.float32"]
 

@@ -55,9 +55,10 @@ class ProfileMaterial:
         self.steps = steps
         self._fingerprint: str | None = None
 
-    def __call__(self, step: str, shapes: Sequence[Sequence[int]], **extra: Any) -> dict[str, Any]:
-        """Model name, weights and the rules on them (stage-1 passes, presence, propagation bound) with what they
-        compute (``RULES_VERSION``), step (with the
+    def __call__(self, step: str, shapes: Sequence[Sequence[int]], passes: int, **extra: Any) -> dict[str, Any]:
+        """Model name, weights and the rules on them (presence, propagation bound, ...) with what they compute
+        (``RULES_VERSION``), the stage-1 passes the program runs (``passes``, the profile key's: the engine sets the
+        model's count per frame size, so a build finished later is checked against its own), step (with the
         described frame for the window step), input shapes, ``extra``."""
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.steps.model)
@@ -65,6 +66,7 @@ class ProfileMaterial:
             "model": self.steps.model.config.name,
             "weights_sha256": self._fingerprint,
             **{rule: getattr(self.steps.model.config, rule) for rule in RULES},
+            "stage1_passes": passes,
             "rules_version": RULES_VERSION,
             "step": step,
             "output_index": self.steps.window.output_index if step == "window" else None,

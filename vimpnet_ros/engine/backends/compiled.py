@@ -278,11 +278,12 @@ class CompiledBackend(ChildBuiltBackend):
         """Everything that invalidates a compiled program: weights, step, shapes, dtypes, precision, torch, device."""
         if self._device_name is None:
             self._device_name = device_identity(self.device)
-        step, shapes, _ = key
+        step, shapes, passes = key
         inputs, outputs = step_dtypes(step, self.precision)
         return self._key(
             step,
             shapes,
+            passes,
             precision=self.precision,
             input_dtypes=[str(d) for d in inputs],
             output_dtypes=[str(d) for d in outputs],

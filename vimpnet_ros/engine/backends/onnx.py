@@ -116,8 +116,7 @@ class OnnxRuntimeBackend(ChildBuiltBackend):
 
     def key_material(self, key: ProfileKey) -> dict[str, Any]:
         """Everything that makes a cached ONNX model of this profile invalid when it changes."""
-        step, shapes, _ = key
-        return self._key(step, shapes, torch=torch.__version__, onnxruntime=self._ort.__version__)
+        return self._key(*key, torch=torch.__version__, onnxruntime=self._ort.__version__)
 
     def _session(self, step: str, inputs: tuple[Tensor, ...], block: bool) -> Any | None:
         """The session of this profile, or None while (or because) its background export runs (or failed)."""

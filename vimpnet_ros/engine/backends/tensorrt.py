@@ -88,7 +88,8 @@ class TensorRTBackend(Backend):
         gpu = self.environment.gpu_name if self.environment else None
         if gpu is None and self.device.type == "cuda":
             gpu = device_identity(self.device)
-        return self._material(unit.step, unit.shapes, precision=self.precision, gpu=gpu, **runtime_versions())
+        key = profile_key(self.steps, unit.step, tuple(tuple(shape) for shape in unit.shapes))
+        return self._material(*key, precision=self.precision, gpu=gpu, **runtime_versions())
 
     def compile_settings(self) -> dict[str, Any]:
         """Keyword arguments for ``torch_tensorrt.compile`` (2.13: precision from autocast, not enabled_precisions)."""

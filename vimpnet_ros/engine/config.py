@@ -53,8 +53,8 @@ SIZE_MULTIPLE = 4
 AUTO_STAGE1_PASSES: dict[str, int] = {"cuda": 2, "cpu": 2}
 #: Stage-1 passes under auto for frames restored at another size than their own (a camera frame at the weights'
 #: scale): the change is enlarged back to the frame, and a second pass's share of it darkens the pixels between the
-#: streaks there (a 1280x720 downpour -1.0 dB, photographs -0.8 dB with 5 frames worse; docs/training.md, "Two
-#: stage-1 passes").
+#: streaks there (a 1280x720 downpour -1.0 dB, photographs -0.4 dB with a frame more made worse; docs/training.md,
+#: "Two stage-1 passes").
 RESIZED_STAGE1_PASSES = 1
 
 

@@ -134,7 +134,11 @@ class InferenceEngine:
         the weights' scale, ``RESIZED_STAGE1_PASSES``); the configured value before loading."""
         if self.model is None:
             return self.config.stage1_passes
-        return self._stage1_passes[self.geometry_for(height, width).resized]
+        return self._passes_at(self.geometry_for(height, width))
+
+    def _passes_at(self, geometry: FrameGeometry) -> int:
+        """Stage-1 passes for frames planned as ``geometry`` (loaded engines)."""
+        return self._stage1_passes[geometry.resized]
 
     @property
     def device(self) -> torch.device:
@@ -367,8 +371,8 @@ class InferenceEngine:
         outputs: list[Tensor | None] = [None] * len(jobs)
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, (window, (stream, _)) in enumerate(zip(windows, jobs, strict=True)):
-            passes = self._stage1_passes[stream.geometry is not None and stream.geometry.resized]
-            groups.setdefault((passes, *window[0].tiles.shape[1:]), []).append(index)
+            assert stream.geometry is not None  # a stream with a window to restore has frames, so a plan
+            groups.setdefault((self._passes_at(stream.geometry), *window[0].tiles.shape[1:]), []).append(index)
         with self._lock:
             for (passes, *_), members in groups.items():
                 self._use_stage1_passes(passes)

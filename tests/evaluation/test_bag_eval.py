@@ -15,6 +15,7 @@ from mcap_ros2.decoder import DecoderFactory
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from tests.bags.conftest import TINY, make_humble_like
+from tests.engine.conftest import moving_frames
 from vimpnet_ros.bags.images import make_header, message_to_rgb, stamp_ns
 from vimpnet_ros.bags.io import BagReader, BagWriter
 from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
@@ -258,8 +259,6 @@ def test_cli_writes_report_and_output_bag_together(
 
 def _write_custom_bag(path: Path) -> dict[int, np.ndarray]:
     """A bag as another team records it: image_raw + clean + drop_mask names, and a 12-bit mono16 camera."""
-    from tests.engine.conftest import moving_frames
-
     store = make_typestore()
     image_type = store.types["sensor_msgs/msg/Image"]
     frames = moving_frames(3, 24, 32)
@@ -411,3 +410,49 @@ def test_a_stop_signal_finishes_the_output_bag_and_the_report_with_what_was_done
         counts = {t.name: t.count for t in reader.topics()}
     assert counts["/camera/derained/image"] == 3 and counts["/camera/rain_status"] == 3
     assert [p.name for p in (tmp_path / "report").iterdir() if p.name.startswith(".")] == []  # no hidden debris
+
+
+def test_a_frame_decoded_smaller_is_scored_against_its_ground_truth_resized(checkpoint: Path, tmp_path: Path) -> None:
+    """A 1920x1080 camera starts at its size; a 3840x2160 frame among its frames is decoded smaller and scored.
+
+    The frame cost budget (``frame_cost_periods``, here a hundredth of a period) resizes the jump before
+    decoding; its ground truth is resized to it, the report names it, and the camera's own frames (the first
+    one too) keep their size.
+    """
+    store = make_typestore()
+    image_type = store.types["sensor_msgs/msg/Image"]
+    small = cv2.resize(moving_frames(1, 90, 160)[0], (1920, 1080), interpolation=cv2.INTER_LINEAR)
+    sizes = ((1920, 1080), (1920, 1080), (3840, 2160), (1920, 1080))
+    bag = tmp_path / "jump"
+    with BagWriter(bag, "mcap", store) as writer:
+        for k, (width, height) in enumerate(sizes):
+            stamp = 2_000_000_000 + k * 50_000_000
+            clean = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+            rainy = np.clip(clean.astype(int) + (k + 1) * 6, 0, 255).astype(np.uint8)
+            mask = np.zeros((height, width), np.uint8)
+            mask[height // 4 : height // 2, width // 4 : width // 2] = 255
+            for topic, pixels, encoding in (
+                ("/camera/image", rainy, "rgb8"),
+                ("/camera/gt/image", clean, "rgb8"),
+                ("/camera/gt/drop_mask", mask, "mono8"),
+            ):
+                data = np.ascontiguousarray(pixels).reshape(-1)
+                header = make_header(store, stamp, "camera")
+                step = data.size // height
+                msg = image_type(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+                                 step=step, data=data)  # fmt: skip
+                writer.write(topic, msg, stamp)
+    report_dir, out = tmp_path / "report", tmp_path / "out"
+    options = BagEvalOptions(output_bag=out, progress=False, samples=0)
+    report = evaluate_bag(bag, report_dir, _settings(checkpoint, frame_cost_periods=0.01), options).to_dict()
+    (topic,) = report["topics"]
+    assert topic["frames_with_gt"] == 4 and topic["frames_out"] == 4
+    assert any("/camera/image: 1 frame(s) decoded smaller" in note for note in report["notes"]), report["notes"]
+    frames = json.loads((report_dir / "report.json").read_text())["frames"]
+    assert all(f["psnr_in"] is not None and f["psnr_out"] is not None for f in frames)
+    assert [f["mask_iou"] is not None for f in frames] == [True] * 4
+    derained = [msg for _, msg in sorted(_images(out, "/camera/derained/image").items())]
+    assert [d.shape[:2] for d in derained[:2]] + [derained[3].shape[:2]] == [(1080, 1920)] * 3
+    height, width = derained[2].shape[:2]
+    assert height * width < 3840 * 2160 and abs(width / height - 16 / 9) < 0.01
+    assert "decoded smaller" in (report_dir / "report.md").read_text()

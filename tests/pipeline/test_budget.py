@@ -13,7 +13,6 @@ from vimpnet_ros.pipeline.budget import (
     FLOOR_PIXELS,
     FULL_SIZE_SHARE,
     PRIOR_SECONDS_PER_PIXEL,
-    START_PIXELS,
     FrameBudget,
     Inferred,
 )
@@ -62,11 +61,7 @@ def test_a_frame_far_over_the_running_size_gets_only_a_few_periods_more() -> Non
 def test_the_budget_follows_the_device_and_a_camera_that_really_changed_size() -> None:
     fresh = FrameBudget("cuda:0", NATIVE)
     assert fresh.seconds_per_pixel == PRIOR_SECONDS_PER_PIXEL["cuda"] and fresh.period_s == DEFAULT_PERIOD_S
-    assert fresh.allowed_pixels(3840, 2160, 3.0) == 0  # a GPU starts with 4K at no cost
-    cpu = FrameBudget("cpu", NATIVE)
-    assert cpu.allowed_pixels(3840, 2160, 3.0) < 3840 * 2160
-    assert cpu.allowed_pixels(1280, 720, 3.0) == 0
-    assert START_PIXELS["cpu"] == 1280 * 720
+    assert FrameBudget("cpu", NATIVE).seconds_per_pixel == PRIOR_SECONDS_PER_PIXEL["cpu"]
     budget = _camera(640, 480)
     for i in range(8, 20):  # the camera switched to 1920x1080 for good: the median follows
         budget.observe(1920, 1080, i * PERIOD_NS)
@@ -76,6 +71,19 @@ def test_the_budget_follows_the_device_and_a_camera_that_really_changed_size() -
     # a camera of tiny frames: their cost is overhead, not pixels; frames up to FLOOR_PIXELS are never bounded
     tiny = _camera(3, 5, seconds=0.3, inferred=NATIVE)
     assert tiny.allowed_pixels(128, 96, 3.0) == 0 and tiny.allowed_pixels(3500, 3500, 3.0) == FLOOR_PIXELS
+
+
+def test_a_camera_starts_at_its_own_size_and_is_judged_from_its_second_frame() -> None:
+    """No usual frame to compare the first with: the input limits bound it, on a CPU as on a GPU."""
+    for device, inferred in (("cpu", WEIGHTS), ("cpu", NATIVE), ("cuda:0", NATIVE)):
+        for width, height in ((1920, 1080), (3840, 2160)):
+            budget = FrameBudget(device, inferred)
+            assert budget.allowed_pixels(width, height, 3.0) == 0, (device, width, height)
+            budget.observe(width, height, 0)
+            assert budget.allowed_pixels(width, height, 3.0) == 0  # its second frame: the running size
+    cpu = FrameBudget("cpu", WEIGHTS)
+    cpu.observe(1280, 720, 0)  # a 1280x720 camera on a CPU: a 3500x3500 second frame is bounded already
+    assert 0 < cpu.allowed_pixels(3500, 3500, 3.0) < 3500 * 3500
 
 
 def test_at_the_weights_scale_the_full_size_work_still_prices_a_frame() -> None:

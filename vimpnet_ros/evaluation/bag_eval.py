@@ -42,6 +42,7 @@ from vimpnet_ros.errors import BagError, ConfigError, InputError
 from vimpnet_ros.evaluation.scoring import (
     FrameRecord,
     clean_json,
+    gt_resized_note,
     score_frame,
     summarize_quality,
     summarize_rain,
@@ -501,6 +502,7 @@ class _Evaluation:
 
     def finish(self, bag: str | Path, started: float) -> EvalReport:
         """The report of a completed run (BagError when a topic restored nothing)."""
+        notes: list[str] = []
         for state in self.states.values():
             whole = self.options.segment is None  # a segment's bad frames are counted as they are read
             state.report.bad_frames = state.camera.counters.bad_input if whole else state.report.bad_frames
@@ -512,6 +514,7 @@ class _Evaluation:
             report = state.report
             summarize_topic(report, state.records, self.settings.engine.window_size)
             report.throughput_fps = report.frames_out / state.process_s if state.process_s > 0 else None
+            notes += gt_resized_note(report.topic, state.records)
         return EvalReport(
             mode="offline",
             source_bag=str(bag),
@@ -524,6 +527,7 @@ class _Evaluation:
             working_sizes=self.engine.working_sizes(),
             wall_s=time.monotonic() - started,
             topic_counts={t.name: t.count for t in self.reader.topics()},
+            notes=notes,
         )
 
 
@@ -823,6 +827,7 @@ def evaluate_recording(
         notes=[
             "latency = recorder receive time - header stamp (stamped at publish by bag-play --restamp)",
             f"camera rate {run.camera_rate_hz:.1f} Hz; the node skips frames (latest wins) when inference is slower",
+            *gt_resized_note(run.input_topic, records),
         ],
     )
     if report_dir is not None:

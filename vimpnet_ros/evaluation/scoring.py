@@ -6,7 +6,9 @@ are removed, and whether the rest of the frame is kept); and the published raind
 precision, recall, IoU and F1 at the published threshold. The summary averages frames and
 also sums the mask's pixel counts over the topic, so its IoU weighs every pixel once; it also counts
 the frames the model made worse (``frames_worse``) and names the largest loss (``worst_psnr_gain``),
-which a mean over frames hides.
+which a mean over frames hides. A frame the node decoded smaller than its camera sent it (the
+frame cost budget, ``frame_cost_periods``) is scored against its ground truth resized to the same
+size, and named in the report's notes (:func:`gt_resized_note`); ground truth of another shape stops the scoring.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+import cv2
 import numpy as np
 
 from vimpnet_ros.bags.stats import Percentiles
@@ -66,6 +69,7 @@ class FrameRecord:
     latency_ms: float | None = None
     valid: bool = True
     counts: MaskCounts | None = None  # mask pixel counts, summed over the topic (not in report.json)
+    gt_resized: bool = False  # the frame was decoded smaller (frame cost budget): its GT resized to it
 
 
 def _or_none(value: float) -> float | None:
@@ -88,9 +92,15 @@ def score_frame(
     """
     if record.processing == "restored":
         record.psnr_vs_input = capped_psnr(derained, rainy)
-    if gt is not None:
-        if gt.shape != rainy.shape:
+    if gt is not None and gt.shape != rainy.shape:
+        if not _decoded_smaller(gt.shape, rainy.shape):
             raise InputError(f"ground truth {gt.shape} and frame {rainy.shape} differ in size on {record.topic}")
+        size = (rainy.shape[1], rainy.shape[0])
+        gt = cv2.resize(gt, size, interpolation=cv2.INTER_AREA)
+        if gt_mask is not None:
+            gt_mask = cv2.resize(gt_mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
+        record.gt_resized = True
+    if gt is not None:
         record.psnr_in, record.psnr_out = psnr(rainy, gt), psnr(derained, gt)
         if min(gt.shape[:2]) >= SSIM_MIN_SIZE:
             record.ssim_in, record.ssim_out = ssim(rainy, gt), ssim(derained, gt)
@@ -105,6 +115,17 @@ def score_frame(
         record.psnr_drop_out = _or_none(psnr_in_mask(derained, gt, gt_mask))
         record.psnr_clear_in = _or_none(psnr_outside_mask(rainy, gt, gt_mask))
         record.psnr_clear_out = _or_none(psnr_outside_mask(derained, gt, gt_mask))
+
+
+def _decoded_smaller(gt_shape: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether a frame of ``shape`` is its ground truth's ``gt_shape`` decoded smaller at the same aspect.
+
+    The budget scales both sides alike, each rounded (a JPEG decoded at 1/2, 1/4 or 1/8 scale rounds
+    up): the two sides' scales agree to a pixel of either.
+    """
+    (gt_h, gt_w), (h, w) = gt_shape[:2], shape[:2]
+    smaller = gt_shape[2:] == shape[2:] and h <= gt_h and w <= gt_w
+    return smaller and abs(h * gt_w - w * gt_h) <= max(gt_w, gt_h)
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -150,6 +171,17 @@ def summarize_quality(records: Sequence[FrameRecord]) -> dict[str, float | None]
         total = sum(counted, MaskCounts())
         quality.update({f"mask_{key}": _or_none(value) for key, value in total.scores().items()})
     return quality
+
+
+def gt_resized_note(topic: str, records: Sequence[FrameRecord]) -> list[str]:
+    """The report's note on ``topic``'s frames scored against resized ground truth (none if there are none)."""
+    resized = sum(r.gt_resized for r in records if r.topic == topic)
+    if not resized:
+        return []
+    return [
+        f"{topic}: {resized} frame(s) decoded smaller than sent (frame_cost_periods) were scored against their "
+        "ground truth resized to the same size"
+    ]
 
 
 def summarize_rain(records: Sequence[FrameRecord]) -> dict[str, float | int | None]:

@@ -12,6 +12,8 @@ engine. Levels, like diagnostic_updater's FrequencyStatus and TimeStampStatus:
 - output: WARN when the output rate falls below ``min_rate_fraction`` of the input rate or
   p95 end-to-end latency exceeds the budget; ERROR after ``error_after_failures``
   consecutive inference failures.
+- engine: ERROR when a turn began while another still ran (``overlapping_turns``: an inference
+  abandoned by a deactivate not fenced off from the next activation's first turn).
 """
 
 from __future__ import annotations

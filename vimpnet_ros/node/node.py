@@ -37,7 +37,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from vimpnet_ros.errors import ConfigError, EngineError, VimpnetError
 from vimpnet_ros.node.camera_io import CameraIO, CameraPublishers
-from vimpnet_ros.node.diagnostics import Thresholds, make_array, make_status
+from vimpnet_ros.node.diagnostics import ERROR, OK, Thresholds, make_array, make_status
 from vimpnet_ros.node.qos import DIAGNOSTICS_QOS, SERVICE_QOS, InputSubscription, create_output_publisher
 from vimpnet_ros.node.ros_params import ParameterBridge
 from vimpnet_ros.node.scheduler import Batch, InferenceWorker
@@ -101,6 +101,12 @@ class DerainCore:
         self._input_timer: Timer | None = None
         #: A stopped worker whose last turn still ran when processing stopped (its inference is abandoned).
         self._retiring: InferenceWorker | None = None
+        #: Turns running now, over this node's workers (an abandoned one included), and the turns that began while
+        #: another still ran: the fence in ``activate`` keeps that at 0 (two turns on the same streams raced and
+        #: held two inferences' memory); diagnostics report it as ``overlapping_turns``, an error when above 0.
+        self._turns_running = 0
+        self.overlapping_turns = 0
+        self._turns_lock = threading.Lock()
 
     @property
     def abandoned_inference(self) -> bool:
@@ -312,8 +318,18 @@ class DerainCore:
         engine, settings, worker = self.engine, self.params.settings, self.worker
         if engine is None or settings is None or worker is None:
             return
-        turns = [Turn(self.cameras[b.camera].pipeline, b.frames, b.discarded) for b in batches]
-        outputs = restore_turn(engine, turns, settings, self._now_ns)
+        with self._turns_lock:
+            overlapping = self._turns_running > 0
+            self._turns_running += 1
+            self.overlapping_turns += overlapping
+        if overlapping:
+            self.logger.error("a turn began while another still ran (an abandoned inference not fenced off)")
+        try:
+            turns = [Turn(self.cameras[b.camera].pipeline, b.frames, b.discarded) for b in batches]
+            outputs = restore_turn(engine, turns, settings, self._now_ns)
+        finally:
+            with self._turns_lock:
+                self._turns_running -= 1
         for pipeline, frame_outputs in outputs:
             if worker.stopping or not self.active or self.status_type is None:
                 return  # shutting down: the context may already be gone
@@ -353,8 +369,9 @@ class DerainCore:
             make_status(
                 f"{hardware_id}: engine",
                 hardware_id,
-                0,
-                "active" if self.active else "inactive",
+                ERROR if self.overlapping_turns else OK,
+                ("active" if self.active else "inactive")
+                + (f"; {self.overlapping_turns} turn(s) overlapped another" if self.overlapping_turns else ""),
                 [
                     ("model", settings.engine.model),
                     ("checkpoint", str(settings.engine.checkpoint or "shipped weights")),
@@ -369,6 +386,7 @@ class DerainCore:
                     ("working_sizes", engine.working_sizes()),
                     ("cameras", ", ".join(c.pipeline.label for c in self.cameras.values())),
                     ("pending_frames", str(self.worker.pending_count() if self.worker else 0)),
+                    ("overlapping_turns", str(self.overlapping_turns)),
                     ("building_in_background", ", ".join(engine.building()) or "none"),
                     ("enabled", str(settings.node.enabled).lower()),
                 ],

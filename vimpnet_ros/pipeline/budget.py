@@ -11,7 +11,11 @@ weights' scale or ``max_inference_pixels`` is inferred at that size, so this par
 growing there), and what is done at the frame's own size (decoding, mapping the network's
 change back, the drop fill, the output planes), ``FULL_SIZE_SHARE`` of an inferred pixel per
 declared pixel. A camera that really changed its size passes again once its running size
-(a median over ``HISTORY`` frames) has followed.
+(a median over ``HISTORY`` frames) has followed. A camera's first frame has no usual frames to
+be compared with: the input limits alone bound it (``max_input_pixels``), so that a camera of any
+size within them starts at its own size (priced against a guessed start size, a 1920x1080
+camera's first frame on a CPU was decoded at 1847x1039 and published at a size its
+``camera_info`` does not have).
 """
 
 from __future__ import annotations
@@ -40,8 +44,6 @@ FULL_SIZE_SHARE = 0.02
 #: Seconds per unit of work (an inferred pixel) assumed before the device has restored a frame (then measured): a
 #: 2-core AVX-512 CPU needs ~5e-6 with vimpnet_lite at 640x480; GPUs are about a thousand times faster.
 PRIOR_SECONDS_PER_PIXEL: dict[str, float] = {"cpu": 5e-6, "cuda": 5e-9}
-#: The size a camera may start with, per device kind, before its running size is known.
-START_PIXELS: dict[str, int] = {"cpu": 1280 * 720, "cuda": 3840 * 2160}
 #: Camera period assumed until two stamps are known [s] (the fastest common rate: the smallest budget).
 DEFAULT_PERIOD_S = 1 / 30
 #: Recent frames whose declared sizes and stamp steps make the running size and period (medians).
@@ -71,7 +73,6 @@ class FrameBudget:
         kind = "cuda" if device.startswith("cuda") else "cpu"
         self.inferred = inferred
         self.seconds_per_pixel = PRIOR_SECONDS_PER_PIXEL[kind]
-        self.start_pixels = START_PIXELS[kind]
         self._sizes: deque[int] = deque(maxlen=HISTORY)
         self._steps: deque[int] = deque(maxlen=HISTORY)
         self._last_stamp_ns: int | None = None
@@ -98,11 +99,13 @@ class FrameBudget:
         """Pixels a frame declaring ``width`` x ``height`` may keep; 0 when it is within the budget (or none is set).
 
         ``periods`` is ``frame_cost_periods`` (0 = no budget); the running size is taken at this frame's aspect,
-        and the answer is the largest size at this aspect whose work fits (never below ``FLOOR_PIXELS``).
+        and the answer is the largest size at this aspect whose work fits (never below ``FLOOR_PIXELS``). The
+        camera's first frame is not bounded here (the module docstring).
         """
-        if periods <= 0 or width * height <= FLOOR_PIXELS:
+        running = self.running_pixels
+        if periods <= 0 or width * height <= FLOOR_PIXELS or running is None:
             return 0
-        usual_scale = math.sqrt((self.running_pixels or self.start_pixels) / (width * height))
+        usual_scale = math.sqrt(running / (width * height))
         usual = self.work(*self._at(width, height, usual_scale))
         allowed = max(FLOOR_PIXELS, usual + periods * self.period_s / self.seconds_per_pixel)
         if self.work(width, height) <= allowed:

@@ -456,3 +456,22 @@ def test_a_frame_decoded_smaller_is_scored_against_its_ground_truth_resized(chec
     height, width = derained[2].shape[:2]
     assert height * width < 3840 * 2160 and abs(width / height - 16 / 9) < 0.01
     assert "decoded smaller" in (report_dir / "report.md").read_text()
+
+
+def test_ground_truth_of_another_aspect_stops_the_scoring_with_both_sizes() -> None:
+    """Only a frame decoded smaller at its ground truth's aspect is scored against it resized; anything else is a
+    wrong ground-truth topic, and silently resizing it would score the wrong picture."""
+    from vimpnet_ros.errors import InputError
+    from vimpnet_ros.evaluation.scoring import FrameRecord, score_frame
+
+    gt = np.full((1080, 1920, 3), 100, np.uint8)
+    mask = np.zeros((1039, 1847), np.uint8)
+    record = FrameRecord(topic="/camera/image", index=0, stamp_ns=0)
+    frame = np.full((1039, 1847, 3), 110, np.uint8)  # 1920x1080 decoded smaller: scored
+    score_frame(record, frame, frame, mask, gt, np.zeros((1080, 1920), bool))
+    assert record.gt_resized and record.psnr_in == pytest.approx(28.13, abs=0.01)
+    for shape in ((1080, 1440, 3), (1200, 1920, 3), (1080, 1920)):  # 4:3, taller, a mono plane
+        wrong = np.full(shape, 110, np.uint8)
+        with pytest.raises(InputError, match=r"differ in size on /camera/image"):
+            score_frame(FrameRecord(topic="/camera/image", index=0, stamp_ns=0), wrong, wrong,
+                        np.zeros(shape[:2], np.uint8), gt, None)  # fmt: skip

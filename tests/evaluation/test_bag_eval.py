@@ -16,7 +16,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from tests.bags.conftest import TINY, make_humble_like
 from tests.engine.conftest import moving_frames
-from vimpnet_ros.bags.images import make_header, message_to_rgb, stamp_ns
+from vimpnet_ros.bags.images import array_to_image, make_header, message_to_rgb, stamp_ns
 from vimpnet_ros.bags.io import BagReader, BagWriter
 from vimpnet_ros.bags.sample import SampleBagConfig, write_sample_bag
 from vimpnet_ros.bags.typestore import make_typestore
@@ -420,7 +420,6 @@ def test_a_frame_decoded_smaller_is_scored_against_its_ground_truth_resized(chec
     one too) keep their size.
     """
     store = make_typestore()
-    image_type = store.types["sensor_msgs/msg/Image"]
     small = cv2.resize(moving_frames(1, 90, 160)[0], (1920, 1080), interpolation=cv2.INTER_LINEAR)
     sizes = ((1920, 1080), (1920, 1080), (3840, 2160), (1920, 1080))
     bag = tmp_path / "jump"
@@ -436,12 +435,7 @@ def test_a_frame_decoded_smaller_is_scored_against_its_ground_truth_resized(chec
                 ("/camera/gt/image", clean, "rgb8"),
                 ("/camera/gt/drop_mask", mask, "mono8"),
             ):
-                data = np.ascontiguousarray(pixels).reshape(-1)
-                header = make_header(store, stamp, "camera")
-                step = data.size // height
-                msg = image_type(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
-                                 step=step, data=data)  # fmt: skip
-                writer.write(topic, msg, stamp)
+                writer.write(topic, array_to_image(store, pixels, encoding, make_header(store, stamp, "camera")), stamp)
     report_dir, out = tmp_path / "report", tmp_path / "out"
     options = BagEvalOptions(output_bag=out, progress=False, samples=0)
     report = evaluate_bag(bag, report_dir, _settings(checkpoint, frame_cost_periods=0.01), options).to_dict()
